@@ -1,0 +1,3 @@
+"""Public names of the notebook layer (magics, dashboards, progress), each mapped to its home module."""
+
+NAMES: dict[str, str] = {}
