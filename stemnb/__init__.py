@@ -12,11 +12,12 @@ from typing import Any
 
 from ._api_notebook import NAMES as _NOTEBOOK
 from ._api_runtime import NAMES as _RUNTIME
+from ._api_taskdata import NAMES as _TASKDATA
 from ._api_tasks import NAMES as _TASKS
 
 __version__ = "0.1.0"
 
-_HOME: dict[str, str] = {**_RUNTIME, **_TASKS, **_NOTEBOOK}
+_HOME: dict[str, str] = {**_RUNTIME, **_TASKDATA, **_TASKS, **_NOTEBOOK}
 
 __all__ = sorted(_HOME)
 
