@@ -1,3 +1,18 @@
 """Public names of the task queue's data layer (brokers, backends, stores, limiter, signing, encoders)."""
 
-NAMES: dict[str, str] = {}
+NAMES: dict[str, str] = {
+    # envelopes and the broker interface
+    "Envelope": "._envelope",
+    "Delivery": "._envelope",
+    "new_task_id": "._envelope",
+    "MalformedEnvelopeError": "._exceptions",
+    "Broker": "._broker",
+    "Consumer": "._broker",
+    "DeadLetterEntry": "._broker",
+    # result backend interface
+    "ResultBackend": "._backend",
+    "TaskState": "._backend",
+    "TaskStatus": "._backend",
+    "GroupStatus": "._backend",
+    "WorkerHeartbeat": "._backend",
+}

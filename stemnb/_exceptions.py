@@ -146,3 +146,7 @@ class UnknownTaskError(TaskError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class MalformedEnvelopeError(TaskError, ValueError):
+    """A task envelope (or its dict form) is missing a field or has an invalid value."""
