@@ -1,3 +1,6 @@
 """Public names of the notebook layer (magics, dashboards, progress), each mapped to its home module."""
 
-NAMES: dict[str, str] = {}
+NAMES: dict[str, str] = {
+    "progress": "._progress",
+    "ProgressBar": "._progress",
+}
