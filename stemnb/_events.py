@@ -1,0 +1,179 @@
+"""Worker events: their types, the event record, and the hub that fans them out to listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import logging
+import queue as _queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+log = logging.getLogger("stemnb.worker")
+
+
+class WorkerEventType(str, enum.Enum):
+    """What a :class:`WorkerEvent` reports.
+
+    The first eight are Stem's event types; the rest are Stem's "signals" (task and worker
+    lifecycle), delivered on the same stream.
+    """
+
+    HEARTBEAT = "heartbeat"
+    PROGRESS = "progress"
+    TIMEOUT = "timeout"
+    COMPLETED = "completed"
+    RETRIED = "retried"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    ERROR = "error"
+    RECEIVED = "received"
+    PRERUN = "prerun"
+    POSTRUN = "postrun"
+    DEAD_LETTERED = "dead_lettered"
+    WORKER_INIT = "worker_init"
+    WORKER_READY = "worker_ready"
+    WORKER_STOPPING = "worker_stopping"
+    WORKER_SHUTDOWN = "worker_shutdown"
+    WORKER_HEARTBEAT = "worker_heartbeat"
+    CHILD_INIT = "child_init"
+    CHILD_SHUTDOWN = "child_shutdown"
+    RECYCLED = "recycled"
+    SCALED = "scaled"
+    CONTROL_RECEIVED = "control_received"
+    CONTROL_COMPLETED = "control_completed"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerEvent:
+    """One worker event.
+
+    ``task_id``/``name``/``attempt``/``queue`` describe the task (None for worker events);
+    ``data`` carries details (progress data, retry delay, recycle reason, ...); ``error`` the
+    exception for failures, retries and errors.
+    """
+
+    type: WorkerEventType
+    worker_id: str
+    task_id: str | None = None
+    name: str | None = None
+    attempt: int | None = None
+    queue: str | None = None
+    progress: float | None = None
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    error: BaseException | None = None
+    envelope: Any = None
+    timestamp: float = dataclasses.field(default_factory=time.time)
+
+
+_STOP = object()
+
+
+class Subscription:
+    """A listener's handle: ``cancel()`` stops delivery (idempotent)."""
+
+    def __init__(self, hub: EventHub, sink: Callable[[Any], None]) -> None:
+        self._hub = hub
+        self._sink = sink
+
+    def cancel(self) -> None:
+        """Stop delivering events to this listener."""
+        self._hub._remove(self._sink)
+
+
+class EventHub:
+    """Fans events out to callbacks, blocking iterators and ``async for`` loops.
+
+    Callbacks run on the thread that emits; an exception in one is logged and contained.
+    ``close()`` ends every iterator (idempotent).
+    """
+
+    def __init__(self) -> None:
+        self._sinks: list[Callable[[Any], None]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def listen(self, callback: Callable[[WorkerEvent], Any]) -> Subscription:
+        """Call ``callback(event)`` for each later event. Returns a Subscription."""
+
+        def sink(item: Any) -> None:
+            if item is not _STOP:
+                callback(item)
+
+        self._add(sink)
+        return Subscription(self, sink)
+
+    def emit(self, event: WorkerEvent) -> None:
+        """Deliver ``event`` to every listener."""
+        for sink in list(self._sinks):
+            try:
+                sink(event)
+            except Exception:  # a listener's bug must not break the worker
+                log.exception("worker event listener failed on %s", event.type.value)
+
+    def close(self) -> None:
+        """End every iterator; later events go nowhere."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            sinks = list(self._sinks)
+        for sink in sinks:
+            try:
+                sink(_STOP)
+            except Exception:
+                log.exception("worker event sink failed at close")
+
+    def __iter__(self) -> Iterator[WorkerEvent]:
+        """Blocking iteration over later events; ends when the hub closes."""
+        q: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
+        self._add(q.put)
+        try:
+            while True:
+                item = q.get()
+                if item is _STOP:
+                    return
+                yield item
+        finally:
+            self._remove(q.put)
+
+    def __aiter__(self) -> AsyncIterator[WorkerEvent]:
+        return self._aiter()
+
+    async def _aiter(self) -> AsyncIterator[WorkerEvent]:
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[Any] = asyncio.Queue()
+
+        def sink(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(q.put_nowait, item)
+            except RuntimeError:  # the loop closed under us
+                pass
+
+        self._add(sink)
+        try:
+            while True:
+                item = await q.get()
+                if item is _STOP:
+                    return
+                yield item
+        finally:
+            self._remove(sink)
+
+    def _add(self, sink: Callable[[Any], None]) -> None:
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._sinks.append(sink)
+        if closed:
+            sink(_STOP)
+
+    def _remove(self, sink: Callable[[Any], None]) -> None:
+        with self._lock:
+            try:
+                self._sinks.remove(sink)
+            except ValueError:
+                pass
