@@ -9,10 +9,12 @@ NAMES: dict[str, str] = {
     "Broker": "._broker",
     "Consumer": "._broker",
     "DeadLetterEntry": "._broker",
+    "InMemoryBroker": "._brokers.memory",
     # result backend interface
     "ResultBackend": "._backend",
     "TaskState": "._backend",
     "TaskStatus": "._backend",
     "GroupStatus": "._backend",
     "WorkerHeartbeat": "._backend",
+    "InMemoryResultBackend": "._backends.memory",
 }

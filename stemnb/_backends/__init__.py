@@ -1,0 +1,1 @@
+"""Result-backend implementations (the interface is ``stemnb._backend``)."""

@@ -1,0 +1,1 @@
+"""Broker implementations (the interface is ``stemnb._broker``)."""
