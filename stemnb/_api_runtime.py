@@ -9,4 +9,13 @@ NAMES: dict[str, str] = {
     "ClosedError": "._exceptions",
     "CapabilityError": "._exceptions",
     "SharedMemoryError": "._exceptions",
+    "SharedMemoryWarning": "._exceptions",
+    "Future": "._future",
+    "IsolatePool": "._pool",
+    "IsolateRecycleReason": "._pool_types",
+    "IsolateRecycleEvent": "._pool_types",
+    "PoolStatistics": "._pool_types",
+    "IsolateInfo": "._pool_types",
+    "run": "._run",
+    "default_pool": "._run",
 }

@@ -148,5 +148,9 @@ class UnknownTaskError(TaskError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class SharedMemoryWarning(UserWarning):
+    """Shared memory was unavailable (``/dev/shm`` too small or full); data went through a pipe."""
+
+
 class MalformedEnvelopeError(TaskError, ValueError):
     """A task envelope (or its dict form) is missing a field or has an invalid value."""

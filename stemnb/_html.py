@@ -32,7 +32,7 @@ STATE_COLOURS: dict[str, str] = {
     "killed": ERROR, "timeout": ERROR,
 }
 
-POOL_FIELDS = ("size", "idle", "busy", "queued", "submitted", "completed", "failed",
+POOL_FIELDS = ("size", "starting", "idle", "busy", "queued", "submitted", "completed", "failed",
                "cancelled", "recycled")
 ISOLATE_HEADERS = ("name", "pid", "state", "tasks", "RSS", "current call")
 _SPARK = "▁▂▃▄▅▆▇█"
@@ -106,8 +106,8 @@ def table_text(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, empty: 
     if not cells:
         return "  ".join(headers) + f"\n({empty})"
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
     return "\n".join(lines)
 
 

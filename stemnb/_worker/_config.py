@@ -120,3 +120,36 @@ def _secs(value: Any) -> float:
     if hasattr(value, "total_seconds"):
         return float(value.total_seconds())
     return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingSubscription:
+    """The queues (and broadcast channels) a worker consumes; the first queue is its primary."""
+
+    queues: tuple[str, ...] = ("default",)
+    broadcasts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        queues = (self.queues,) if isinstance(self.queues, str) else tuple(self.queues)
+        if not queues or not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"a subscription needs at least one non-empty queue name, got {self.queues!r}")
+        object.__setattr__(self, "queues", queues)
+        broadcasts = (self.broadcasts,) if isinstance(self.broadcasts, str) else tuple(self.broadcasts)
+        object.__setattr__(self, "broadcasts", broadcasts)
+
+    @classmethod
+    def resolve(cls, value: Any, default_queue: str) -> RoutingSubscription:
+        """Build from None (the default queue), a queue name, a list of names or a subscription."""
+        if value is None:
+            return cls((default_queue,))
+        if isinstance(value, RoutingSubscription):
+            return value
+        return cls(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservabilityConfig:
+    """Observability overrides: the worker heartbeat interval (seconds) and namespace."""
+
+    heartbeat_interval: float | None = None
+    namespace: str | None = None

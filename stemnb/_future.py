@@ -1,0 +1,103 @@
+"""``stemnb.Future``: a ``concurrent.futures.Future`` that is also awaitable and can stop running work."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+from collections.abc import Callable, Generator
+from concurrent.futures._base import CANCELLED, FINISHED, PENDING, RUNNING
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Future(cf.Future, Generic[T]):
+    """The result of work running elsewhere: ``.result()`` in a script, ``await`` in a notebook.
+
+    Unlike a plain ``concurrent.futures.Future``, :meth:`cancel` also stops work that is already
+    *running*, by ending the process that runs it (other work is not affected). A
+    ``KeyboardInterrupt`` while blocked in :meth:`result` cancels this work and the other work
+    started by the same notebook cell, then propagates.
+    """
+
+    def __init__(self, debug_name: str | None = None) -> None:
+        super().__init__()
+        self.debug_name = debug_name
+        self._stop_running: Callable[[], None] | None = None
+        self.origin: Any = None
+
+    # -- running-work cancellation -------------------------------------------------------------
+    def _set_stopper(self, stop: Callable[[], None] | None) -> None:
+        """Install how to stop this work once it runs (the owner calls this at dispatch)."""
+        self._stop_running = stop
+
+    def cancel(self) -> bool:
+        """Cancel the work; if it is running, end the process running it. True if cancelled."""
+        with self._condition:
+            state = self._state
+            if state == FINISHED:
+                return False
+            if state in (CANCELLED, "CANCELLED_AND_NOTIFIED"):
+                return True
+            if state == RUNNING and self._stop_running is None:
+                return False
+            stop = self._stop_running if state == RUNNING else None
+            self._state = CANCELLED
+            self._condition.notify_all()
+        self._invoke_callbacks()
+        if stop is not None:
+            stop()
+        return True
+
+    # -- safe completion (work may finish after a cancel raced it) -------------------------------
+    def _settle(self, result: Any = None, exception: BaseException | None = None) -> bool:
+        """Set the outcome unless the future is already cancelled or done; True if it was set."""
+        with self._condition:
+            if self._state not in (PENDING, RUNNING):
+                return False
+            if self._state == PENDING:
+                self._state = RUNNING
+        try:
+            if exception is not None:
+                self.set_exception(exception)
+            else:
+                self.set_result(result)
+        except cf.InvalidStateError:
+            return False
+        return True
+
+    # -- waiting -------------------------------------------------------------------------------
+    def result(self, timeout: float | None = None) -> T:
+        """Wait for and return the result; raise the work's exception, TimeoutError or CancelledError."""
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        try:
+            return super().exception(timeout)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
+
+    def _interrupted(self) -> None:
+        from ._interrupt import cancel_origin
+
+        self.cancel()
+        cancel_origin(self.origin)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        name = f" {self.debug_name!r}" if self.debug_name else ""
+        with self._condition:
+            state = self._state
+        return f"<stemnb.Future{name} state={state.lower()}>"
+
+    def _repr_html_(self) -> str:
+        from ._html import render_future
+
+        return render_future(self)

@@ -1,0 +1,622 @@
+"""``IsolatePool``: a warm pool of processes running one-shot calls (``Isolate.run``).
+
+Each process has its own connection to the pool and at most one call at a time, so a call can be
+stopped (timeout, ``Future.cancel()``, a kernel interrupt) by ending the process that runs it; the
+pool then starts a replacement and no other call notices. Arguments and results are pickled with
+cloudpickle in the caller's thread (errors surface at the call site); large buffers go through
+shared-memory segments the pool and its processes reuse.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ._exceptions import ClosedError, IsolateExitedError, RemoteError, RemoteTraceback, SerializationError
+from ._future import Future
+from ._interrupt import remember
+from ._output import capture_origin
+from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason, PoolStatistics
+from ._process import ChildProcess, start_child, wait_connected
+from ._runtime import ensure_started, track_closeable
+from ._serialize import Payload, discard, dumps, loads
+from ._shm import SegmentCache, SegmentRef, sweep_pid
+from ._timers import TimerHandle, call_later
+
+_pool_ids = itertools.count(1)
+_MAX_SPAWN_FAILURES = 3
+
+
+class _Call:
+    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin")
+
+    def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
+        self.id = cid
+        self.future = future
+        self.payload = payload
+        self.timeout = timeout
+        self.name = name
+        self.timer: TimerHandle | None = None
+        self.origin = future.origin
+
+
+class _Worker:
+    __slots__ = ("name", "child", "state", "tasks_done", "rss", "call", "started", "stop_reason",
+                 "kill_reason", "lent", "released", "send_lock", "thread")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.child: ChildProcess | None = None
+        self.state = "starting"
+        self.tasks_done = 0
+        self.rss = 0
+        self.call: _Call | None = None
+        self.started: float | None = None
+        self.stop_reason: IsolateRecycleReason | None = None  # stop after the current call
+        self.kill_reason: IsolateRecycleReason | None = None  # we killed it
+        self.lent: set[str] = set()  # our argument segments it may still map
+        self.released: collections.deque[str] = collections.deque()  # its result segments we dropped
+        self.send_lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child else None
+
+    def send(self, msg: tuple) -> None:
+        assert self.child is not None and self.child.conn is not None
+        data = pickle.dumps(msg, protocol=5)
+        with self.send_lock:
+            self.child.conn.send_bytes(data)
+
+
+class IsolatePool:
+    """A warm, reusable pool of worker processes for one-shot calls.
+
+    Args:
+        size: number of processes; default ``loky.cpu_count()`` (which respects cgroup limits).
+        debug_name: prefix of the processes' debug names.
+        max_tasks_per_isolate: recycle a process after this many calls.
+        max_memory_per_isolate: recycle a process whose RSS exceeds this many bytes after a call.
+        writable_arrays: map received arrays copy-on-write (writable) instead of read-only.
+
+    Raises:
+        ValueError: for a size or limit below 1.
+    """
+
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        debug_name: str | None = None,
+        max_tasks_per_isolate: int | None = None,
+        max_memory_per_isolate: int | None = None,
+        writable_arrays: bool = False,
+    ) -> None:
+        if size is None:
+            from loky import cpu_count
+
+            size = cpu_count()
+        _check_positive("size", size)
+        for label, value in (("max_tasks_per_isolate", max_tasks_per_isolate),
+                             ("max_memory_per_isolate", max_memory_per_isolate)):
+            if value is not None:
+                _check_positive(label, value)
+        ensure_started()
+        self.debug_name = debug_name or f"pool{next(_pool_ids)}"
+        self.max_tasks_per_isolate = max_tasks_per_isolate
+        self.max_memory_per_isolate = max_memory_per_isolate
+        self._config = {"writable_arrays": writable_arrays}
+        self._lock = threading.RLock()
+        self._target = size
+        self._state = "running"
+        self._queue: collections.deque[_Call] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._call_ids = itertools.count()
+        self._worker_ids = itertools.count(1)
+        self._cache = SegmentCache()
+        self._counts = collections.Counter()
+        self._spawn_failures = 0
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {"recycle": [], "spawned": [], "disposed": []}
+        self._all_stopped = threading.Condition(self._lock)
+        with self._lock:
+            for _ in range(size):
+                self._spawn_locked()
+        track_closeable(self)
+
+    # ------------------------------------------------------------------ submitting
+    def run(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+            debug_name: str | None = None, **kwargs: Any) -> Future:
+        """Run ``fn(*args, **kwargs)`` in one of the pool's processes.
+
+        Returns a :class:`~stemnb.Future`. ``timeout`` (seconds, counted from when the call starts
+        running) is a hard limit: the process is ended and the future raises ``TimeoutError``.
+        Raises TypeError if ``fn`` is not callable, SerializationError if the call cannot be
+        pickled, ClosedError if the pool is closed.
+        """
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        self._check_open()
+        payload = self._dump_call(fn, args, kwargs)
+        name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
+        future: Future = Future(debug_name=name)
+        remember(future, capture_origin())
+        call = _Call(next(self._call_ids), future, payload, timeout, name)
+        with self._lock:
+            if self._state != "running" and self._state != "paused":
+                discard(payload, self._cache)
+                raise ClosedError(f"pool {self.debug_name!r} is closed")
+            self._counts["submitted"] += 1
+            self._queue.append(call)
+            self._pump_locked()
+        return future
+
+    submit = run
+
+    def _dump_call(self, fn: Callable, args: tuple, kwargs: dict) -> Payload:
+        try:
+            return dumps((fn, args, kwargs), what="call", cache=self._cache)
+        except SerializationError as exc:
+            raise _blame(fn, args, kwargs, exc) from exc.__cause__
+
+    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1,
+            timeout: float | None = None) -> Iterator[Any]:
+        """Like ``map(fn, iterable)``, in parallel; results come in input order.
+
+        Items are sent in chunks of ``chunksize``. The first failing call's exception is raised
+        when its result is reached; closing the iterator early cancels the remaining calls.
+        """
+        _check_positive("chunksize", chunksize)
+        futures = [self.run(_apply_chunk, fn, chunk, timeout=timeout, debug_name=_fn_name(fn))
+                   for chunk in _chunks(iterable, chunksize)]
+        return _ordered(futures)
+
+    def imap_unordered(self, fn: Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1) -> Iterator[Any]:
+        """Like :meth:`map`, but yields each result as soon as it is ready."""
+        _check_positive("chunksize", chunksize)
+        futures = [self.run(_apply_chunk, fn, chunk, debug_name=_fn_name(fn))
+                   for chunk in _chunks(iterable, chunksize)]
+        return _unordered(futures)
+
+    # ------------------------------------------------------------------ dispatching
+    def _pump_locked(self) -> None:
+        while self._queue and self._idle and self._state == "running":
+            call = self._queue.popleft()
+            if not call.future.set_running_or_notify_cancel():
+                discard(call.payload, self._cache)
+                self._counts["cancelled"] += 1
+                continue
+            worker = self._idle.pop()
+            self._dispatch_locked(worker, call)
+
+    def _dispatch_locked(self, worker: _Worker, call: _Call) -> None:
+        worker.state = "busy"
+        worker.call = call
+        worker.started = time.time()
+        names = [b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot]
+        worker.lent.update(names)
+        released = []
+        while worker.released:
+            released.append(worker.released.popleft())
+        call.future._set_stopper(lambda: self._kill(worker, call, IsolateRecycleReason.CANCELLED))
+        if call.timeout is not None:
+            call.timer = call_later(call.timeout, lambda: self._time_out(worker, call))
+        try:
+            worker.send(("call", call.id, call.payload, released))
+        except OSError:
+            worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
+            if worker.child:
+                worker.child.kill()  # its reader thread settles the call
+
+    def _time_out(self, worker: _Worker, call: _Call) -> None:
+        err = TimeoutError(f"call {call.name!r} exceeded its time limit of {call.timeout}s and was stopped")
+        if call.future._settle(exception=err):
+            self._kill(worker, call, IsolateRecycleReason.TIME_LIMIT)
+
+    def _kill(self, worker: _Worker, call: _Call, reason: IsolateRecycleReason) -> None:
+        with self._lock:
+            if worker.call is not call:
+                return
+            worker.kill_reason = worker.kill_reason or reason
+            if reason is IsolateRecycleReason.CANCELLED:
+                self._counts["cancelled"] += 1
+        if worker.child is not None:
+            worker.child.kill()
+
+    # ------------------------------------------------------------------ worker threads
+    def _spawn_locked(self) -> None:
+        worker = _Worker(f"{self.debug_name}-{next(self._worker_ids)}")
+        self._workers.append(worker)
+        worker.thread = threading.Thread(target=self._serve_worker, args=(worker,), daemon=True,
+                                         name=f"stemnb-{worker.name}")
+        worker.thread.start()
+
+    def _serve_worker(self, worker: _Worker) -> None:
+        try:
+            worker.child = start_child("pool", self._config, name=worker.name).result()
+            wait_connected(worker.child)
+        except BaseException as exc:  # noqa: BLE001
+            self._spawn_failed(worker, exc)
+            return
+        self._emit("spawned", worker.pid)
+        with self._lock:
+            self._spawn_failures = 0
+            if worker.stop_reason is not None or self._state in ("closing", "closed"):
+                self._stop_locked(worker, worker.stop_reason or IsolateRecycleReason.SHUTDOWN)
+            else:
+                worker.state = "idle"
+                self._idle.append(worker)
+                self._pump_locked()
+        self._read(worker)
+        self._worker_ended(worker)
+
+    def _read(self, worker: _Worker) -> None:
+        conn = worker.child.conn  # type: ignore[union-attr]
+        while True:
+            try:
+                msg = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if msg[0] == "out":
+                self._output(worker, msg[2], msg[3])
+            else:
+                self._finished(worker, msg)
+
+    def _output(self, worker: _Worker, stream: str, text: str) -> None:
+        call = worker.call
+        if call is not None and call.origin is not None:
+            call.origin.write(stream, text)
+        else:
+            capture_origin().write(stream, text)
+
+    def _finished(self, worker: _Worker, msg: tuple) -> None:
+        with self._lock:
+            call = worker.call
+            worker.call = None
+            worker.started = None
+            worker.tasks_done += 1
+            for name in msg[-1]:
+                worker.lent.discard(name)
+                self._cache.release(name)
+        if call is None:
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+        call.future._set_stopper(None)
+        if msg[0] == "ok":
+            worker.rss = msg[3]
+            self._settle_ok(worker, call, msg[2])
+        else:
+            worker.rss = msg[6]
+            self._settle_err(call, *msg[2:6])
+        with self._lock:
+            reason = self._recycle_reason(worker)
+            if reason is not None:
+                self._stop_locked(worker, reason)
+            elif worker.kill_reason is None:
+                worker.state = "idle"
+                self._idle.append(worker)
+            self._pump_locked()
+
+    def _settle_ok(self, worker: _Worker, call: _Call, payload: Payload) -> None:
+        released = worker.released
+        try:
+            value = loads(payload, what="result", writable=self._config["writable_arrays"],
+                          on_release=released.append)
+        except SerializationError as exc:
+            self._count_outcome(call.future._settle(exception=exc), "failed")
+            return
+        self._count_outcome(call.future._settle(value), "completed")
+
+    def _settle_err(self, call: _Call, data: bytes | None, type_name: str, message: str, tb: str) -> None:
+        exc: BaseException
+        try:
+            exc = pickle.loads(data) if data is not None else RemoteError(type_name, message, tb)
+        except Exception:  # noqa: BLE001 - the class may not exist here
+            exc = RemoteError(type_name, message, tb)
+        if not isinstance(exc, RemoteError):
+            exc.__cause__ = RemoteTraceback(tb)
+        self._count_outcome(call.future._settle(exception=exc), "failed")
+
+    def _count_outcome(self, settled: bool, what: str) -> None:
+        if settled:
+            with self._lock:
+                self._counts[what] += 1
+
+    def _recycle_reason(self, worker: _Worker) -> IsolateRecycleReason | None:
+        if worker.stop_reason is not None:
+            return worker.stop_reason
+        if self._state in ("closing", "closed"):
+            return IsolateRecycleReason.SHUTDOWN
+        if self.max_tasks_per_isolate is not None and worker.tasks_done >= self.max_tasks_per_isolate:
+            return IsolateRecycleReason.MAX_TASKS
+        if self.max_memory_per_isolate is not None and worker.rss >= self.max_memory_per_isolate:
+            return IsolateRecycleReason.MEMORY
+        return None
+
+    def _stop_locked(self, worker: _Worker, reason: IsolateRecycleReason) -> None:
+        """Ask an idle worker to exit; its reader thread sees the end."""
+        worker.stop_reason = reason
+        worker.state = "recycling"
+        if worker in self._idle:
+            self._idle.remove(worker)
+        try:
+            worker.send(("stop",))
+        except OSError:
+            pass
+
+    def _worker_ended(self, worker: _Worker) -> None:
+        child = worker.child
+        assert child is not None
+        exitcode = child.join(10.0)
+        with self._lock:
+            call, worker.call = worker.call, None
+            if worker in self._idle:
+                self._idle.remove(worker)
+            self._workers.remove(worker)
+            for name in worker.lent:
+                self._cache.release(name)  # its mapping is gone with it
+            worker.lent.clear()
+            reason = worker.kill_reason or worker.stop_reason or IsolateRecycleReason.CRASHED
+            worker.state = "dead"
+        sweep_pid(child.pid)
+        if call is not None:
+            if call.timer is not None:
+                call.timer.cancel()
+            err = self._death_error(worker, reason, exitcode)
+            self._count_outcome(call.future._settle(exception=err), "failed")
+        event = IsolateRecycleEvent(reason, child.pid, worker.tasks_done, worker.rss or None, exitcode)
+        with self._lock:
+            self._counts["recycled"] += 1
+            if self._state == "running" or self._state == "paused":
+                while len(self._workers) < self._target:
+                    self._spawn_locked()
+            if not self._workers:
+                self._all_stopped.notify_all()
+        self._emit("recycle", event)
+        self._emit("disposed", child.pid)
+
+    def _death_error(self, worker: _Worker, reason: IsolateRecycleReason, exitcode: int | None) -> BaseException:
+        if reason is IsolateRecycleReason.SHUTDOWN:
+            return ClosedError(f"pool {self.debug_name!r} was closed while the call was running")
+        if reason is IsolateRecycleReason.KILLED:
+            return IsolateExitedError(f"isolate {worker.name!r} (pid {worker.pid}) was killed by kill_isolate()",
+                                      exitcode=exitcode, pid=worker.pid)
+        return IsolateExitedError.for_exit(f"isolate {worker.name!r}", worker.pid, exitcode)
+
+    def _spawn_failed(self, worker: _Worker, exc: BaseException) -> None:
+        with self._lock:
+            self._workers.remove(worker)
+            self._spawn_failures += 1
+            give_up = self._spawn_failures >= _MAX_SPAWN_FAILURES or self._state not in ("running", "paused")
+            failed = list(self._queue) if give_up and not self._workers else []
+            if failed:
+                self._queue.clear()
+            if not give_up:
+                self._spawn_locked()
+            if not self._workers:
+                self._all_stopped.notify_all()
+        for call in failed:
+            discard(call.payload, self._cache)
+            if call.future.set_running_or_notify_cancel():
+                call.future._settle(exception=IsolateExitedError(f"could not start a pool process: {exc}"))
+
+    # ------------------------------------------------------------------ control
+    def resize(self, size: int) -> None:
+        """Grow or shrink the pool to ``size`` processes; busy ones stop after their call."""
+        _check_positive("size", size)
+        with self._lock:
+            self._check_open()
+            self._target = size
+            live = [w for w in self._workers if w.stop_reason is None and w.kill_reason is None]
+            for _ in range(size - len(live)):
+                self._spawn_locked()
+            surplus = len(live) - size
+            order = sorted(live, key=lambda w: {"idle": 0, "starting": 1}.get(w.state, 2))
+            for worker in order[:max(surplus, 0)]:
+                if worker.state == "idle":
+                    self._stop_locked(worker, IsolateRecycleReason.SCALE_DOWN)
+                else:
+                    worker.stop_reason = IsolateRecycleReason.SCALE_DOWN
+
+    def pause(self) -> None:
+        """Stop starting queued calls (running calls go on)."""
+        with self._lock:
+            self._check_open()
+            self._state = "paused"
+            for worker in self._idle:
+                worker.state = "paused"
+
+    def resume(self) -> None:
+        """Start queued calls again after :meth:`pause`."""
+        with self._lock:
+            self._check_open()
+            self._state = "running"
+            for worker in self._idle:
+                worker.state = "idle"
+            self._pump_locked()
+
+    def kill_isolate(self, pid: int) -> None:
+        """End the process ``pid`` now; its running call fails with IsolateExitedError.
+
+        Raises ValueError if ``pid`` is not one of this pool's processes.
+        """
+        with self._lock:
+            worker = next((w for w in self._workers if w.pid == pid), None)
+            if worker is None:
+                raise ValueError(f"pid {pid} is not a process of pool {self.debug_name!r}")
+            worker.kill_reason = IsolateRecycleReason.KILLED
+        worker.child.kill()  # type: ignore[union-attr]
+
+    def close(self, *, cancel_pending: bool = True, timeout: float | None = None) -> None:
+        """Close the pool: cancel queued calls, let running ones finish, stop every process.
+
+        Running calls still going after ``timeout`` seconds are ended and fail with ClosedError.
+        Idempotent; every future is settled when it returns.
+        """
+        with self._lock:
+            if self._state == "closed":
+                return
+            first = self._state != "closing"
+            self._state = "closing"
+            pending = list(self._queue) if cancel_pending else []
+            if cancel_pending:
+                self._queue.clear()
+            if first:
+                for worker in list(self._workers):
+                    if worker.state in ("idle", "paused"):
+                        self._stop_locked(worker, IsolateRecycleReason.SHUTDOWN)
+                    else:
+                        worker.stop_reason = IsolateRecycleReason.SHUTDOWN
+        for call in pending:
+            discard(call.payload, self._cache)
+            call.future.cancel()
+        with self._lock:
+            if not self._all_stopped.wait_for(lambda: not self._workers, timeout):
+                for worker in self._workers:
+                    worker.kill_reason = IsolateRecycleReason.SHUTDOWN
+                    if worker.child is not None:
+                        worker.child.kill()
+                self._all_stopped.wait_for(lambda: not self._workers, 30.0)
+            self._state = "closed"
+        self._cache.close()
+
+    def __enter__(self) -> IsolatePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._state in ("closing", "closed"):
+            raise ClosedError(f"pool {self.debug_name!r} is closed")
+
+    # ------------------------------------------------------------------ introspection
+    @property
+    def size(self) -> int:
+        return self._target
+
+    @property
+    def closed(self) -> bool:
+        return self._state in ("closing", "closed")
+
+    def statistics(self) -> PoolStatistics:
+        """A frozen snapshot of the pool's state and counters."""
+        with self._lock:
+            states = collections.Counter(w.state for w in self._workers)
+            return PoolStatistics(
+                state=self._state, size=self._target, starting=states["starting"],
+                idle=states["idle"] + states["paused"], busy=states["busy"], queued=len(self._queue),
+                submitted=self._counts["submitted"], completed=self._counts["completed"],
+                failed=self._counts["failed"], cancelled=self._counts["cancelled"],
+                recycled=self._counts["recycled"])
+
+    def isolates(self) -> list[IsolateInfo]:
+        """One row per process: pid, debug name, state, calls done, RSS, current call."""
+        from ._runtime import rss_bytes
+
+        with self._lock:
+            workers = list(self._workers)
+        return [IsolateInfo(w.pid, w.name, w.state, w.tasks_done, rss_bytes(w.pid) if w.pid else 0,
+                            w.call.name if w.call else None, w.started) for w in workers]
+
+    def on_recycle(self, callback: Callable[[IsolateRecycleEvent], None], remove: bool = False) -> None:
+        """Call ``callback(event)`` whenever a process of the pool ends (or stop doing so)."""
+        self._listen("recycle", callback, remove)
+
+    def on_spawned(self, callback: Callable[[int], None], remove: bool = False) -> None:
+        """Call ``callback(pid)`` when a new process is ready."""
+        self._listen("spawned", callback, remove)
+
+    def on_disposed(self, callback: Callable[[int], None], remove: bool = False) -> None:
+        """Call ``callback(pid)`` after a process has ended."""
+        self._listen("disposed", callback, remove)
+
+    def _listen(self, kind: str, callback: Callable[[Any], None], remove: bool) -> None:
+        with self._lock:
+            if remove:
+                self._listeners[kind].remove(callback)
+            else:
+                self._listeners[kind].append(callback)
+
+    def _emit(self, kind: str, value: Any) -> None:
+        from ._runtime import report_uncaught
+
+        for callback in list(self._listeners[kind]):
+            try:
+                callback(value)
+            except Exception as exc:  # noqa: BLE001 - a listener's error must not break the pool
+                report_uncaught(exc, f"{self.debug_name} on_{kind} listener")
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (f"<stemnb.IsolatePool {self.debug_name!r} {s.state}: size={s.size} busy={s.busy} "
+                f"idle={s.idle} queued={s.queued} completed={s.completed}>")
+
+    def _repr_html_(self) -> str:
+        from ._html import render_pool
+
+        return render_pool(self.statistics(), self.isolates(), name=self.debug_name)
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_positive(label: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{label} must be a positive integer, not {value!r}")
+
+
+def _fn_name(fn: Callable) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def _blame(fn: Callable, args: tuple, kwargs: dict, exc: SerializationError) -> SerializationError:
+    """Re-word a pickling failure to name the culprit: the function, an argument or a keyword."""
+    import cloudpickle
+
+    parts: list[tuple[str, Any]] = [(f"function {_fn_name(fn)!r}", fn)]
+    parts += [(f"argument {i} ({type(a).__name__})", a) for i, a in enumerate(args)]
+    parts += [(f"keyword argument {k!r} ({type(v).__name__})", v) for k, v in kwargs.items()]
+    for label, obj in parts:
+        try:
+            cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda b: False)
+        except Exception as inner:  # noqa: BLE001
+            return SerializationError(f"cannot pickle {label}: {type(inner).__name__}: {inner}", "argument")
+    return exc
+
+
+def _apply_chunk(fn: Callable, chunk: list) -> list:
+    return [fn(item) for item in chunk]
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list]:
+    it = iter(iterable)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
+def _ordered(futures: list[Future]) -> Iterator[Any]:
+    try:
+        for fut in futures:
+            yield from fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+def _unordered(futures: list[Future]) -> Iterator[Any]:
+    from concurrent.futures import as_completed
+
+    try:
+        for fut in as_completed(futures):
+            yield from fut.result()
+    finally:
+        for fut in futures:
+            fut.cancel()

@@ -1,0 +1,219 @@
+"""Starting child processes with loky's process machinery, and meeting them on a socket.
+
+Children are fresh interpreters started by loky's ``loky`` start method (fork+exec, so the kernel's
+threads and memory are never forked), in the parent's process group. Each child connects back to a
+listening abstract Unix socket of its parent and introduces itself with a token; the parent pairs
+the connection with the process it started. All spawning happens on one long-lived thread, so the
+children's parent-death signal (``PR_SET_PDEATHSIG``, tied to the spawning *thread*) only fires when
+the parent process dies.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future as _CFuture
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._exceptions import IsolateExitedError
+from ._session import current_session
+
+_HANDSHAKE_TIMEOUT = 60.0
+
+
+class ChildProcess:
+    """A started child: its loky process object and, once it has connected, its connection."""
+
+    def __init__(self, process: Any, token: str) -> None:
+        self.process = process
+        self.token = token
+        self.pid: int = process.pid
+        self.conn: Connection | None = None
+
+    def kill(self) -> None:
+        """Send SIGKILL (ignored if the process is already gone)."""
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+
+    def join(self, timeout: float | None = None) -> int | None:
+        """Wait for the process to end; return its exit code (negative: signal) or None."""
+        self.process.join(timeout)
+        return self.process.exitcode
+
+    def exit_error(self, what: str) -> IsolateExitedError:
+        """The error describing this process's end, after joining it."""
+        return IsolateExitedError.for_exit(what, self.pid, self.join(5.0))
+
+
+class _Listener:
+    """The process's listening socket; children connect here and send their token."""
+
+    def __init__(self) -> None:
+        self.address = f"\0{current_session().prefix}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(self.address)
+        self._sock.listen(64)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, _CFuture] = {}
+        self._handlers: dict[str, Callable[[Connection, Any], None]] = {}
+        threading.Thread(target=self._accept_loop, name="stemnb-listener", daemon=True).start()
+
+    def expect(self, token: str) -> _CFuture:
+        """A future that resolves with the connection of the child that presents ``token``."""
+        fut: _CFuture = _CFuture()
+        with self._lock:
+            self._waiting[token] = fut
+        return fut
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._waiting.pop(token, None)
+
+    def on_hello(self, kind: str, handler: Callable[[Connection, Any], None]) -> None:
+        """Route connections whose hello is ``(kind, info)`` to ``handler(conn, info)``."""
+        self._handlers[kind] = handler
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                sock, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._greet, args=(sock,), daemon=True, name="stemnb-greet").start()
+
+    def _greet(self, sock: socket.socket) -> None:
+        conn = Connection(sock.detach())
+        try:
+            kind, info = pickle.loads(conn.recv_bytes())
+        except Exception:
+            conn.close()
+            return
+        if kind == "child":
+            with self._lock:
+                fut = self._waiting.pop(info, None)
+            if fut is None or not fut.set_running_or_notify_cancel():
+                conn.close()
+            else:
+                fut.set_result(conn)
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            conn.close()
+        else:
+            handler(conn, info)
+
+
+_listener: _Listener | None = None
+_listener_pid: int | None = None
+_listener_lock = threading.Lock()
+
+
+def listener() -> _Listener:
+    """This process's listener, started on first use."""
+    global _listener, _listener_pid
+    with _listener_lock:
+        if _listener is None or _listener_pid != os.getpid():
+            _listener = _Listener()
+            _listener_pid = os.getpid()
+        return _listener
+
+
+def connect(address: str, kind: str, info: Any) -> Connection:
+    """Connect to the listener at ``address`` and say hello as ``(kind, info)``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    conn = Connection(sock.detach())
+    conn.send_bytes(pickle.dumps((kind, info)))
+    return conn
+
+
+# --------------------------------------------------------------------------- spawning
+_spawn_queue: queue.SimpleQueue = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_pid: int | None = None
+
+
+def _spawn_loop() -> None:
+    while True:
+        job, fut = _spawn_queue.get()
+        if not fut.set_running_or_notify_cancel():
+            continue
+        try:
+            fut.set_result(job())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+            fut.set_exception(exc)
+
+
+def _on_spawner(job: Callable[[], Any]) -> _CFuture:
+    global _spawner, _spawner_pid
+    with _listener_lock:
+        if _spawner is None or _spawner_pid != os.getpid():
+            _spawner = threading.Thread(target=_spawn_loop, name="stemnb-spawner", daemon=True)
+            _spawner.start()
+            _spawner_pid = os.getpid()
+    fut: _CFuture = _CFuture()
+    _spawn_queue.put((job, fut))
+    return fut
+
+
+def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -> _CFuture:
+    """Start a child running ``role`` with ``config``; returns a future of its ChildProcess.
+
+    The future resolves once the process has started (not yet connected); use
+    :func:`wait_connected` for its connection.
+    """
+    lst = listener()
+    token = secrets.token_hex(8)
+    hello = lst.expect(token)
+    bootstrap = {
+        "role": role,
+        "token": token,
+        "parent_address": lst.address,
+        "parent_pid": os.getpid(),
+        "session": current_session().id,
+        "config": config,
+        "name": name,
+    }
+
+    def job() -> ChildProcess:
+        from loky.backend.context import get_context
+
+        from ._child import main
+
+        proc = get_context("loky").Process(target=main, args=(bootstrap,), name=name or role)
+        proc.start()
+        child = ChildProcess(proc, token)
+        child.hello = hello  # type: ignore[attr-defined]
+        return child
+
+    return _on_spawner(job)
+
+
+def wait_connected(child: ChildProcess, timeout: float = _HANDSHAKE_TIMEOUT) -> Connection:
+    """Wait for ``child`` to connect back; raise IsolateExitedError if it died first."""
+    import time
+    from concurrent.futures import TimeoutError as _Timeout
+
+    hello: _CFuture = child.hello  # type: ignore[attr-defined]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            child.conn = hello.result(timeout=0.05)  # wakes at once when the child says hello
+            return child.conn
+        except _Timeout:
+            pass
+        if child.process.exitcode is not None or not child.process.is_alive():
+            listener().forget(child.token)
+            raise child.exit_error("process")
+        if time.monotonic() > deadline:
+            child.kill()
+            listener().forget(child.token)
+            raise IsolateExitedError(f"process (pid {child.pid}) did not connect within {timeout}s", pid=child.pid)

@@ -1,0 +1,109 @@
+"""Per-process runtime state: what this process is (root, pool worker, isolate) and its clean-up.
+
+The root process sweeps segments of dead sessions when it starts and, when it exits, closes its
+pools and unlinks every segment of its session that is still in ``/dev/shm``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._session import current_session
+
+_lock = threading.Lock()
+_role = "root"
+_debug_name = "main"
+_started = False
+_closers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def role() -> str:
+    """``"root"``, ``"pool"`` or ``"isolate"``."""
+    return _role
+
+
+def debug_name() -> str:
+    return _debug_name
+
+
+def ensure_started() -> None:
+    """Do once-per-process start-up work (sweeping stale sessions, exit hooks)."""
+    global _started
+    with _lock:
+        if _started:
+            return
+        _started = True
+    session = current_session()
+    if session.is_root:
+        from ._shm import sweep_stale_sessions
+
+        sweep_stale_sessions()
+    atexit.register(_at_exit)
+
+
+def track_closeable(obj: Any) -> None:
+    """Close ``obj`` (anything with ``close()``) when the process exits."""
+    _closers.add(obj)
+
+
+def _at_exit() -> None:
+    for obj in list(_closers):
+        try:
+            obj.close()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+    if current_session().is_root and _role == "root":
+        from ._shm import sweep_session
+
+        sweep_session()
+
+
+def enter_child(bootstrap: dict[str, Any]) -> None:
+    """Record this child's role and name (called first thing in a child)."""
+    global _role, _debug_name
+    _role = bootstrap["role"]
+    _debug_name = bootstrap.get("name") or f"{_role}-{os.getpid()}"
+    ensure_started()
+
+
+def leave_child() -> None:
+    """Run the exit work of a child whose role has finished."""
+    _at_exit()
+
+
+def report_uncaught(exc: BaseException, where: str) -> None:
+    """Report an error nobody caught (a listen callback, an isolate entry).
+
+    In an isolate it goes to the isolate's error listeners; elsewhere it is printed.
+    """
+    handler = _uncaught_handler
+    if handler is not None:
+        handler(exc)
+        return
+    import traceback
+
+    print(f"stemnb: uncaught error in {where}:", file=sys.stderr)
+    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+
+
+_uncaught_handler: Callable[[BaseException], None] | None = None
+
+
+def set_uncaught_handler(handler: Callable[[BaseException], None] | None) -> None:
+    global _uncaught_handler
+    _uncaught_handler = handler
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of ``pid`` (default: this process) in bytes, 0 if unknown."""
+    try:
+        with open(f"/proc/{pid or 'self'}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

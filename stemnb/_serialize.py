@@ -1,0 +1,137 @@
+"""Turning arguments, results and messages into bytes plus shared-memory buffers, and back.
+
+Objects are pickled with cloudpickle (so notebook functions and lambdas travel) at protocol 5.
+Contiguous buffers of at least :data:`SHM_THRESHOLD` bytes (numpy arrays, ``bytes``-like objects
+exposing ``PickleBuffer``) go out-of-band into shared-memory segments; the pickle only carries a
+:class:`~stemnb._shm.SegmentRef`. If shared memory is unavailable the buffer travels in-band and a
+:class:`~stemnb._exceptions.SharedMemoryWarning` is issued once.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import cloudpickle
+
+from ._exceptions import SerializationError, SharedMemoryError, SharedMemoryWarning
+from ._shm import Segment, SegmentCache, SegmentRef, attach, unlink_foreign
+
+SHM_THRESHOLD = 256 * 1024
+_warned = False
+
+
+class Payload(NamedTuple):
+    """A pickled object and the out-of-band buffers it refers to, in order."""
+
+    data: bytes
+    buffers: tuple[SegmentRef | bytes, ...] = ()
+
+
+def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) -> Payload:
+    """Pickle ``obj``; large buffers go to shared memory.
+
+    With ``cache`` the segments come from (and return to) that cache; without it they are
+    one-shot segments the receiver unlinks. Raises SerializationError naming ``what``.
+    """
+    buffers: list[SegmentRef | bytes] = []
+    made: list[str] = []
+
+    def on_buffer(pb: pickle.PickleBuffer) -> bool:
+        view = pb.raw()
+        if view.nbytes < SHM_THRESHOLD:
+            return True
+        ref = _to_segment(view, cache)
+        if ref is None:
+            return True
+        made.append(ref.name)
+        buffers.append(ref)
+        return False
+
+    out = io.BytesIO()
+    try:
+        cloudpickle.CloudPickler(out, protocol=5, buffer_callback=on_buffer).dump(obj)
+    except Exception as exc:
+        discard(Payload(b"", tuple(buffers)), cache)
+        raise SerializationError(_describe("pickle", what, obj, exc), what) from exc
+    return Payload(out.getvalue(), tuple(buffers))
+
+
+def _to_segment(view: memoryview, cache: SegmentCache | None) -> SegmentRef | None:
+    try:
+        if cache is not None:
+            seg = cache.acquire(view.nbytes)
+            seg.write(view)
+            return SegmentRef(seg.name, view.nbytes, oneshot=False)
+        seg = Segment(view.nbytes)
+        try:
+            seg.write(view)
+        finally:
+            seg.unlinked = True  # the receiver unlinks it; only drop our mapping
+            seg.destroy()
+        return SegmentRef(seg.name, view.nbytes, oneshot=True)
+    except SharedMemoryError as exc:
+        _warn_fallback(exc)
+        return None
+
+
+def _warn_fallback(exc: Exception) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(f"{exc}; sending large buffers through the pipe instead", SharedMemoryWarning, stacklevel=4)
+
+
+def loads(
+    payload: Payload,
+    *,
+    what: str = "object",
+    writable: bool = False,
+    on_release: Callable[[str], None] | None = None,
+) -> Any:
+    """Rebuild an object made by :func:`dumps`.
+
+    Shared-memory buffers are mapped zero-copy: read-only unless ``writable`` (then copy-on-write).
+    ``on_release(name)`` runs when a cached segment's last view is gone. Raises SerializationError.
+    """
+    views = []
+    try:
+        for buf in payload.buffers:
+            if isinstance(buf, SegmentRef):
+                views.append(attach(buf, writable=writable, on_release=None if buf.oneshot else on_release))
+            else:
+                views.append(buf)
+        return pickle.loads(payload.data, buffers=views)
+    except Exception as exc:
+        for buf in payload.buffers[len(views):]:
+            if isinstance(buf, SegmentRef) and buf.oneshot:
+                unlink_foreign(buf.name)
+        raise SerializationError(_describe("unpickle", what, None, exc), what) from exc
+
+
+def discard(payload: Payload, cache: SegmentCache | None = None) -> None:
+    """Free the segments of a payload that will never be loaded (a dropped message)."""
+    for buf in payload.buffers:
+        if isinstance(buf, SegmentRef):
+            if buf.oneshot:
+                unlink_foreign(buf.name)
+            elif cache is not None:
+                cache.release(buf.name)
+
+
+def _describe(verb: str, what: str, obj: Any, exc: Exception) -> str:
+    kind = f" ({type(obj).__name__})" if obj is not None else ""
+    return f"cannot {verb} the {what}{kind}: {type(exc).__name__}: {exc}"
+
+
+def roundtrip_copy(obj: Any, what: str = "message") -> Any:
+    """Deep-copy ``obj`` the way a message is copied between processes (no shared memory)."""
+    try:
+        buffers: list[pickle.PickleBuffer] = []
+        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
+    except Exception as exc:
+        raise SerializationError(_describe("copy", what, obj, exc), what) from exc

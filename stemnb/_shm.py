@@ -1,0 +1,275 @@
+"""Shared-memory segments in ``/dev/shm``: creation, attachment, reuse and clean-up.
+
+Segment names are ``stemnb-<session>-<creator pid>-<n>``. The creator owns a segment: it unlinks it
+when it is no longer needed and registers it with loky's resource tracker, which unlinks whatever
+is left if every process of the session dies without cleaning up (a SIGKILLed kernel). Stale
+segments of dead sessions are also swept when a new session starts.
+
+Two kinds of segment travel in messages:
+
+* *one-shot* segments (port messages): the receiver unlinks the name as soon as it has mapped it;
+  the memory lives on until the receiver's last view is gone.
+* *cached* segments (pool calls): the creator keeps the file and reuses it once the receiver
+  reports the mapping released. Reusing already-faulted pages makes a 100 MB copy ~4x cheaper.
+
+Memory is reserved with ``posix_fallocate`` before it is written, so a full ``/dev/shm`` surfaces
+as :class:`SharedMemoryError` (the caller falls back to a pipe) instead of a SIGBUS.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._exceptions import SharedMemoryError
+from ._session import current_session, pid_is_alive, session_is_alive
+
+SHM_DIR = "/dev/shm"
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    """A reference to ``nbytes`` of data at the start of segment ``name`` (what a message carries)."""
+
+    name: str
+    nbytes: int
+    oneshot: bool
+
+
+def _path(name: str) -> str:
+    return os.path.join(SHM_DIR, name)
+
+
+def _tracker_register(name: str) -> None:
+    from loky.backend import resource_tracker
+
+    resource_tracker.register(_path(name), "file")
+
+
+def _tracker_unregister(name: str) -> None:
+    from loky.backend import resource_tracker
+
+    resource_tracker.unregister(_path(name), "file")
+
+
+def _size_class(nbytes: int) -> int:
+    """Round ``nbytes`` up so that similar sizes share cached segments (at most 12.5 % slack)."""
+    if nbytes <= 1 << 20:
+        return 1 << 20
+    step = 1 << (nbytes.bit_length() - 4)
+    return -(-nbytes // step) * step
+
+
+class Segment:
+    """A segment this process created, mapped read-write."""
+
+    def __init__(self, capacity: int) -> None:
+        session = current_session()
+        self.name = f"{session.prefix}-{os.getpid()}-{next(_counter)}"
+        self.capacity = capacity
+        fd = os.open(_path(self.name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            _tracker_register(self.name)
+            try:
+                os.posix_fallocate(fd, 0, capacity)
+            except OSError as exc:
+                self._unlink()
+                raise SharedMemoryError(
+                    f"cannot reserve {capacity:,} bytes in {SHM_DIR} ({exc.strerror}); "
+                    "it is too small or full"
+                ) from exc
+            self.map = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        self.unlinked = False
+
+    def write(self, data: memoryview) -> None:
+        """Copy ``data`` (a contiguous buffer) to the start of the segment."""
+        memoryview(self.map)[: data.nbytes] = data.cast("B")
+
+    def _unlink(self) -> None:
+        try:
+            os.unlink(_path(self.name))
+        except FileNotFoundError:
+            pass
+        _tracker_unregister(self.name)
+
+    def destroy(self) -> None:
+        """Unlink the name and drop this process's mapping (idempotent)."""
+        if not getattr(self, "unlinked", True):
+            self.unlinked = True
+            self._unlink()
+        m = getattr(self, "map", None)
+        if m is not None:
+            try:
+                m.close()
+            except BufferError:  # a view of it is still alive; the unmap happens when it dies
+                pass
+
+
+class SegmentCache:
+    """Segments this process created, free for reuse or lent to a receiver.
+
+    ``acquire`` hands out a free segment of the right size class (or makes one); ``release`` takes
+    back a segment whose receiver has dropped its mapping. At most ``max_idle_bytes`` stay idle.
+    """
+
+    def __init__(self, max_idle_bytes: int = 512 << 20) -> None:
+        self.max_idle_bytes = max_idle_bytes
+        self._lock = threading.Lock()
+        self._free: dict[int, list[Segment]] = {}
+        self._lent: dict[str, Segment] = {}
+        self._idle_bytes = 0
+
+    def acquire(self, nbytes: int) -> Segment:
+        size = _size_class(nbytes)
+        with self._lock:
+            stack = self._free.get(size)
+            seg = stack.pop() if stack else None
+            if seg is not None:
+                self._idle_bytes -= seg.capacity
+        if seg is None:
+            seg = Segment(size)
+        with self._lock:
+            self._lent[seg.name] = seg
+        return seg
+
+    def release(self, name: str) -> None:
+        """Take back a lent segment; unknown names are ignored."""
+        with self._lock:
+            seg = self._lent.pop(name, None)
+            if seg is None:
+                return
+            if self._idle_bytes + seg.capacity <= self.max_idle_bytes:
+                self._free.setdefault(seg.capacity, []).append(seg)
+                self._idle_bytes += seg.capacity
+                return
+        seg.destroy()
+
+    def forget(self, name: str) -> None:
+        """Destroy a lent segment whose receiver will never report back (it died)."""
+        with self._lock:
+            seg = self._lent.pop(name, None)
+        if seg is not None:
+            seg.destroy()
+
+    def lent_names(self) -> list[str]:
+        with self._lock:
+            return list(self._lent)
+
+    def trim(self) -> None:
+        """Destroy every idle segment."""
+        with self._lock:
+            idle = [s for stack in self._free.values() for s in stack]
+            self._free.clear()
+            self._idle_bytes = 0
+        for seg in idle:
+            seg.destroy()
+
+    def close(self) -> None:
+        """Destroy every segment, idle or lent (idempotent)."""
+        self.trim()
+        with self._lock:
+            lent = list(self._lent.values())
+            self._lent.clear()
+        for seg in lent:
+            seg.destroy()
+
+    @property
+    def idle_bytes(self) -> int:
+        return self._idle_bytes
+
+
+def attach(ref: SegmentRef, *, writable: bool, on_release: Callable[[str], None] | None) -> memoryview:
+    """Map a segment made by another process and return a view of its ``nbytes``.
+
+    One-shot segments are unlinked at once. ``on_release(name)`` runs when the last view of the
+    mapping is gone. ``writable`` maps copy-on-write: the receiver may write; nobody else sees it.
+    Raises SharedMemoryError if the segment no longer exists.
+    """
+    try:
+        fd = os.open(_path(ref.name), os.O_RDONLY if not writable else os.O_RDWR)
+    except FileNotFoundError as exc:
+        raise SharedMemoryError(f"shared-memory segment {ref.name} no longer exists") from exc
+    try:
+        if ref.nbytes == 0:
+            return memoryview(b"")
+        if writable:
+            m = mmap.mmap(fd, ref.nbytes, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        else:
+            m = mmap.mmap(fd, ref.nbytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    if ref.oneshot:
+        unlink_foreign(ref.name)
+    if on_release is not None:
+        weakref.finalize(m, on_release, ref.name)
+    return memoryview(m)
+
+
+def unlink_foreign(name: str) -> None:
+    """Unlink a segment another process created (a one-shot handed over, or a dead owner's)."""
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        return
+    _tracker_unregister(name)
+
+
+def sweep_pid(pid: int) -> int:
+    """Unlink every segment of this session created by process ``pid`` (which has died)."""
+    prefix = f"{current_session().prefix}-{pid}-"
+    return _sweep(lambda name: name.startswith(prefix), tracked=True)
+
+
+def sweep_stale_sessions() -> int:
+    """Unlink segments left by sessions whose root process is gone. Returns how many."""
+
+    def stale(name: str) -> bool:
+        parts = name.split("-")
+        if len(parts) < 4 or parts[0] != "stemnb":
+            return False
+        if session_is_alive(parts[1]):
+            return False
+        return not pid_is_alive(int(parts[2])) if parts[2].isdigit() else True
+
+    return _sweep(stale)
+
+
+def sweep_session() -> int:
+    """Unlink every segment of this session (the root does this when it exits)."""
+    prefix = current_session().prefix + "-"
+    return _sweep(lambda name: name.startswith(prefix), tracked=True)
+
+
+def _sweep(match: Callable[[str], bool], tracked: bool = False) -> int:
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return 0
+    count = 0
+    for name in names:
+        if name.startswith("stemnb-") and match(name):
+            try:
+                os.unlink(_path(name))
+                count += 1
+            except OSError:
+                continue
+            if tracked:  # registered with this session's tracker: keep its books straight
+                _tracker_unregister(name)
+    return count
+
+
+def session_segments() -> list[str]:
+    """Names of this session's segments currently in ``/dev/shm`` (for tests and diagnostics)."""
+    prefix = current_session().prefix + "-"
+    try:
+        return sorted(n for n in os.listdir(SHM_DIR) if n.startswith(prefix))
+    except OSError:
+        return []

@@ -1,0 +1,108 @@
+"""The loop a pool worker process runs: receive a call, run it, send the outcome back.
+
+Messages on the connection are pickled tuples:
+
+* parent -> worker: ``("call", call_id, payload, released)`` and ``("stop",)``; ``released`` names
+  this worker's result segments the parent no longer maps, so they can be reused.
+* worker -> parent: ``("ok", call_id, payload, rss, released)``, ``("err", call_id, exc_payload,
+  type_name, message, traceback, rss, released)`` and ``("out", call_id, stream, text)``;
+  ``released`` names the parent's argument segments this worker no longer maps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import pickle
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+
+import cloudpickle
+from typing import Any
+
+from ._exceptions import SerializationError
+from ._output import ForwardStream
+from ._runtime import rss_bytes
+from ._serialize import Payload, dumps, loads
+from ._shm import SegmentCache
+
+
+class _Channel:
+    """The worker's end of the connection, safe to write from several threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.call_id: int | None = None
+
+    def send(self, msg: tuple) -> None:
+        data = pickle.dumps(msg, protocol=5)
+        with self.lock:
+            self.conn.send_bytes(data)
+
+    def output(self, stream: str, text: str) -> None:
+        try:
+            self.send(("out", self.call_id, stream, text))
+        except OSError:
+            pass
+
+
+def serve(conn: Connection, config: dict[str, Any]) -> None:
+    """Serve calls until the parent says stop or goes away."""
+    channel = _Channel(conn)
+    cache = SegmentCache()
+    released: list[str] = []
+    writable = bool(config.get("writable_arrays"))
+    sys.stdout = ForwardStream("stdout", channel.output)
+    sys.stderr = ForwardStream("stderr", channel.output)
+    try:
+        while True:
+            try:
+                msg = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            if msg[0] == "stop":
+                return
+            _, call_id, payload, parent_released = msg
+            for name in parent_released:
+                cache.release(name)
+            channel.call_id = call_id
+            reply = _run_call(payload, cache, released, writable)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            channel.call_id = None
+            done, released[:] = released[:], []
+            channel.send((reply[0], call_id, *reply[1:], done))
+    finally:
+        cache.close()
+
+
+def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writable: bool) -> tuple:
+    try:
+        fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=released.append)
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        fn = args = kwargs = None  # drop references so argument segments are released now
+    except BaseException as exc:  # noqa: BLE001 - every failure travels back
+        return error_reply(exc)
+    rss = rss_bytes()
+    try:
+        out = dumps(result, what="result", cache=cache)
+    except SerializationError as exc:
+        return error_reply(exc)
+    return ("ok", out, rss)
+
+
+def error_reply(exc: BaseException) -> tuple:
+    """The ``("err", ...)`` fields describing ``exc``; ``data`` is None if it cannot travel as itself."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    try:
+        data = cloudpickle.dumps(exc, protocol=5)
+        pickle.loads(data)  # an exception that cannot be rebuilt must not reach the parent as one
+    except Exception:
+        data = None
+    return ("err", data, type_name, str(exc), tb, rss_bytes())
