@@ -13,6 +13,7 @@ from stemnb import _html
 class Stats:
     state: str = "running"
     size: int = 2
+    starting: int = 0
     idle: int = 1
     busy: int = 1
     queued: int = 3
@@ -87,7 +88,7 @@ def test_pool_text_lists_counters_and_one_line_per_isolate():
     isolates = [Iso(11, "w1", "busy", 2, 2048, "square", 10.0), Iso(12, None, "idle", 5)]
     text = _html.pool_text(Stats(), isolates, now=12.0)
     lines = text.splitlines()
-    assert lines[0] == ("<IsolatePool state=running size=2 idle=1 busy=1 queued=3 submitted=10 "
+    assert lines[0] == ("<IsolatePool state=running size=2 starting=0 idle=1 busy=1 queued=3 submitted=10 "
                         "completed=6 failed=1 cancelled=0 recycled=0>")
     assert lines[1].split() == ["name", "pid", "state", "tasks", "RSS", "current", "call"]
     assert lines[2].split() == ["w1", "11", "busy", "2", "2.0", "KiB", "square", "(2.0", "s)"]

@@ -140,3 +140,23 @@ def test_task_outcome_reads_enum_and_string_states():
     assert task_outcome(Status("running")) is None
     assert task_outcome(Status("SUCCEEDED")) is True
     assert task_outcome(Status("failed")) is False
+
+
+def test_progress_over_task_ids_follows_a_real_result_backend():
+    backend = stemnb.InMemoryResultBackend()
+    try:
+        for task_id in ("a", "b", "c"):
+            backend.set(task_id, stemnb.TaskState.RUNNING)
+        out = io.StringIO()
+        bar = progress(["a", "b", "c"], backend=backend, file=out, wait=False, interval=0.1)
+        assert not bar.finished
+        backend.set("a", stemnb.TaskState.SUCCEEDED)
+        backend.set("b", stemnb.TaskState.FAILED)
+        backend.set("c", stemnb.TaskState.RETRIED)  # not terminal: still counted as pending
+        backend.set("c", stemnb.TaskState.SUCCEEDED)
+        assert bar.wait(timeout=30)
+        assert (bar.succeeded, bar.failed) == (2, 1)
+        assert out.getvalue().endswith("3 / 3 done, 1 failed\n")
+        bar.close()
+    finally:
+        backend.close()

@@ -1,0 +1,117 @@
+"""The %stem magics, driven through a real in-process IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from stemnb._magics import StemMagics
+
+
+@pytest.fixture
+def shell():
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "stemnb")
+    yield ip
+    ip.run_line_magic("unload_ext", "stemnb")
+    for name in list(ip.user_ns):
+        if name.startswith("stem_test_"):
+            del ip.user_ns[name]
+
+
+def magics(ip) -> StemMagics:
+    return ip.magics_manager.registry["StemMagics"]
+
+
+def test_load_ext_registers_line_and_cell_magic(shell):
+    assert "stem" in shell.magics_manager.magics["line"]
+    assert "stem" in shell.magics_manager.magics["cell"]
+
+
+def test_unload_ext_removes_the_magic_and_reload_works(shell):
+    shell.run_line_magic("unload_ext", "stemnb")
+    assert "stem" not in shell.magics_manager.magics["line"]
+    shell.run_line_magic("load_ext", "stemnb")
+    assert "stem" in shell.magics_manager.magics["line"]
+
+
+def test_help_describes_every_subcommand(shell):
+    doc = shell.find_line_magic("stem").__doc__
+    for usage in ("%%stem run [--timeout S] [--name N] [--push VAR", "%%stem spawn [--push",
+                  "%stem send name expr", "%stem pause|resume|kill name", "%stem ps",
+                  "%stem pool [--size N]", "%stem dashboard [--pool] [--worker]",
+                  "{start,stop,status}", "show the %stem worker"):
+        assert usage in doc, usage
+
+
+def test_missing_subcommand_is_a_usage_error_listing_them(shell):
+    with pytest.raises(UsageError, match="needs a subcommand: run, spawn, send"):
+        shell.run_line_magic("stem", "")
+
+
+def test_unknown_subcommand_is_a_usage_error_naming_it(shell):
+    with pytest.raises(UsageError, match=r"unknown %stem subcommand 'bogus'; use one of: run"):
+        shell.run_line_magic("stem", "bogus")
+
+
+def test_bad_option_is_a_usage_error_with_the_usage_line(shell):
+    with pytest.raises(UsageError, match=r"(?s)unrecognized arguments: --x.*%stem ps"):
+        shell.run_line_magic("stem", "ps --x")
+    with pytest.raises(UsageError, match=r"(?s)--size: invalid int value: 'many'.*%stem pool"):
+        shell.run_line_magic("stem", "pool --size many")
+
+
+def test_cell_subcommand_used_as_a_line_magic_says_how_to_write_it(shell):
+    with pytest.raises(UsageError, match=r"write '%%stem run \.\.\.' as the cell's first line"):
+        shell.run_line_magic("stem", "run")
+
+
+def test_line_subcommand_used_as_a_cell_magic_says_to_use_one_percent(shell):
+    with pytest.raises(UsageError, match="is a line magic: use one % sign"):
+        shell.run_cell_magic("stem", "ps", "x = 1\n")
+
+
+def test_unknown_isolate_name_is_a_usage_error_with_the_fix(shell):
+    with pytest.raises(UsageError, match=r"no isolate named 'nope' \(spawned: none yet\); "
+                                         r"start one with '%%stem spawn nope'"):
+        shell.run_line_magic("stem", "kill nope")
+    with pytest.raises(UsageError, match="no isolate named 'nope'"):
+        shell.run_line_magic("stem", "send nope 1 + 1")
+
+
+def test_ps_without_isolates_shows_an_empty_table(shell):
+    table = shell.run_line_magic("stem", "ps")
+    assert repr(table) == "name  pid  state  CPU  RSS  queued\n(no isolates spawned)"
+    assert "no isolates spawned" in table._repr_html_()
+
+
+def test_worker_status_and_stop_without_a_worker_are_usage_errors(shell):
+    with pytest.raises(UsageError, match="no %stem worker runs; '%stem worker start REGISTRY'"):
+        shell.run_line_magic("stem", "worker status")
+    with pytest.raises(UsageError, match="nothing to stop"):
+        shell.run_line_magic("stem", "worker stop")
+    with pytest.raises(UsageError, match="invalid choice: 'go'"):
+        shell.run_line_magic("stem", "worker go")
+
+
+def test_worker_start_needs_a_task_registry_variable(shell):
+    with pytest.raises(UsageError, match="needs the name of a TaskRegistry variable"):
+        shell.run_line_magic("stem", "worker start")
+    with pytest.raises(UsageError, match="registry: no variable named stem_test_missing"):
+        shell.run_line_magic("stem", "worker start stem_test_missing")
+    shell.user_ns["stem_test_registry"] = 42
+    with pytest.raises(UsageError, match="'stem_test_registry' is of type int, not a stemnb.TaskRegistry"):
+        shell.run_line_magic("stem", "worker start stem_test_registry")
+
+
+def test_dashboard_for_a_worker_that_is_not_running_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="no %stem worker runs"):
+        shell.run_line_magic("stem", "dashboard --worker")
+    with pytest.raises(UsageError, match="choose one of --pool and --worker"):
+        shell.run_line_magic("stem", "dashboard --pool --worker")
+
+
+def test_push_of_an_undefined_variable_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="--push: no variable named stem_test_nothing"):
+        shell.run_cell_magic("stem", "run --push stem_test_nothing", "y = 1\n")
