@@ -3,4 +3,6 @@
 NAMES: dict[str, str] = {
     "progress": "._progress",
     "ProgressBar": "._progress",
+    "PoolDashboard": "._dashboard_pool",
+    "WorkerDashboard": "._dashboard_worker",
 }

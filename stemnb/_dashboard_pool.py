@@ -51,7 +51,7 @@ class PoolDashboard(Dashboard):
         self.summary.add_class("stemnb-pool-summary")
         header = w.HBox([_cell_html(w, f"<b>{name}</b>", width) for name, width in COLUMNS])
         self.rows = w.VBox([])
-        self.size_input = w.BoundedIntText(value=getattr(self.pool, "size", 1), min=0, max=4096,
+        self.size_input = w.BoundedIntText(value=getattr(self.pool, "size", 1), min=1, max=4096,
                                            description="size", layout=w.Layout(width="150px"))
         self.resize_button = w.Button(description="resize", tooltip="resize the pool",
                                       icon="arrows-h")

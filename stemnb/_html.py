@@ -9,6 +9,7 @@ HTML renderer has a ``*_text`` twin for ``text/plain``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import html
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -132,7 +133,13 @@ def box(title: str, body: str, *, state: Any = None) -> str:
 
 def render_future(state: Any, *, name: str | None = None, result_type: str | None = None,
                   error: BaseException | str | None = None) -> str:
-    """Return the HTML repr of a future: its name, state, and the result type or the error text."""
+    """Return the HTML repr of a future: its name, state, and the result type or the error text.
+
+    ``state`` may also be a ``concurrent.futures.Future``; its name, state, result type and
+    error are then read from it (without blocking).
+    """
+    if isinstance(state, concurrent.futures.Future):
+        state, name, result_type, error = future_fields(state)
     rows: list[tuple[str, Any]] = []
     if result_type is not None:
         rows.append(("result", result_type))
@@ -146,6 +153,8 @@ def render_future(state: Any, *, name: str | None = None, result_type: str | Non
 def future_text(state: Any, *, name: str | None = None, result_type: str | None = None,
                 error: BaseException | str | None = None) -> str:
     """Return the ``text/plain`` repr of a future (``<Future 'name' state=finished result=int>``)."""
+    if isinstance(state, concurrent.futures.Future):
+        state, name, result_type, error = future_fields(state)
     parts = ["<Future"]
     if name:
         parts.append(repr(name))
@@ -155,6 +164,20 @@ def future_text(state: Any, *, name: str | None = None, result_type: str | None 
     if error is not None:
         parts.append(f"error={_error_text(error)!r}")
     return " ".join(parts) + ">"
+
+
+def future_fields(future: concurrent.futures.Future) -> tuple[str, str | None, str | None,
+                                                               BaseException | None]:
+    """Return ``(state, name, result type, error)`` of a future without blocking on it."""
+    name = getattr(future, "debug_name", None)
+    if future.cancelled():
+        return "cancelled", name, None, None
+    if not future.done():
+        return ("running" if future.running() else "pending"), name, None, None
+    error = future.exception()
+    if error is not None:
+        return "error", name, None, error
+    return "finished", name, type(future.result()).__name__, None
 
 
 def render_pool(stats: Any, isolates: Iterable[Any], *, name: str | None = None,

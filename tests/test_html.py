@@ -153,3 +153,19 @@ def test_progress_text_draws_a_bar_and_counts():
         "run: [###.......] 3 / 10 done, 1 failed")
     assert _html.progress_text(0, 0, width=4) == "[####] 0 / 0 done"
     assert "3 / 10 done" in _html.progress_html(3, 10)
+
+
+def test_future_reprs_read_a_concurrent_future_without_blocking():
+    import concurrent.futures
+
+    pending = concurrent.futures.Future()
+    assert _html.future_text(pending) == "<Future state=pending>"
+    done = concurrent.futures.Future()
+    done.set_result([1, 2])
+    assert _html.future_text(done) == "<Future state=finished result=list>"
+    failed = concurrent.futures.Future()
+    failed.set_exception(KeyError("k"))
+    assert "KeyError: &#x27;k&#x27;" in _html.render_future(failed)
+    cancelled = concurrent.futures.Future()
+    cancelled.cancel()
+    assert ">cancelled<" in _html.render_future(cancelled)
