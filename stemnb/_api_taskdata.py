@@ -17,4 +17,13 @@ NAMES: dict[str, str] = {
     "GroupStatus": "._backend",
     "WorkerHeartbeat": "._backend",
     "InMemoryResultBackend": "._backends.memory",
+    # retries and rate limits
+    "RetryStrategy": "._retry",
+    "ExponentialJitterRetryStrategy": "._retry",
+    "TaskRetryPolicy": "._retry",
+    "RateLimiter": "._ratelimit",
+    "RateLimitDecision": "._ratelimit",
+    "RateSpec": "._ratelimit",
+    "TokenBucketRateLimiter": "._ratelimit",
+    "parse_rate": "._ratelimit",
 }
