@@ -6,6 +6,7 @@ functions travel to the isolate by reference and only need the standard library 
 
 from __future__ import annotations
 
+import linecache
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +21,18 @@ def exec_cell(source: str, pushed: dict[str, Any], pull: list[str], filename: st
         Exception: whatever the cell raises, unchanged.
     """
     namespace: dict[str, Any] = {"__name__": CELL_NAME, **pushed}
+    _remember_source(source, filename)
     exec(compile(source, filename, "exec"), namespace)
     missing = [name for name in pull if name not in namespace]
     if missing:
         raise NameError(f"--pull names {', '.join(missing)} are not defined when the cell ends; "
                         "assign them in the cell or drop them from --pull")
     return {name: namespace[name] for name in pull}
+
+
+def _remember_source(source: str, filename: str) -> None:
+    # tracebacks show the cell's lines, as they do for notebook cells
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
 
 
 class Inbox:
@@ -72,4 +79,5 @@ def spawned_cell(message: tuple[str, dict[str, Any], str, Any]) -> None:
     port = ReceivePort(debug_name="inbox")
     status.send(("inbox", port.send_port))
     namespace: dict[str, Any] = {"__name__": CELL_NAME, "inbox": Inbox(port, status), **pushed}
+    _remember_source(source, filename)
     exec(compile(source, filename, "exec"), namespace)

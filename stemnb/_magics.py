@@ -222,8 +222,8 @@ class StemMagics(Magics):
         return self.pool
 
     def _do_pool(self, args: Any) -> Any:
-        if args.size is not None and args.size < 0:
-            raise UsageError(f"--size must be >= 0, got {args.size}")
+        if args.size is not None and args.size < 1:
+            raise UsageError(f"--size must be >= 1, got {args.size}")
         if args.size is not None and self.pool is not None and not self.pool.closed:
             self.pool.resize(args.size)
         elif args.size is not None:

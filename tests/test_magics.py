@@ -6,7 +6,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+import stemnb
 from stemnb._magics import StemMagics
+from stemnb.testing import eventually
 
 
 @pytest.fixture
@@ -115,3 +117,89 @@ def test_dashboard_for_a_worker_that_is_not_running_is_a_usage_error(shell):
 def test_push_of_an_undefined_variable_is_a_usage_error(shell):
     with pytest.raises(UsageError, match="--push: no variable named stem_test_nothing"):
         shell.run_cell_magic("stem", "run --push stem_test_nothing", "y = 1\n")
+
+
+@pytest.fixture
+def pooled(shell):
+    shell.run_line_magic("stem", "pool --size 1")
+    return shell
+
+
+def test_pool_with_size_creates_the_pool_that_run_uses_and_resizes_it(pooled):
+    pool = magics(pooled).pool
+    assert pool.size == 1 and pool.debug_name == "%stem"
+    assert pooled.run_line_magic("stem", "pool --size 2") is pool
+    assert pool.size == 2
+    assert "IsolatePool" in pool._repr_html_()
+
+
+def test_pool_size_below_one_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="--size must be >= 1, got 0"):
+        shell.run_line_magic("stem", "pool --size 0")
+
+
+def test_run_executes_the_cell_in_another_process_and_pulls_results(pooled):
+    import os
+
+    pooled.user_ns["stem_test_x"] = 20
+    pooled.run_cell_magic("stem", "run --push stem_test_x --pull stem_test_y stem_test_pid",
+                          "import os\nstem_test_y = stem_test_x + 1\nstem_test_pid = os.getpid()\n")
+    assert pooled.user_ns["stem_test_y"] == 21
+    assert pooled.user_ns["stem_test_pid"] != os.getpid()
+    assert pooled.user_ns["stem_test_pid"] in [i.pid for i in magics(pooled).pool.isolates()]
+
+
+def test_run_reraises_the_cells_error_with_the_remote_traceback(pooled):
+    with pytest.raises(ZeroDivisionError) as info:
+        pooled.run_cell_magic("stem", "run", "a = 1\nb = a / 0\n")
+    cause = info.value.__cause__
+    assert isinstance(cause, stemnb.RemoteTraceback)
+    assert 'File "<%%stem run cell' in cause.tb and "    b = a / 0" in cause.tb
+
+
+def test_run_pull_of_a_name_the_cell_never_set_names_it(pooled):
+    with pytest.raises(NameError, match="--pull names stem_test_nope are not defined"):
+        pooled.run_cell_magic("stem", "run --pull stem_test_nope", "x = 1\n")
+
+
+def test_run_timeout_ends_the_cell_with_timeout_error_and_the_pool_recovers(pooled):
+    with pytest.raises(TimeoutError):
+        pooled.run_cell_magic("stem", "run --timeout 0.5", "import time\ntime.sleep(60)\n")
+    pooled.run_cell_magic("stem", "run --pull stem_test_ok", "stem_test_ok = True\n")
+    assert pooled.user_ns["stem_test_ok"] is True
+
+
+def test_run_shows_the_cells_output(pooled, capfd):
+    pooled.run_cell_magic("stem", "run --name printer", "print('hello from', 'the isolate')\n")
+    assert "hello from the isolate" in capfd.readouterr().out
+
+
+def test_run_without_a_pool_command_makes_one_and_unload_closes_it(shell):
+    shell.run_cell_magic("stem", "run --pull stem_test_v", "stem_test_v = 5\n")
+    pool = magics(shell).pool
+    assert shell.user_ns["stem_test_v"] == 5 and not pool.closed
+    shell.run_line_magic("unload_ext", "stemnb")
+    assert pool.closed
+    shell.run_line_magic("load_ext", "stemnb")
+
+
+def test_interrupt_during_run_stops_the_remote_cell(pooled):
+    import os
+    import signal
+    import threading
+
+    pool = magics(pooled).pool
+    busy_pid = []
+
+    def interrupt_when_busy():
+        busy = eventually(lambda: [i.pid for i in pool.isolates() if i.state == "busy"], timeout=60)
+        busy_pid.extend(busy)
+        os.kill(os.getpid(), signal.SIGINT)  # what the notebook's interrupt button does
+
+    thread = threading.Thread(target=interrupt_when_busy)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        pooled.run_cell_magic("stem", "run", "import time\ntime.sleep(120)\n")
+    thread.join()
+    eventually(lambda: busy_pid[0] not in [i.pid for i in pool.isolates()], timeout=60)
+    assert pool.statistics().cancelled == 1
