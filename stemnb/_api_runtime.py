@@ -18,4 +18,12 @@ NAMES: dict[str, str] = {
     "IsolateInfo": "._pool_types",
     "run": "._run",
     "default_pool": "._run",
+    "ReceivePort": "._ports",
+    "RawReceivePort": "._ports",
+    "SendPort": "._ports",
+    "Isolate": "._isolate",
+    "Capability": "._isolate",
+    "spawn": "._isolate",
+    "shared_array": "._transfer",
+    "TransferableTypedData": "._transfer",
 }

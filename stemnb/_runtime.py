@@ -107,3 +107,16 @@ def rss_bytes(pid: int | None = None) -> int:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+_isolate_loop: Any = None
+
+
+def isolate_loop() -> Any:
+    """The event loop of this isolate's main thread (None outside an isolate)."""
+    return _isolate_loop
+
+
+def set_isolate_loop(loop: Any) -> None:
+    global _isolate_loop
+    _isolate_loop = loop

@@ -25,6 +25,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._exceptions import SharedMemoryError
 from ._session import current_session, pid_is_alive, session_is_alive
@@ -46,16 +47,26 @@ def _path(name: str) -> str:
     return os.path.join(SHM_DIR, name)
 
 
-def _tracker_register(name: str) -> None:
-    from loky.backend import resource_tracker
+_tracker: Any = None
 
-    resource_tracker.register(_path(name), "file")
+
+def _resource_tracker() -> Any:
+    """loky's resource tracker module (kept, so clean-up at interpreter exit needs no import)."""
+    global _tracker
+    if _tracker is None:
+        from loky.backend import resource_tracker
+
+        _tracker = resource_tracker
+    return _tracker
+
+
+def _tracker_register(name: str) -> None:
+    _resource_tracker().register(_path(name), "file")
 
 
 def _tracker_unregister(name: str) -> None:
-    from loky.backend import resource_tracker
-
-    resource_tracker.unregister(_path(name), "file")
+    tracker = _tracker or _resource_tracker()
+    tracker.unregister(_path(name), "file")
 
 
 def _size_class(nbytes: int) -> int:

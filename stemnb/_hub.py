@@ -1,0 +1,124 @@
+"""The port hub: every process's mailbox for port messages, and its outgoing connections.
+
+A :class:`~stemnb.SendPort` is ``(hub address, port id)``. Sending pickles the message in the
+sender (one-shot shared-memory segments for large buffers) and writes one frame on a connection
+from the sending process straight to the receiving process's hub — never through a third process.
+One connection per pair of processes, written under a lock, keeps each sender's messages in order.
+A frame for a port that is closed (or a process that is gone) is dropped and its segments freed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ._process import connect, listener
+from ._serialize import Payload, discard
+
+Handler = Callable[[Payload], None]
+
+
+class Hub:
+    """This process's port registry plus its connections to other hubs."""
+
+    def __init__(self) -> None:
+        lst = listener()
+        self.address = lst.address
+        self._ids = itertools.count(1)
+        self._handlers: dict[int, Handler] = {}
+        self._out: dict[str, tuple[Connection, threading.Lock]] = {}
+        self._lock = threading.Lock()
+        lst.on_hello("ports", self._accept)
+
+    # -- local ports ----------------------------------------------------------------------------
+    def register(self, handler: Handler) -> int:
+        """Register a delivery handler (called on a hub thread); returns the new port id."""
+        pid = next(self._ids)
+        with self._lock:
+            self._handlers[pid] = handler
+        return pid
+
+    def unregister(self, port_id: int) -> None:
+        with self._lock:
+            self._handlers.pop(port_id, None)
+
+    def deliver(self, port_id: int, payload: Payload) -> None:
+        with self._lock:
+            handler = self._handlers.get(port_id)
+        if handler is None:
+            discard(payload)  # closed port: the message is dropped, as in Dart
+        else:
+            handler(payload)
+
+    # -- incoming connections -------------------------------------------------------------------
+    def _accept(self, conn: Connection, info: Any) -> None:
+        threading.Thread(target=self._read, args=(conn,), daemon=True, name="stemnb-hub-reader").start()
+
+    def _read(self, conn: Connection) -> None:
+        while True:
+            try:
+                port_id, payload = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                conn.close()
+                return
+            self.deliver(port_id, payload)
+
+    # -- outgoing -------------------------------------------------------------------------------
+    def send(self, address: str, port_id: int, payload: Payload) -> None:
+        """Deliver ``payload`` to port ``port_id`` of the hub at ``address`` (dropped if unreachable)."""
+        if address == self.address:
+            self.deliver(port_id, payload)
+            return
+        frame = pickle.dumps((port_id, payload), protocol=5)
+        for _attempt in range(2):
+            conn, lock = self._connection(address)
+            if conn is None:
+                break
+            try:
+                with lock:
+                    conn.send_bytes(frame)
+                return
+            except OSError:
+                self._drop(address, conn)
+        discard(payload)  # the receiving process is gone
+
+    def _connection(self, address: str) -> tuple[Connection | None, threading.Lock]:
+        with self._lock:
+            entry = self._out.get(address)
+        if entry is not None:
+            return entry
+        try:
+            conn = connect(address, "ports", os.getpid())
+        except OSError:
+            return None, threading.Lock()
+        with self._lock:
+            entry = self._out.setdefault(address, (conn, threading.Lock()))
+        if entry[0] is not conn:
+            conn.close()
+        return entry
+
+    def _drop(self, address: str, conn: Connection) -> None:
+        with self._lock:
+            if self._out.get(address, (None,))[0] is conn:
+                del self._out[address]
+        conn.close()
+
+
+_hub: Hub | None = None
+_hub_pid: int | None = None
+_hub_lock = threading.Lock()
+
+
+def hub() -> Hub:
+    """This process's hub, started on first use."""
+    global _hub, _hub_pid
+    with _hub_lock:
+        if _hub is None or _hub_pid != os.getpid():
+            _hub = Hub()
+            _hub_pid = os.getpid()
+        return _hub

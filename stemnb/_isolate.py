@@ -1,0 +1,388 @@
+"""``stemnb.spawn`` and ``Isolate``: long-lived processes controlled like Dart isolates.
+
+The process that spawns an isolate *supervises* it: it holds the isolate's control connection,
+its pause capabilities and its error and exit listeners, and notices its end however it comes
+(return, error, kill, crash), so the exit port is told exactly once. An ``Isolate`` handle can be
+sent to other isolates; there, its methods are forwarded to the supervisor through a port.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import secrets
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future as _CFuture
+from typing import Any
+
+from ._exceptions import CapabilityError, ClosedError, RemoteError
+from ._future import Future
+from ._hub import hub
+from ._output import Origin, capture_origin
+from ._ports import ReceivePort, SendPort
+from ._process import ChildProcess, start_child, wait_connected
+from ._runtime import ensure_started
+from ._serialize import Payload, dumps, loads
+
+_ids = itertools.count(1)
+
+
+class Capability:
+    """An unforgeable token; pausing with it means only it can resume that pause."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str | None = None) -> None:
+        self._token = token or secrets.token_hex(16)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Capability) and other._token == self._token
+
+    def __hash__(self) -> int:
+        return hash(self._token)
+
+    def __reduce__(self) -> tuple:
+        return (Capability, (self._token,))
+
+    def __repr__(self) -> str:
+        return f"<stemnb.Capability {self._token[:6]}…>"
+
+
+class Isolate:
+    """A handle on a spawned isolate (or on the current process, via :meth:`current`)."""
+
+    IMMEDIATE = "immediate"
+    BEFORE_NEXT_EVENT = "before_next_event"
+
+    def __init__(self, supervisor: SendPort | None, isolate_id: int, pid: int, debug_name: str,
+                 pause_capability: Capability | None = None) -> None:
+        self._supervisor = supervisor
+        self._id = isolate_id
+        self.pid = pid
+        self.debug_name = debug_name
+        self.pause_capability = pause_capability
+
+    def __reduce__(self) -> tuple:
+        return (Isolate, (self._supervisor, self._id, self.pid, self.debug_name, self.pause_capability))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Isolate) and (self._supervisor, self._id, self.pid) == (
+            other._supervisor, other._id, other.pid)
+
+    def __hash__(self) -> int:
+        return hash((self._id, self.pid))
+
+    def __repr__(self) -> str:
+        return f"<stemnb.Isolate {self.debug_name!r} pid={self.pid}>"
+
+    # -- control --------------------------------------------------------------------------------
+    def pause(self, capability: Capability | None = None) -> Capability:
+        """Pause the isolate's events until ``capability`` (a new one if omitted) is resumed.
+
+        Messages sent to a paused isolate queue up; none is lost. Returns the capability.
+        """
+        cap = capability or Capability()
+        self._call("pause", cap)
+        return cap
+
+    def resume(self, capability: Capability) -> None:
+        """Resume one pause. Raises CapabilityError if ``capability`` does not pause this isolate."""
+        self._call("resume", capability)
+
+    def kill(self, priority: str = BEFORE_NEXT_EVENT) -> None:
+        """End the isolate: ``IMMEDIATE`` now, ``BEFORE_NEXT_EVENT`` once its current event ends."""
+        if priority not in (Isolate.IMMEDIATE, Isolate.BEFORE_NEXT_EVENT):
+            raise ValueError(f"priority must be Isolate.IMMEDIATE or Isolate.BEFORE_NEXT_EVENT, not {priority!r}")
+        self._call("kill", priority)
+
+    def ping(self, send_port: SendPort, response: Any = None, priority: str = IMMEDIATE) -> None:
+        """Ask the isolate to send ``response`` to ``send_port`` (now, or at its next event)."""
+        self._call("ping", send_port, response, priority)
+
+    def add_error_listener(self, port: SendPort) -> None:
+        """Send ``[message, stack trace, RemoteError]`` to ``port`` for each uncaught error."""
+        self._call("add_error_listener", port)
+
+    def remove_error_listener(self, port: SendPort) -> None:
+        self._call("remove_error_listener", port)
+
+    def add_on_exit_listener(self, port: SendPort, response: Any = None) -> None:
+        """Send ``response`` to ``port`` once the isolate has ended, however it ends."""
+        self._call("add_on_exit_listener", port, response)
+
+    def remove_on_exit_listener(self, port: SendPort) -> None:
+        self._call("remove_on_exit_listener", port)
+
+    def set_errors_fatal(self, flag: bool) -> None:
+        """Whether an uncaught error ends the isolate."""
+        self._call("set_errors_fatal", bool(flag))
+
+    @property
+    def is_alive(self) -> bool:
+        return bool(self._call("is_alive"))
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self._supervisor is None:
+            raise ClosedError(f"{self!r} is the main isolate; it cannot be {method}d from stemnb")
+        local = _supervised.get(self._id) if self._supervisor._address == hub().address else None
+        if local is not None:
+            return local.handle(method, args)
+        return _remote_call(self._supervisor, self._id, method, args)
+
+    # -- the current isolate --------------------------------------------------------------------
+    @staticmethod
+    def current() -> Isolate:
+        """The isolate this code runs in (in the notebook kernel: the main isolate)."""
+        from ._isolate_child import current_handle
+
+        handle = current_handle()
+        if handle is not None:
+            return handle
+        import os
+
+        return Isolate(None, 0, os.getpid(), "main")
+
+    @staticmethod
+    def exit(port: SendPort | None = None, message: Any = None) -> None:
+        """End the current isolate now, after sending ``message`` to ``port``.
+
+        Raises ClosedError in the main isolate (the notebook kernel is not ended this way).
+        """
+        from ._isolate_child import exit_current
+
+        exit_current(port, message)
+
+
+def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple) -> Any:
+    with ReceivePort(debug_name="isolate-control-reply") as reply:
+        supervisor.send((isolate_id, method, args, reply.send_port))
+        ok, value = reply.receive(timeout=60)
+    if not ok:
+        raise value
+    return value
+
+
+# ------------------------------------------------------------------------------ supervisor
+_supervised: dict[int, _Supervised] = {}
+_supervisor_port: SendPort | None = None
+_supervisor_lock = threading.Lock()
+
+
+def _supervisor_send_port() -> SendPort:
+    """This process's supervisor port (a hub handler answering forwarded Isolate calls)."""
+    global _supervisor_port
+    with _supervisor_lock:
+        if _supervisor_port is None or _supervisor_port._address != hub().address:
+            h = hub()
+            port_id = h.register(_on_supervisor_message)
+            _supervisor_port = SendPort(h.address, port_id, "isolate-supervisor")
+        return _supervisor_port
+
+
+def _on_supervisor_message(payload: Payload) -> None:
+    isolate_id, method, args, reply = loads(payload, what="isolate control request")
+    target = _supervised.get(isolate_id)
+
+    def answer() -> None:
+        try:
+            if target is None:
+                raise ClosedError(f"isolate #{isolate_id} has ended")
+            reply.send((True, target.handle(method, args)))
+        except Exception as exc:  # noqa: BLE001 - the caller re-raises it
+            reply.send((False, exc))
+
+    threading.Thread(target=answer, daemon=True, name="stemnb-isolate-rpc").start()
+
+
+class _Supervised:
+    """The supervisor's record of one isolate."""
+
+    def __init__(self, isolate_id: int, name: str, errors_fatal: bool, origin: Origin) -> None:
+        self.id = isolate_id
+        self.name = name
+        self.errors_fatal = errors_fatal
+        self.origin = origin
+        self.child: ChildProcess | None = None
+        self.lock = threading.Condition()
+        self.capabilities: set[Capability] = set()
+        self.error_listeners: list[SendPort] = []
+        self.exit_listeners: list[tuple[SendPort, Any]] = []
+        self.alive = True
+        self.exitcode: int | None = None
+        self.acks = 0
+        self.sent = 0
+        self.send_lock = threading.Lock()
+        self.ready: _CFuture = _CFuture()
+
+    # -- requests from handles ------------------------------------------------------------------
+    def handle(self, method: str, args: tuple) -> Any:
+        if method == "is_alive":
+            return self.alive
+        if method == "add_on_exit_listener":
+            return self._add_exit_listener(*args)
+        if method == "remove_on_exit_listener":
+            with self.lock:
+                self.exit_listeners = [(p, r) for p, r in self.exit_listeners if p != args[0]]
+            return None
+        if method == "add_error_listener":
+            with self.lock:
+                self.error_listeners.append(args[0])
+            return None
+        if method == "remove_error_listener":
+            with self.lock:
+                if args[0] in self.error_listeners:
+                    self.error_listeners.remove(args[0])
+            return None
+        if method == "kill":
+            return self._kill(args[0])
+        self._check_alive(method)
+        if method == "pause":
+            with self.lock:
+                self.capabilities.add(args[0])
+            return self._control(("pause", args[0]))
+        if method == "resume":
+            with self.lock:
+                if args[0] not in self.capabilities:
+                    raise CapabilityError(f"{args[0]!r} does not pause isolate {self.name!r}")
+                self.capabilities.discard(args[0])
+            return self._control(("resume", args[0]))
+        if method == "set_errors_fatal":
+            self.errors_fatal = args[0]
+            return self._control(("errors_fatal", args[0]))
+        if method == "ping":
+            return self._control(("ping", *args))
+        raise ValueError(f"unknown isolate request {method!r}")
+
+    def _check_alive(self, method: str) -> None:
+        if not self.alive:
+            raise ClosedError(f"isolate {self.name!r} has ended; cannot {method} it")
+
+    def _add_exit_listener(self, port: SendPort, response: Any) -> None:
+        with self.lock:
+            if self.alive:
+                self.exit_listeners.append((port, response))
+                return
+        port.send(response)  # already dead: Dart sends the response at once
+
+    def _kill(self, priority: str) -> None:
+        if not self.alive:
+            return
+        if priority == Isolate.IMMEDIATE:
+            self.child.kill()  # type: ignore[union-attr]
+        else:
+            try:
+                self._control(("kill",), wait=False)
+            except ClosedError:
+                pass
+
+    def _control(self, msg: tuple, wait: bool = True) -> None:
+        """Send a control message; with ``wait``, return once the isolate has applied it."""
+        with self.send_lock:
+            self.sent += 1
+            seq = self.sent
+            try:
+                self.child.conn.send_bytes(pickle.dumps((seq, *msg)))  # type: ignore[union-attr]
+            except OSError:
+                raise ClosedError(f"isolate {self.name!r} has ended") from None
+        if wait:
+            with self.lock:
+                if not self.lock.wait_for(lambda: self.acks >= seq or not self.alive, timeout=60):
+                    raise TimeoutError(f"isolate {self.name!r} did not answer {msg[0]!r} within 60s")
+
+    # -- the isolate's messages -----------------------------------------------------------------
+    def serve(self) -> None:
+        conn = self.child.conn  # type: ignore[union-attr]
+        while True:
+            try:
+                msg = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "ack":
+                with self.lock:
+                    self.acks = msg[1]
+                    self.lock.notify_all()
+            elif kind == "out":
+                self.origin.write(msg[1], msg[2])
+            elif kind == "error":
+                self._report_error(*msg[1:])
+        self._ended()
+
+    def _report_error(self, type_name: str, message: str, tb: str) -> None:
+        with self.lock:
+            listeners = list(self.error_listeners)
+        err = RemoteError(type_name, message, tb)
+        for port in listeners:
+            port.send([f"{type_name}: {message}" if message else type_name, tb, err])
+
+    def _ended(self) -> None:
+        self.exitcode = self.child.join(10.0)  # type: ignore[union-attr]
+        with self.lock:
+            self.alive = False
+            listeners, self.exit_listeners = self.exit_listeners, []
+            self.lock.notify_all()
+        for port, response in listeners:
+            port.send(response)
+        from ._shm import sweep_pid
+
+        sweep_pid(self.child.pid)  # type: ignore[union-attr]
+        _supervised.pop(self.id, None)
+
+
+def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, errors_are_fatal: bool = True,
+          on_exit: SendPort | None = None, on_error: SendPort | None = None,
+          debug_name: str | None = None) -> Future:
+    """Start a long-lived isolate running ``entry(message)`` (sync or ``async``); Dart's ``Isolate.spawn``.
+
+    Returns a :class:`~stemnb.Future` of the :class:`Isolate`, resolved once the isolate runs
+    (with ``paused=True``, before ``entry`` starts: resume ``isolate.pause_capability``). The
+    isolate lives until ``entry`` has returned and it has no open receive port, or it is killed.
+
+    Raises:
+        TypeError: ``entry`` is not callable, or ``on_exit``/``on_error`` is not a SendPort.
+        SerializationError: ``entry`` or ``message`` cannot be pickled.
+    """
+    if not callable(entry):
+        raise TypeError(f"entry must be callable, not {type(entry).__name__}")
+    for label, port in (("on_exit", on_exit), ("on_error", on_error)):
+        if port is not None and not isinstance(port, SendPort):
+            raise TypeError(f"{label} must be a stemnb.SendPort, not {type(port).__name__}")
+    ensure_started()
+    payload = dumps((entry, message), what="spawn message")
+    isolate_id = next(_ids)
+    name = debug_name or f"{getattr(entry, '__name__', 'isolate')}-{isolate_id}"
+    record = _Supervised(isolate_id, name, errors_are_fatal, capture_origin())
+    if on_error is not None:
+        record.error_listeners.append(on_error)
+    if on_exit is not None:
+        record.exit_listeners.append((on_exit, None))
+    cap = Capability() if paused else None
+    if cap is not None:
+        record.capabilities.add(cap)
+    supervisor = _supervisor_send_port()
+    future: Future = Future(debug_name=f"spawn {name}")
+    future.set_running_or_notify_cancel()
+    config = {"payload": payload, "errors_fatal": errors_are_fatal, "pause": cap, "id": isolate_id,
+              "supervisor": supervisor}
+
+    def start() -> None:
+        try:
+            record.child = start_child("isolate", config, name=name).result()
+            _supervised[isolate_id] = record
+            wait_connected(record.child)
+        except BaseException as exc:  # noqa: BLE001
+            record.alive = False
+            future._settle(exception=exc)
+            return
+        future._settle(Isolate(supervisor, isolate_id, record.child.pid, name, cap))
+        record.serve()
+
+    threading.Thread(target=start, daemon=True, name=f"stemnb-supervise-{name}").start()
+    return future
+
+
+def live_isolates() -> list[tuple[str, int, bool, int]]:
+    """(debug name, pid, paused, capabilities) of every isolate this process supervises."""
+    return [(r.name, r.child.pid, bool(r.capabilities), len(r.capabilities))
+            for r in list(_supervised.values()) if r.child is not None and r.alive]

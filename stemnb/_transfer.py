@@ -1,0 +1,167 @@
+"""Arrays that move between isolates at a cost that does not grow with their size.
+
+* :func:`shared_array` allocates an array *in* a shared-memory segment. Sending it (as an
+  argument, result or port message) sends only the segment's name; every receiver maps the same
+  memory, so writes are seen by all. The segment is unlinked when the creating process's last view
+  of it is gone.
+* :class:`TransferableTypedData` (Dart's name) copies an array once into a segment; sending it is
+  then O(1), and the receiver's :meth:`~TransferableTypedData.materialize` maps it without a copy,
+  writable and private to the receiver. It can be materialized once.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any
+
+from ._exceptions import ClosedError, SharedMemoryError
+from ._shm import SHM_DIR, Segment, unlink_foreign
+
+
+class _Owner:
+    """Keeps a creator's segment linked while any of its arrays is alive."""
+
+    def __init__(self, nbytes: int) -> None:
+        self.segment = Segment(max(nbytes, 1))
+
+    def __del__(self) -> None:
+        self.segment.destroy()
+
+
+def _map(name: str, nbytes: int, *, private: bool) -> mmap.mmap:
+    try:
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+    except FileNotFoundError as exc:
+        raise SharedMemoryError(f"shared array segment {name} no longer exists (its creator dropped it)") from exc
+    try:
+        flags = mmap.MAP_PRIVATE if private else mmap.MAP_SHARED
+        return mmap.mmap(fd, max(nbytes, 1), flags=flags)
+    finally:
+        os.close(fd)
+
+
+def _shared_class() -> type:
+    import numpy as np
+
+    global _SharedArray
+    if _SharedArray is None:
+
+        class SharedArray(np.ndarray):
+            """A numpy array living in shared memory; pickles as a reference to that memory."""
+
+            _stemnb_segment: Any = None
+
+            def __array_finalize__(self, obj: Any) -> None:
+                self._stemnb_segment = getattr(obj, "_stemnb_segment", None)
+
+            def __reduce__(self) -> Any:
+                seg = self._stemnb_segment
+                if seg is None:
+                    return np.asarray(self).__reduce__()
+                name, nbytes, base_addr, _keep = seg
+                offset = self.__array_interface__["data"][0] - base_addr
+                return (_attach_shared, (name, nbytes, offset, self.shape, self.dtype.str, self.strides))
+
+            def __reduce_ex__(self, protocol: int) -> Any:
+                return self.__reduce__()
+
+        SharedArray.__module__ = "stemnb"
+        _SharedArray = SharedArray
+    return _SharedArray
+
+
+_SharedArray: Any = None
+
+
+def _wrap(buffer: Any, keep: Any, name: str, nbytes: int, offset: int, shape: tuple, dtype: Any,
+          strides: tuple | None) -> Any:
+    import numpy as np
+
+    cls = _shared_class()
+    base = np.frombuffer(buffer, dtype=np.uint8, count=max(nbytes, 1))
+    arr = np.ndarray(shape, dtype=dtype, buffer=base, offset=offset, strides=strides).view(cls)
+    arr._stemnb_segment = (name, nbytes, base.__array_interface__["data"][0], keep)
+    return arr
+
+
+def shared_array(shape: int | tuple[int, ...], dtype: Any = "float64", *, fill: Any = None) -> Any:
+    """A new numpy array in shared memory; sending it to an isolate costs the same at any size.
+
+    Every process that receives it maps the same memory, so writes are visible to all.
+    Raises SharedMemoryError if ``/dev/shm`` cannot hold it.
+    """
+    import numpy as np
+
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dt = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    owner = _Owner(nbytes)
+    arr = _wrap(owner.segment.map, owner, owner.segment.name, nbytes, 0, shape, dt, None)
+    if fill is not None:
+        arr.fill(fill)
+    return arr
+
+
+def _attach_shared(name: str, nbytes: int, offset: int, shape: tuple, dtype: str, strides: tuple) -> Any:
+    m = _map(name, nbytes, private=False)
+    return _wrap(m, m, name, nbytes, offset, shape, dtype, strides)
+
+
+class TransferableTypedData:
+    """An array packed for O(1) transfer between isolates (Dart's ``TransferableTypedData``).
+
+    Construction copies ``array`` into shared memory once. Sending the object costs the same at any
+    size; :meth:`materialize` returns the array, writable and private to the caller, and may be
+    called once (the shared memory is then released).
+    """
+
+    def __init__(self, array: Any) -> None:
+        import numpy as np
+
+        arr = np.ascontiguousarray(array)
+        self._shape = arr.shape
+        self._dtype = arr.dtype.str
+        self._nbytes = arr.nbytes
+        seg = Segment(max(arr.nbytes, 1))
+        if arr.nbytes:
+            seg.write(memoryview(arr).cast("B"))
+        seg.unlinked = True  # from now on unlinked by whoever materializes it (or drops it)
+        seg.destroy()
+        self._name: str | None = seg.name
+        self._owned = True
+
+    def materialize(self) -> Any:
+        """Return the array (writable, zero-copy). Raises ClosedError if already materialized."""
+        import numpy as np
+
+        if self._name is None:
+            raise ClosedError("this TransferableTypedData was already materialized")
+        name, self._name = self._name, None
+        m = _map(name, self._nbytes, private=True)
+        unlink_foreign(name)
+        return np.frombuffer(m, dtype=self._dtype, count=int(np.prod(self._shape))).reshape(self._shape)
+
+    def __reduce__(self) -> Any:
+        if self._name is None:
+            raise ClosedError("this TransferableTypedData was already materialized and cannot be sent")
+        self._owned = False  # the receiver takes over
+        return (_rebuild_transferable, (self._name, self._shape, self._dtype, self._nbytes))
+
+    def __del__(self) -> None:
+        if getattr(self, "_owned", False) and self._name is not None:
+            unlink_foreign(self._name)
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    def __repr__(self) -> str:
+        state = "materialized" if self._name is None else f"{self._nbytes:,} bytes"
+        return f"<stemnb.TransferableTypedData {self._shape} {self._dtype} {state}>"
+
+
+def _rebuild_transferable(name: str, shape: tuple, dtype: str, nbytes: int) -> TransferableTypedData:
+    obj = TransferableTypedData.__new__(TransferableTypedData)
+    obj._name, obj._shape, obj._dtype, obj._nbytes, obj._owned = name, shape, dtype, nbytes, True
+    return obj
