@@ -108,7 +108,7 @@ class Segment:
         try:
             os.unlink(_path(self.name))
         except FileNotFoundError:
-            pass
+            return  # whoever unlinked it also unregistered it
         _tracker_unregister(self.name)
 
     def destroy(self) -> None:
