@@ -26,4 +26,10 @@ NAMES: dict[str, str] = {
     "RateSpec": "._ratelimit",
     "TokenBucketRateLimiter": "._ratelimit",
     "parse_rate": "._ratelimit",
+    # payload encoders and signing
+    "TaskPayloadEncoder": "._encoders",
+    "JsonTaskPayloadEncoder": "._encoders",
+    "CloudpickleTaskPayloadEncoder": "._encoders",
+    "TaskPayloadEncoderRegistry": "._encoders",
+    "PayloadSigner": "._signing",
 }
