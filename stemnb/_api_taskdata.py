@@ -32,4 +32,11 @@ NAMES: dict[str, str] = {
     "CloudpickleTaskPayloadEncoder": "._encoders",
     "TaskPayloadEncoderRegistry": "._encoders",
     "PayloadSigner": "._signing",
+    # revocation and unique tasks
+    "RevokeEntry": "._revoke",
+    "RevokeStore": "._revoke",
+    "InMemoryRevokeStore": "._revoke",
+    "LockStore": "._unique",
+    "InMemoryLockStore": "._unique",
+    "UniqueTaskCoordinator": "._unique",
 }
