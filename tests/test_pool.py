@@ -1,0 +1,346 @@
+"""IsolatePool and stemnb.run: real processes, real pickling, real crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import stemnb
+from stemnb import IsolateRecycleReason
+
+
+def _started_then(port, value, seconds):
+    """Tell the test the call is running, then work for a while (the test decides when to stop it)."""
+    port.send(os.getpid())
+    time.sleep(seconds)
+    return value
+
+
+def test_run_returns_the_result_of_a_lambda(pool):
+    assert pool.run(lambda x, y=1: x * 10 + y, 4, y=2).result(30) == 42
+
+
+def test_run_returns_a_stemnb_future_that_is_a_concurrent_future(pool):
+    fut = pool.run(abs, -3)
+    assert isinstance(fut, stemnb.Future) and isinstance(fut, cf.Future)
+    assert fut.result(30) == 3
+
+
+def test_closures_see_the_values_they_captured(pool):
+    base = {"k": 7}
+
+    def add(x):
+        return x + base["k"]
+
+    assert pool.run(add, 1).result(30) == 8
+
+
+def test_functions_defined_in_a_file_less_main_work_as_in_a_notebook():
+    script = textwrap.dedent("""
+        import stemnb
+        def triple(x):
+            return 3 * x
+        with stemnb.IsolatePool(1) as p:
+            print(p.run(triple, 5).result(60), p.run(lambda: __name__).result(60))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "15"
+    assert "resource_tracker" not in out.stderr
+
+
+def test_future_is_awaitable(pool):
+    async def main():
+        return await pool.run(sum, [1, 2, 3])
+
+    assert asyncio.run(main()) == 6
+
+
+def test_remote_exception_reraises_with_original_type_and_remote_traceback(pool):
+    def fails():
+        raise KeyError("missing-key")
+
+    with pytest.raises(KeyError) as info:
+        pool.run(fails).result(30)
+    cause = info.value.__cause__
+    assert isinstance(cause, stemnb.RemoteTraceback)
+    assert "fails" in cause.tb and "missing-key" in cause.tb
+
+
+class _Unrebuildable(Exception):
+    def __init__(self, a, b):  # pickle calls cls(*args) with one arg: rebuilding fails
+        super().__init__(f"{a}-{b}")
+
+
+def test_exception_that_cannot_be_rebuilt_arrives_as_remote_error(pool):
+    def fails():
+        raise _Unrebuildable(1, 2)
+
+    with pytest.raises(stemnb.RemoteError) as info:
+        pool.run(fails).result(30)
+    assert info.value.type_name.endswith("_Unrebuildable")
+    assert "1-2" in info.value.message and "fails" in info.value.traceback
+
+
+def test_unpicklable_argument_raises_at_the_call_site_naming_it(pool):
+    with pytest.raises(stemnb.SerializationError, match=r"argument 1 \(lock\)"):
+        pool.run(print, 1, threading.Lock())
+    assert pool.run(abs, -1).result(30) == 1
+
+
+def test_unpicklable_result_fails_only_that_call(pool):
+    with pytest.raises(stemnb.SerializationError, match="result"):
+        pool.run(threading.Lock).result(30)
+    assert pool.run(abs, -2).result(30) == 2
+
+
+def test_non_callable_fn_is_a_type_error(pool):
+    with pytest.raises(TypeError, match="callable"):
+        pool.run(42)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_pool_size_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="size"):
+        stemnb.IsolatePool(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -3, "1"])
+def test_bad_timeout_is_a_value_error(pool, bad):
+    with pytest.raises(ValueError, match="timeout"):
+        pool.run(abs, 1, timeout=bad)
+
+
+def test_timeout_ends_the_running_call_and_spares_the_others(pool, port):
+    other = pool.run(_started_then, port.send_port, "other", 1.0)
+    port.receive(30)
+    slow = pool.run(time.sleep, 60, timeout=0.5)
+    with pytest.raises(TimeoutError, match="time limit"):
+        slow.result(30)
+    assert other.result(30) == "other"
+    assert pool.run(abs, -5).result(30) == 5
+
+
+def test_cancel_stops_a_running_call_by_ending_its_process(pool, port):
+    events = []
+    pool.on_recycle(events.append)
+    fut = pool.run(_started_then, port.send_port, None, 60)
+    pid = port.receive(30)
+    assert fut.running() and fut.cancel()
+    assert fut.cancelled()
+    with pytest.raises(cf.CancelledError):
+        fut.result(1)
+    _wait_for(lambda: any(e.reason is IsolateRecycleReason.CANCELLED and e.pid == pid for e in events))
+    assert pid not in {r.pid for r in pool.isolates()}
+    assert pool.run(abs, -3).result(30) == 3
+
+
+def test_cancel_of_a_queued_call_never_runs_it(pool, port):
+    blockers = [pool.run(_started_then, port.send_port, i, 0.5) for i in range(2)]
+    port.receive(30), port.receive(30)
+    queued = pool.run(_started_then, port.send_port, "never", 0)
+    assert queued.cancel()
+    assert [b.result(30) for b in blockers] == [0, 1]
+    assert pool.run(abs, -1).result(30) == 1
+    with pytest.raises(TimeoutError):
+        port.receive(0.2)
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "exitcode"),
+    [(os._exit, (7,), 7), (os.kill, None, -signal.SIGKILL), ("segfault", None, -signal.SIGSEGV)],
+    ids=["os_exit", "sigkill", "segfault"],
+)
+def test_a_crashed_process_fails_only_its_call_with_its_exit_status(pool, fn, args, exitcode):
+    if fn == "segfault":
+        def fn():
+            import ctypes
+            ctypes.string_at(0)
+        args = ()
+    elif args is None:
+        def fn():
+            os.kill(os.getpid(), signal.SIGKILL)
+        args = ()
+    with pytest.raises(stemnb.IsolateExitedError) as info:
+        pool.run(fn, *args).result(30)
+    assert info.value.exitcode == exitcode
+    if exitcode < 0:
+        assert info.value.signal == -exitcode
+    assert pool.run(abs, -9).result(30) == 9
+
+
+def test_map_keeps_input_order_across_chunks(pool):
+    assert list(pool.map(lambda x: x * x, range(50), chunksize=7)) == [x * x for x in range(50)]
+
+
+def test_map_raises_the_first_failure_when_reached(pool):
+    def inv(x):
+        return 1 / x
+
+    it = pool.map(inv, [1, 2, 0, 4], chunksize=1)
+    assert next(it) == 1.0 and next(it) == 0.5
+    with pytest.raises(ZeroDivisionError):
+        next(it)
+
+
+def test_imap_unordered_yields_every_result(pool):
+    assert sorted(pool.imap_unordered(lambda x: -x, range(20), chunksize=3)) == sorted(-x for x in range(20))
+
+
+def test_bad_chunksize_is_a_value_error(pool):
+    with pytest.raises(ValueError, match="chunksize"):
+        pool.map(abs, [1], chunksize=0)
+
+
+def test_max_tasks_per_isolate_recycles_the_process():
+    events = []
+    with stemnb.IsolatePool(1, max_tasks_per_isolate=1) as p:
+        p.on_recycle(events.append)
+        first = p.run(os.getpid).result(30)
+        second = p.run(os.getpid).result(30)
+    assert first != second
+    assert events[0].reason is IsolateRecycleReason.MAX_TASKS and events[0].tasks_executed == 1
+
+
+def test_max_memory_per_isolate_recycles_by_real_rss():
+    events = []
+    with stemnb.IsolatePool(1, max_memory_per_isolate=1) as p:
+        p.on_recycle(events.append)
+        first = p.run(os.getpid).result(30)
+        second = p.run(os.getpid).result(30)
+    assert first != second
+    assert events[0].reason is IsolateRecycleReason.MEMORY and events[0].memory_bytes > 1
+
+
+def test_resize_grows_and_shrinks_the_pool(pool):
+    pool.resize(3)
+    _wait_for(lambda: pool.statistics().idle == 3)
+    pool.resize(1)
+    _wait_for(lambda: len(pool.isolates()) == 1)
+    assert pool.size == 1
+    assert pool.run(abs, -4).result(30) == 4
+
+
+def test_statistics_and_isolates_describe_the_pool(pool, port):
+    fut = pool.run(_started_then, port.send_port, "x", 0.3)
+    pid = port.receive(30)
+    rows = {r.pid: r for r in pool.isolates()}
+    assert rows[pid].state == "busy" and rows[pid].current_call == "_started_then"
+    assert rows[pid].rss_bytes > 0 and rows[pid].call_started is not None
+    fut.result(30)
+    stats = pool.statistics()
+    assert stats.size == 2 and stats.submitted >= 1 and stats.completed >= 1 and stats.state == "running"
+
+
+def test_pause_holds_queued_calls_until_resume(pool):
+    pool.pause()
+    fut = pool.run(abs, -6)
+    with pytest.raises(cf.TimeoutError):
+        fut.result(0.3)
+    assert pool.statistics().queued == 1
+    pool.resume()
+    assert fut.result(30) == 6
+
+
+def test_kill_isolate_fails_its_running_call(pool, port):
+    fut = pool.run(_started_then, port.send_port, None, 60)
+    pid = port.receive(30)
+    pool.kill_isolate(pid)
+    with pytest.raises(stemnb.IsolateExitedError, match="kill_isolate"):
+        fut.result(30)
+    with pytest.raises(ValueError, match="not a process"):
+        pool.kill_isolate(1)
+
+
+def test_close_cancels_queued_calls_settles_running_ones_and_is_idempotent(port):
+    p = stemnb.IsolatePool(1)
+    running = p.run(_started_then, port.send_port, "done", 0.3)
+    port.receive(30)
+    queued = p.run(abs, -1)
+    p.close()
+    p.close()
+    assert running.result(1) == "done"
+    assert queued.cancelled()
+    with pytest.raises(stemnb.ClosedError):
+        p.run(abs, 1)
+    assert p.closed and p.statistics().state == "closed"
+
+
+def test_close_with_timeout_ends_calls_that_keep_running(port):
+    p = stemnb.IsolatePool(1)
+    running = p.run(_started_then, port.send_port, None, 60)
+    port.receive(30)
+    p.close(timeout=0.2)
+    with pytest.raises(stemnb.ClosedError, match="closed while the call was running"):
+        running.result(1)
+
+
+def test_no_child_process_is_left_after_close():
+    import psutil
+
+    p = stemnb.IsolatePool(2)
+    pids = {p.run(os.getpid).result(30), p.run(os.getpid).result(30)} | {r.pid for r in p.isolates()}
+    p.close()
+    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def test_worker_output_reaches_the_callers_stdout(pool, capsys):
+    def chatty():
+        print("hello from the worker")
+        print("to stderr", file=sys.stderr)
+        return 1
+
+    assert pool.run(chatty).result(30) == 1
+    out, err = capsys.readouterr()
+    assert "hello from the worker" in out and "to stderr" in err
+
+
+def test_calls_nest_inside_isolates(pool):
+    def outer(n):
+        import stemnb as s
+        return s.run(lambda: n + 1).result(60)
+
+    assert pool.run(outer, 1).result(60) == 2
+
+
+def test_stemnb_run_uses_one_reused_default_pool():
+    assert stemnb.run(lambda: 5).result(30) == 5
+    assert stemnb.default_pool() is stemnb.default_pool()
+
+
+def test_async_functions_are_awaited_in_the_worker(pool):
+    async def coro(x):
+        await asyncio.sleep(0)
+        return x + 1
+
+    assert pool.run(coro, 1).result(30) == 2
+
+
+def test_large_arrays_travel_through_shared_memory_and_arrive_read_only(pool):
+    np = pytest.importorskip("numpy")
+    a = np.arange(1_000_000, dtype=np.float64)
+    assert pool.run(np.sum, a).result(30) == a.sum()
+    back = pool.run(np.ones, 500_000).result(30)
+    assert back.shape == (500_000,) and not back.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        back[0] = 2
+    del back
+
+
+def _wait_for(predicate, timeout=30.0):
+    """Poll ``predicate`` until true (a bounded wait on state another thread changes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"condition not met within {timeout}s")
