@@ -154,3 +154,7 @@ class SharedMemoryWarning(UserWarning):
 
 class MalformedEnvelopeError(TaskError, ValueError):
     """A task envelope (or its dict form) is missing a field or has an invalid value."""
+
+
+class TaskRetryExhaustedError(TaskError):
+    """A task asked for a retry (``context.retry()``) after its retries were used up."""

@@ -97,7 +97,9 @@ class TaskOptions:
         if not isinstance(self.queue, str) or not self.queue:
             raise ValueError(f"queue must be a non-empty string, got {self.queue!r}")
         _check_int("max_retries", self.max_retries)
-        _check_int("priority", self.priority, minimum=-(2**31))
+        _check_int("priority", self.priority)
+        if self.priority > 9:
+            raise ValueError(f"priority must be between 0 and 9, got {self.priority!r}")
         for name in ("soft_time_limit", "hard_time_limit", "unique_for", "visibility_timeout", "expires"):
             allow_zero = name == "expires"
             object.__setattr__(self, name, to_seconds(name, getattr(self, name), allow_zero=allow_zero))

@@ -1,0 +1,26 @@
+"""The Stem worker, split by concept (see ``_worker.py`` for the map)."""
+
+from ._config import (
+    ObservabilityConfig,
+    RoutingSubscription,
+    WorkerAutoscaleConfig,
+    WorkerLifecycleConfig,
+    WorkerShutdownMode,
+)
+from ._control import ControlClient
+from ._heartbeat import HeartbeatTransport, InMemoryHeartbeatTransport, NoopHeartbeatTransport
+from ._worker import Worker, WorkerState
+
+__all__ = [
+    "ControlClient",
+    "HeartbeatTransport",
+    "InMemoryHeartbeatTransport",
+    "NoopHeartbeatTransport",
+    "ObservabilityConfig",
+    "RoutingSubscription",
+    "Worker",
+    "WorkerAutoscaleConfig",
+    "WorkerLifecycleConfig",
+    "WorkerShutdownMode",
+    "WorkerState",
+]

@@ -1,0 +1,227 @@
+"""``TaskIsolatePool``: runs task handlers in the processes of a :class:`stemnb.IsolatePool`.
+
+A task runs as one pool call. Inside the process it gets a :class:`TaskContext` whose signals
+(heartbeat, progress, extend_lease, enqueue) travel over a stemnb ``SendPort`` to the worker;
+``enqueue`` waits for the worker's reply on a ``ReceivePort``. The first signal also tells the
+worker the process's own control port, through which a terminate-revocation arrives, so the
+task's next heartbeat / progress raises :class:`TaskRevokedError`.
+
+What the pool adds over Stem's (reference §3): a hard time limit ends only that task's process
+and is reported as ``IsolateRecycleReason.TIME_LIMIT``; closing the pool settles every in-flight
+task; arguments that cannot be sent fail that task at once and the pool stays usable; the memory
+limit is each process's real RSS.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._context import TaskContext, TaskControl
+from ._future import Future
+from ._pool import IsolatePool
+from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
+
+ENQUEUE_REPLY_TIMEOUT = 60.0
+
+
+class TaskIsolatePool:
+    """A pool of ``size`` processes for task handlers (Stem's TaskIsolatePool).
+
+    Raises ValueError for a size or limit below 1.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        max_tasks_per_isolate: int | None = None,
+        max_memory_per_isolate: int | None = None,
+        debug_name: str | None = None,
+        on_recycle: Callable[[IsolateRecycleEvent], Any] | None = None,
+        on_spawned: Callable[[int], Any] | None = None,
+        on_disposed: Callable[[int], Any] | None = None,
+    ) -> None:
+        self._pool = IsolatePool(
+            max(1, size),
+            debug_name=debug_name,
+            max_tasks_per_isolate=max_tasks_per_isolate,
+            max_memory_per_isolate=max_memory_per_isolate,
+        )
+        for kind, callback in (("recycle", on_recycle), ("spawned", on_spawned), ("disposed", on_disposed)):
+            if callback is not None:
+                getattr(self._pool, f"on_{kind}")(callback)
+
+    # -- running ------------------------------------------------------------------------------
+    def execute(
+        self,
+        fn: Callable[[Any, Any], Any],
+        args: Any,
+        *,
+        task_id: str,
+        name: str,
+        attempt: int = 0,
+        headers: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        queue: str = "default",
+        control_port: Any = None,
+        timeout: float | None = None,
+    ) -> Future:
+        """Run ``fn(context, args)`` in a pool process; return a Future of its result.
+
+        ``timeout`` is a hard limit that ends the process (the Future raises TimeoutError).
+        ``future.cancel()`` ends the process of a running task. Raises SerializationError
+        at once when the task cannot be sent, and ClosedError when the pool is closed.
+        """
+        request = (fn, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}), queue, control_port)
+        return self._pool.run(run_task, request, timeout=timeout, debug_name=f"{name}[{task_id}]")
+
+    # -- sizing and recycling -----------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """The target number of processes."""
+        return self._pool.size
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    @property
+    def active_count(self) -> int:
+        """Processes running a task now."""
+        return self._pool.statistics().busy
+
+    @property
+    def total_count(self) -> int:
+        """Processes alive (idle, busy or starting)."""
+        stats = self._pool.statistics()
+        return stats.idle + stats.busy + stats.starting
+
+    def resize(self, size: int) -> None:
+        """Grow or shrink to ``size``; busy processes leave after their task (SCALE_DOWN)."""
+        self._pool.resize(max(1, size))
+
+    def update_recycle_policy(self, *, max_tasks_per_isolate: int | None = None, max_memory_per_isolate: int | None = None) -> None:
+        """Change the recycle thresholds for later tasks."""
+        self._pool.max_tasks_per_isolate = max_tasks_per_isolate
+        self._pool.max_memory_per_isolate = max_memory_per_isolate
+
+    def statistics(self) -> PoolStatistics:
+        return self._pool.statistics()
+
+    def isolates(self) -> list[IsolateInfo]:
+        return self._pool.isolates()
+
+    def on_recycle(self, callback: Callable[[IsolateRecycleEvent], Any], remove: bool = False) -> None:
+        self._pool.on_recycle(callback, remove)
+
+    def on_spawned(self, callback: Callable[[int], Any], remove: bool = False) -> None:
+        self._pool.on_spawned(callback, remove)
+
+    def on_disposed(self, callback: Callable[[int], Any], remove: bool = False) -> None:
+        self._pool.on_disposed(callback, remove)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self, *, cancel_pending: bool = True, timeout: float | None = None) -> None:
+        """Close the pool; every in-flight task's Future is settled when this returns.
+
+        Running tasks get ``timeout`` seconds (None: until done) before their processes are
+        ended (their Futures then raise ClosedError). Idempotent.
+        """
+        self._pool.close(cancel_pending=cancel_pending, timeout=timeout)
+
+    def dispose(self) -> None:
+        """Close now: queued tasks are cancelled, running ones end with ClosedError."""
+        self.close(cancel_pending=True, timeout=0)
+
+    def __enter__(self) -> TaskIsolatePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+    def __repr__(self) -> str:
+        return f"<stemnb.TaskIsolatePool size={self.size} closed={self.closed}>"
+
+
+# -- inside the pool process ----------------------------------------------------------------------
+def run_task(request: tuple) -> Any:
+    """The pool call: build the remote context and run the handler (async handlers to completion)."""
+    fn, args, task_id, name, attempt, headers, meta, queue, control_port = request
+    control = RemoteControl(task_id, control_port)
+    context = TaskContext(task_id, name, attempt, headers, meta, queue, control)
+    from ._worker._execution import call_handler
+
+    try:
+        return call_handler(fn, context, args)
+    finally:
+        _terminations.pop(task_id, None)
+
+
+_terminations: dict[str, str] = {}
+_inbox: Any = None
+_inbox_lock = threading.Lock()
+
+
+def _process_inbox() -> Any:
+    """This process's control port (created once): terminate requests land in ``_terminations``."""
+    global _inbox
+    with _inbox_lock:
+        if _inbox is None:
+            from ._ports import ReceivePort
+
+            port = ReceivePort(debug_name="task-control")
+            port.listen(_on_control)
+            _inbox = port
+        return _inbox
+
+
+def _on_control(message: Any) -> None:
+    if isinstance(message, tuple) and message and message[0] == "terminate":
+        _terminations[message[1]] = message[2]
+
+
+class RemoteControl(TaskControl):
+    """A task context's control inside a pool process: signals go to the worker's port."""
+
+    def __init__(self, task_id: str, to_worker: Any) -> None:
+        self.task_id = task_id
+        self.to_worker = to_worker
+        self._announced = False
+
+    def _announce(self) -> None:
+        if not self._announced and self.to_worker is not None:
+            self._announced = True
+            self.to_worker.send(("hello", self.task_id, _process_inbox().send_port))
+
+    def _send(self, message: tuple) -> None:
+        if self.to_worker is None:
+            return
+        self._announce()
+        self.to_worker.send(message)
+
+    def heartbeat(self) -> None:
+        self._send(("heartbeat", self.task_id))
+
+    def progress(self, fraction: float, data: Mapping[str, Any] | None) -> None:
+        self._send(("progress", self.task_id, fraction, data))
+
+    def extend_lease(self, seconds: float) -> None:
+        self._send(("extend_lease", self.task_id, seconds))
+
+    def enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
+        if self.to_worker is None:
+            raise RuntimeError("this task context cannot enqueue (no worker port)")
+        from ._ports import ReceivePort
+
+        with ReceivePort(debug_name=f"enqueue-reply-{self.task_id}") as reply:
+            self._send(("enqueue", self.task_id, reply.send_port, name, args, options, headers, meta))
+            ok, value = reply.receive(timeout=ENQUEUE_REPLY_TIMEOUT)
+        if not ok:
+            raise value
+        return value
+
+    def revoked(self) -> str | None:
+        self._announce()  # so that a terminate request can reach this process
+        return _terminations.get(self.task_id)

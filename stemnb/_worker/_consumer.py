@@ -1,0 +1,130 @@
+"""The consumer loop: one thread receives deliveries, runner threads handle them within the slots."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from .._events import WorkerEventType
+from ._active import ActiveTask
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+log = logging.getLogger("stemnb.worker")
+
+POLL = 0.25  # seconds a blocked get waits before re-checking that the worker still runs
+
+
+class ConsumerLoop:
+    """Receives deliveries into a local buffer; runner threads take them while holding a slot.
+
+    The broker hands out at most ``prefetch`` unsettled deliveries; every held delivery has its
+    lease renewed from receipt, so a buffered one does not expire while it waits for a slot.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._buffer: collections.deque[ActiveTask] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._consumer = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        w = self._worker
+        self._consumer = w.broker.consume(
+            list(w.subscription.queues),
+            prefetch=w.prefetch,
+            consumer_name=w.worker_id,
+            broadcasts=list(w.subscription.broadcasts),
+        )
+        receiver = threading.Thread(target=self._receive, name=f"stemnb-{w.worker_id}-consume", daemon=True)
+        self._threads.append(receiver)
+        for i in range(w._max_slots):
+            self._threads.append(
+                threading.Thread(target=self._run, name=f"stemnb-{w.worker_id}-runner-{i}", daemon=True)
+            )
+        for thread in self._threads:
+            thread.start()
+
+    def stop_receiving(self) -> list[ActiveTask]:
+        """Stop taking deliveries and wake the runners; return the buffered, not yet started ones."""
+        with self._cond:
+            self._stopping = True
+            left = list(self._buffer)
+            self._buffer.clear()
+            self._cond.notify_all()
+        if self._consumer is not None:
+            self._consumer.close()
+        return left
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the receiver (and idle runners) to end."""
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def _receive(self) -> None:
+        w = self._worker
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping:
+            try:
+                delivery = consumer.get(timeout=POLL)
+            except Exception as exc:  # a broker failure must not kill the loop silently
+                w.emit(WorkerEventType.ERROR, error=exc, data={"where": "consume"})
+                log.exception("worker %s: consume failed", w.worker_id)
+                if consumer.closed:
+                    return
+                continue
+            if delivery is None:
+                if consumer.closed:
+                    return
+                continue
+            task = ActiveTask(w, delivery)
+            w._active.add(task)
+            w.counters["received"] += 1
+            w._leases.track(task)
+            with self._cond:
+                if self._stopping:
+                    break
+                self._buffer.append(task)
+                self._cond.notify()
+            continue
+        else:
+            return
+        # stopped while holding one delivery: give it back
+        from ._outcome import requeue_unstarted
+
+        requeue_unstarted(w, [task])
+
+    def _run(self) -> None:
+        w = self._worker
+        from ._pipeline import handle
+
+        while True:
+            if not w._slots.acquire(timeout=POLL):
+                if self._stopping:
+                    return
+                continue
+            try:
+                task = self._next()
+                if task is None:
+                    return
+                handle(w, task)
+            finally:
+                w._slots.release()
+
+    def _next(self) -> ActiveTask | None:
+        with self._cond:
+            while not self._buffer:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            return self._buffer.popleft()

@@ -1,0 +1,123 @@
+"""Handling one delivery: the checks before a run (Stem's order), the run, and its outcome."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from .._backend import TaskState
+from .._context import TaskRetryRequest
+from .._events import WorkerEventType
+from .._middleware import run_hook
+from . import _outcome
+from ._active import ActiveTask
+from ._leases import start_task_timers
+
+if TYPE_CHECKING:
+    from ._worker import Worker
+
+log = logging.getLogger("stemnb.worker")
+
+PAUSED_QUEUE_BACKOFF = 0.25
+EXPIRES_KEY = "stem.expiresAt"
+SOFT_LIMIT_KEY = "stem.softTimeLimit"
+HARD_LIMIT_KEY = "stem.timeLimit"
+
+
+def handle(worker: Worker, task: ActiveTask) -> None:
+    """Run every check, then the handler, then settle the delivery; never raises.
+
+    Whatever happens, the delivery ends acked, dead-lettered, re-published or requeued, and the
+    task leaves the active set.
+    """
+    try:
+        _handle(worker, task)
+    except BaseException as exc:  # the outcome step itself failed: give the delivery back
+        log.exception("worker %s: settling task %s failed", worker.worker_id, task.id)
+        worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
+        _outcome.requeue_unstarted(worker, [task])
+    finally:
+        _outcome.release(worker, task)
+
+
+def _handle(worker: Worker, task: ActiveTask) -> None:
+    if task.abandoned:
+        return
+    env = task.envelope
+    handler = worker.registry.resolve(env.name)
+    run_hook(worker.middleware, "on_consume", task.delivery)
+    if handler is None:
+        return _outcome.unregistered(worker, task)
+    task.handler = handler
+    if task.delivery.redelivered:
+        status = worker.backend.get(env.id)
+        if status is not None and status.terminal and status.attempt >= env.attempt:
+            return _outcome.already_terminal(worker, task, status)
+    entry = worker._revocations.revocation_for(env.id)
+    if entry is not None:
+        return _outcome.revoked(worker, task, entry.reason or "revoked")
+    if worker.signer is not None:
+        problem = _signature_problem(worker, env)
+        if problem is not None:
+            return _outcome.signature_invalid(worker, task, problem)
+    expires = env.meta.get(EXPIRES_KEY)
+    if expires is not None and float(expires) <= time.time():
+        return _outcome.expired(worker, task)
+    if worker._revocations.queue_paused(task.delivery.queue):
+        return _outcome.republish_later(worker, task, PAUSED_QUEUE_BACKOFF, reason="queue-paused")
+    try:
+        args = worker.codecs.decode_args(env, handler)
+    except Exception as exc:
+        return _outcome.undecodable(worker, task, exc)
+    from ._ratelimits import admit
+
+    if not admit(worker, task, handler.options):
+        return None
+    _run(worker, task, handler, args)
+    return None
+
+
+def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
+    env = task.envelope
+    worker.emit(WorkerEventType.RECEIVED, task)
+    task.started_at = time.time()
+    worker.counters["started"] += 1
+    worker.backend.set(env.id, TaskState.RUNNING, meta=_outcome.status_meta(worker, task), attempt=env.attempt)
+    worker.emit(WorkerEventType.PRERUN, task)
+    start_task_timers(worker, task, soft_limit(env, handler.options))
+    from ._execution import execute
+
+    try:
+        result = execute(worker, task, handler, args)
+    except TaskRetryRequest as request:
+        _outcome.explicit_retry(worker, task, request)
+    except BaseException as exc:  # noqa: BLE001 - every task failure follows the failure path
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not handler.isolate:
+            _outcome.failure(worker, task, exc)
+            raise
+        _outcome.failure(worker, task, exc)
+    else:
+        _outcome.success(worker, task, result)
+
+
+def soft_limit(env: Any, options: Any) -> float | None:
+    """The soft time limit in seconds: envelope meta first, then the task options."""
+    value = env.meta.get(SOFT_LIMIT_KEY)
+    return float(value) if value is not None else options.soft_time_limit
+
+
+def hard_limit(env: Any, options: Any) -> float | None:
+    """The hard time limit in seconds: envelope meta first, then the task options."""
+    value = env.meta.get(HARD_LIMIT_KEY)
+    return float(value) if value is not None else options.hard_time_limit
+
+
+def _signature_problem(worker: Worker, env: Any) -> str | None:
+    from .._exceptions import SignatureError
+
+    try:
+        worker.signer.verify(env)
+    except SignatureError as exc:
+        return str(exc)
+    return None

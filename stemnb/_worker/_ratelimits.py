@@ -1,0 +1,67 @@
+"""Rate limits at run time: the group limit first, then the per-task limit (Stem's order).
+
+Keys: ``"group:" + (group_rate_key or headers[group_rate_key_header] or "global")`` and
+``"<task name>:" + (headers["tenant"] or "global")``. Each run spends one token of an ``N/period``
+bucket. A denied task is re-published after the limiter's ``retry_after`` with its attempt
+unchanged and state ``retried`` (meta ``rateLimited``). The worker uses a
+:class:`TokenBucketRateLimiter` when none is given, so a declared limit is always honoured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._events import WorkerEventType
+from .._options import RateLimiterFailureMode
+from . import _outcome
+
+if TYPE_CHECKING:
+    from ._active import ActiveTask
+    from ._worker import Worker
+
+
+def admit(worker: Worker, task: ActiveTask, options: Any) -> bool:
+    """Return True when the task may run now; otherwise it was re-published and settled."""
+    if options.rate_limit is None and options.group_rate_limit is None:
+        return True
+    limiter = _limiter(worker)
+    env = task.envelope
+    if options.group_rate_limit is not None:
+        key = "group:" + (options.group_rate_key or env.headers.get(options.group_rate_key_header) or "global")
+        try:
+            decision = limiter.acquire(key, options.group_rate_limit, meta={"task": env.name, "id": env.id})
+        except Exception as exc:
+            if options.group_rate_limiter_failure_mode is RateLimiterFailureMode.FAIL_CLOSED:
+                delay = worker.retry_strategy.next_delay(env.attempt, exc)
+                _outcome.republish_later(
+                    worker, task, delay, reason="rate-limiter-failed",
+                    state_meta={"rateLimiterFailed": True, "groupKey": key, "retryAfterMs": int(delay * 1000)},
+                )
+                return False
+            worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "rate-limiter", "degraded": True})
+        else:
+            if not decision.allowed:
+                return _deny(worker, task, decision, {"groupRateLimited": True, "groupKey": key})
+    if options.rate_limit is not None:
+        key = f"{env.name}:{env.headers.get('tenant') or 'global'}"
+        decision = limiter.acquire(key, options.rate_limit, meta={"task": env.name, "id": env.id})
+        if not decision.allowed:
+            return _deny(worker, task, decision, {"rateKey": key})
+    return True
+
+
+def _deny(worker: Worker, task: ActiveTask, decision: Any, extra: dict[str, Any]) -> bool:
+    delay = decision.retry_after
+    if delay is None:
+        delay = worker.retry_strategy.next_delay(task.envelope.attempt, RuntimeError("rate-limit"))
+    meta = {"rateLimited": True, "retryAfterMs": int(delay * 1000), **extra}
+    _outcome.republish_later(worker, task, delay, reason="rate-limited", state_meta=meta)
+    return False
+
+
+def _limiter(worker: Worker) -> Any:
+    if worker.rate_limiter is None:
+        from .._ratelimit import TokenBucketRateLimiter
+
+        worker.rate_limiter = TokenBucketRateLimiter()
+    return worker.rate_limiter
