@@ -120,7 +120,9 @@ class CloudpickleTaskPayloadEncoder(TaskPayloadEncoder):
     def decode(self, data: Any, *, what: str = "value") -> Any:
         import pickle
 
-        if not (isinstance(data, dict) and set(data) == {self._KEY} and isinstance(data[self._KEY], str)):
+        if not (
+            isinstance(data, dict) and set(data) == {self._KEY} and isinstance(data[self._KEY], str)
+        ):
             raise EncodingError(
                 f"{what} is not a cloudpickle payload (expected {{'cloudpickle': <base64 str>}}, "
                 f"got {type(data).__name__})"
@@ -197,4 +199,3 @@ class TaskPayloadEncoderRegistry:
 
     def __repr__(self) -> str:
         return f"TaskPayloadEncoderRegistry(ids={self.ids}, default={self._default.id!r})"
-

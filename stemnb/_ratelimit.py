@@ -111,7 +111,7 @@ class RateLimiter(abc.ABC):
             ValueError: ``tokens`` < 1 or more than the rate's bucket ever holds.
         """
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release resources (nothing for in-process limiters). Idempotent."""
 
 

@@ -12,7 +12,7 @@ import abc
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ._exceptions import RemoteError
 
@@ -23,7 +23,8 @@ __all__ = [
     "exception_names",
 ]
 
-ErrorMatcher = Union[type, str]
+ErrorMatcher = type | str
+_RNG = random.Random()
 _MAX_EXPONENT = 62  # 2**62 ms is far past any cap; keeps the arithmetic exact
 
 
@@ -35,7 +36,9 @@ def _quarter_jitter(capped_ms: int, rng: random.Random) -> int:
     return rng.randint(0, capped_ms // 4) if capped_ms > 0 else 0
 
 
-def _check_seconds(name: str, value: Any, *, optional: bool = False, positive: bool = False) -> None:
+def _check_seconds(
+    name: str, value: Any, *, optional: bool = False, positive: bool = False
+) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
@@ -128,7 +131,11 @@ def _check_matchers(name: str, value: Any) -> tuple[ErrorMatcher, ...]:
         value = (value,)
     items = tuple(value)
     for item in items:
-        ok = isinstance(item, str) and item or (isinstance(item, type) and issubclass(item, BaseException))
+        ok = (
+            isinstance(item, str)
+            and item
+            or (isinstance(item, type) and issubclass(item, BaseException))
+        )
         if not ok:
             raise TypeError(f"{name} entries must be exception classes or names, got {item!r}")
     return items
@@ -162,9 +169,13 @@ class TaskRetryPolicy:
             raise ValueError(f"max_retries must be an int >= 0 or None, got {self.max_retries!r}")
         _check_seconds("default_delay", self.default_delay)
         _check_seconds("backoff_max", self.backoff_max, optional=True)
-        object.__setattr__(self, "auto_retry_for", _check_matchers("auto_retry_for", self.auto_retry_for))
         object.__setattr__(
-            self, "dont_auto_retry_for", _check_matchers("dont_auto_retry_for", self.dont_auto_retry_for)
+            self, "auto_retry_for", _check_matchers("auto_retry_for", self.auto_retry_for)
+        )
+        object.__setattr__(
+            self,
+            "dont_auto_retry_for",
+            _check_matchers("dont_auto_retry_for", self.dont_auto_retry_for),
         )
 
     def should_retry(self, error: BaseException) -> bool:
@@ -184,11 +195,11 @@ class TaskRetryPolicy:
         base_ms = _to_ms(self.default_delay)
         if not self.backoff:
             return base_ms / 1000
-        raw = base_ms * 2 ** min(attempt, _MAX_EXPONENT)
+        raw: int = base_ms * 2 ** min(attempt, _MAX_EXPONENT)
         cap = raw if self.backoff_max is None else _to_ms(self.backoff_max)
         capped = cap if raw == 0 else min(max(raw, 0), cap)
         if self.jitter:
-            capped -= _quarter_jitter(capped, rng or random)  # type: ignore[arg-type]
+            capped -= _quarter_jitter(capped, rng or _RNG)
         return max(capped, 0) / 1000
 
     def to_dict(self) -> dict[str, Any]:

@@ -37,7 +37,9 @@ def canonical_payload(envelope: Envelope) -> bytes:
         SignatureError: args, meta or headers hold values that are not JSON data.
     """
     headers = {
-        k: v for k, v in envelope.headers.items() if k not in (SIGNATURE_HEADER, SIGNATURE_KEY_HEADER)
+        k: v
+        for k, v in envelope.headers.items()
+        if k not in (SIGNATURE_HEADER, SIGNATURE_KEY_HEADER)
     }
     vt = envelope.visibility_timeout
     body = {
@@ -57,7 +59,9 @@ def canonical_payload(envelope: Envelope) -> bytes:
     try:
         text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise SignatureError(f"task {envelope.id} cannot be signed: its payload is not JSON data ({exc})") from exc
+        raise SignatureError(
+            f"task {envelope.id} cannot be signed: its payload is not JSON data ({exc})"
+        ) from exc
     return text.encode("utf-8")
 
 
@@ -119,24 +123,32 @@ class PayloadSigner:
             active_key = known[0]
         signing = list(self._secrets) if algorithm == HMAC_SHA256 else list(self._private)
         if active_key is not None and active_key not in known:
-            raise ValueError(f"active signing key {active_key!r} is not among the keys {sorted(known)}")
+            raise ValueError(
+                f"active signing key {active_key!r} is not among the keys {sorted(known)}"
+            )
         if active_key is None and signing:
             raise ValueError(f"several signing keys {sorted(known)}: name the active_key")
         self.active_key = active_key if active_key in signing else None
 
-    def _load_ed25519(self, private_keys: Mapping[str, Any], public_keys: Mapping[str, Any]) -> None:
+    def _load_ed25519(
+        self, private_keys: Mapping[str, Any], public_keys: Mapping[str, Any]
+    ) -> None:
         ed25519 = _require_cryptography()
         try:
             for key_id, value in private_keys.items():
                 where = f"private_keys[{key_id!r}]"
                 if not isinstance(value, ed25519.Ed25519PrivateKey):
-                    value = ed25519.Ed25519PrivateKey.from_private_bytes(_as_bytes(where, key_id, value))
+                    value = ed25519.Ed25519PrivateKey.from_private_bytes(
+                        _as_bytes(where, key_id, value)
+                    )
                 self._private[key_id] = value
                 self._public[key_id] = value.public_key()
             for key_id, value in public_keys.items():
                 where = f"public_keys[{key_id!r}]"
                 if not isinstance(value, ed25519.Ed25519PublicKey):
-                    value = ed25519.Ed25519PublicKey.from_public_bytes(_as_bytes(where, key_id, value))
+                    value = ed25519.Ed25519PublicKey.from_public_bytes(
+                        _as_bytes(where, key_id, value)
+                    )
                 self._public[key_id] = value
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
@@ -178,7 +190,9 @@ class PayloadSigner:
         try:
             raw = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError):
-            raise SignatureError(f"task {envelope.id} has a malformed signature (not base64)") from None
+            raise SignatureError(
+                f"task {envelope.id} has a malformed signature (not base64)"
+            ) from None
         if key_id not in (self._secrets or self._public):
             raise SignatureError(f"task {envelope.id} is signed with unknown key id {key_id!r}")
         payload = canonical_payload(envelope)
@@ -192,7 +206,9 @@ class PayloadSigner:
         try:
             self._public[key_id].verify(raw, payload)
         except InvalidSignature:
-            raise SignatureError(f"task {envelope.id}: signature does not match its payload") from None
+            raise SignatureError(
+                f"task {envelope.id}: signature does not match its payload"
+            ) from None
 
     def is_valid(self, envelope: Envelope) -> bool:
         """Return whether :meth:`verify` accepts ``envelope``."""
@@ -242,5 +258,7 @@ def _parse_key_list(name: str, text: str) -> dict[str, bytes]:
         try:
             keys[key_id.strip()] = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"{name}: the key for id {key_id.strip()!r} is not valid base64") from None
+            raise ValueError(
+                f"{name}: the key for id {key_id.strip()!r} is not valid base64"
+            ) from None
     return keys

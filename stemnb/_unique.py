@@ -90,7 +90,7 @@ class LockStore(abc.ABC):
     def renew(self, key: str, owner: str, ttl: float) -> bool:
         """Extend ``owner``'s hold on ``key`` to ``ttl`` seconds from now; ``False`` if not held."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release resources. Idempotent."""
 
 
@@ -218,7 +218,9 @@ class UniqueTaskCoordinator:
                     UNIQUE_OWNER_META: envelope.id,
                     UNIQUE_EXPIRES_META: lock.expires_at,
                 }
-                return UniqueTaskClaim(True, key, envelope.replace(meta=meta), None, lock.expires_at)
+                return UniqueTaskClaim(
+                    True, key, envelope.replace(meta=meta), None, lock.expires_at
+                )
             holder = self.lock_store.owner_of(key)
             if holder is not None:  # else it lapsed in between: try again
                 return UniqueTaskClaim(False, key, envelope, holder)

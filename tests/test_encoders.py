@@ -60,7 +60,9 @@ def test_cloudpickle_encoder_reports_unpicklable_values():
         CloudpickleTaskPayloadEncoder().encode({"lock": threading.Lock()}, what="args")
 
 
-@pytest.mark.parametrize("data", [{"x": 1}, "text", {"cloudpickle": "@@not base64@@"}, {"cloudpickle": "AAAA"}])
+@pytest.mark.parametrize(
+    "data", [{"x": 1}, "text", {"cloudpickle": "@@not base64@@"}, {"cloudpickle": "AAAA"}]
+)
 def test_cloudpickle_encoder_refuses_foreign_or_corrupt_payloads(data):
     with pytest.raises(EncodingError, match="result"):
         CloudpickleTaskPayloadEncoder().decode(data, what="result")

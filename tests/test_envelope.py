@@ -83,8 +83,14 @@ def test_is_due_follows_not_before():
         ({"id": "x", "name": "t", "priority": "high"}, "priority must be an int"),
         ({"id": "x", "name": "t", "attempt": -1}, "attempt must be >= 0"),
         ({"id": "x", "name": "t", "max_retries": True}, "max_retries must be an int"),
-        ({"id": "x", "name": "t", "enqueued_at": "yesterday"}, "enqueued_at must be a finite number"),
-        ({"id": "x", "name": "t", "not_before": float("nan")}, "not_before must be a finite number"),
+        (
+            {"id": "x", "name": "t", "enqueued_at": "yesterday"},
+            "enqueued_at must be a finite number",
+        ),
+        (
+            {"id": "x", "name": "t", "not_before": float("nan")},
+            "not_before must be a finite number",
+        ),
         ({"id": "x", "name": "t", "visibility_timeout": 0}, "visibility_timeout must be > 0"),
     ],
 )

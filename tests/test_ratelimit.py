@@ -19,7 +19,8 @@ class FakeClock:
 
 
 @pytest.mark.parametrize(
-    ("spec", "tokens", "period"), [("10/s", 10, 1.0), ("100/m", 100, 60.0), ("1000/h", 1000, 3600.0)]
+    ("spec", "tokens", "period"),
+    [("10/s", 10, 1.0), ("100/m", 100, 60.0), ("1000/h", 1000, 3600.0)],
 )
 def test_parse_rate_reads_counts_per_second_minute_and_hour(spec, tokens, period):
     assert parse_rate(spec) == RateSpec(tokens, period)

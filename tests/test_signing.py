@@ -77,7 +77,10 @@ def test_ed25519_signatures_verify_with_the_public_key_only():
 
 
 def test_from_env_reads_hmac_keys_and_the_active_key():
-    env = {"STEM_SIGNING_KEYS": f"primary:{SECRET}, backup:{SECRET}", "STEM_SIGNING_ACTIVE_KEY": "primary"}
+    env = {
+        "STEM_SIGNING_KEYS": f"primary:{SECRET}, backup:{SECRET}",
+        "STEM_SIGNING_ACTIVE_KEY": "primary",
+    }
     signer = PayloadSigner.from_env(env)
     assert signer.key_ids == ["backup", "primary"] and signer.active_key == "primary"
     signer.verify(signer.sign(_envelope()))
@@ -102,8 +105,17 @@ def test_from_env_reads_ed25519_keys():
         ({"STEM_SIGNING_KEYS": "k:***"}, "not valid base64"),
         ({"STEM_SIGNING_KEYS": f"a:{SECRET},b:{SECRET}"}, "name the active_key"),
         ({"STEM_SIGNING_KEYS": f"a:{SECRET}", "STEM_SIGNING_ACTIVE_KEY": "z"}, "'z' is not among"),
-        ({"STEM_SIGNING_KEYS": f"a:{SECRET}", "STEM_SIGNING_ALGORITHM": "rsa"}, "unknown signing algorithm"),
-        ({"STEM_SIGNING_ALGORITHM": "ed25519", "STEM_SIGNING_PRIVATE_KEYS": f"a:{base64.b64encode(b'x').decode()}"}, "private_keys"),
+        (
+            {"STEM_SIGNING_KEYS": f"a:{SECRET}", "STEM_SIGNING_ALGORITHM": "rsa"},
+            "unknown signing algorithm",
+        ),
+        (
+            {
+                "STEM_SIGNING_ALGORITHM": "ed25519",
+                "STEM_SIGNING_PRIVATE_KEYS": f"a:{base64.b64encode(b'x').decode()}",
+            },
+            "private_keys",
+        ),
     ],
 )
 def test_from_env_refuses_misconfiguration_naming_the_problem(env, message):

@@ -47,7 +47,13 @@ def test_release_on_terminal_state_lets_the_next_enqueue_through():
 
 @pytest.mark.parametrize(
     "change",
-    [{"name": "other"}, {"queue": "q2"}, {"args": {"day": 2}}, {"headers": {"tenant": "b"}}, {"meta": {"m": 2}}],
+    [
+        {"name": "other"},
+        {"queue": "q2"},
+        {"args": {"day": 2}},
+        {"headers": {"tenant": "b"}},
+        {"meta": {"m": 2}},
+    ],
 )
 def test_unique_key_depends_on_task_queue_args_headers_and_meta(change):
     coordinator = UniqueTaskCoordinator(InMemoryLockStore())

@@ -308,7 +308,9 @@ class InMemoryBroker(Broker):
         if not names and not channels:
             raise ValueError("consume() needs at least one queue or broadcast channel")
         if any(not isinstance(n, str) or not n for n in names + channels):
-            raise ValueError(f"queue and channel names must be non-empty str, got {names + channels}")
+            raise ValueError(
+                f"queue and channel names must be non-empty str, got {names + channels}"
+            )
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
             raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
         with self._lock:

@@ -43,7 +43,9 @@ def eventually(check: Callable[[], T], timeout: float = 5.0, interval: float = 0
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{getattr(check, '__name__', check)!s} still false after {timeout} s")
+            raise TimeoutError(
+                f"{getattr(check, '__name__', check)!s} still false after {timeout} s"
+            )
         time.sleep(interval)
 
 

@@ -222,7 +222,9 @@ class ResultBackendContract:
         backend.set_worker_heartbeat(WorkerHeartbeat(a, namespace, inflight=1, queues={"q": 1}))
         backend.set_worker_heartbeat(WorkerHeartbeat(b, namespace))
         assert backend.get_worker_heartbeat(a).queues == {"q": 1}
-        assert sorted(h.worker_id for h in backend.list_worker_heartbeats(namespace)) == sorted([a, b])
+        assert sorted(h.worker_id for h in backend.list_worker_heartbeats(namespace)) == sorted(
+            [a, b]
+        )
         backend.set_worker_heartbeat(WorkerHeartbeat(a, namespace, inflight=4))
         assert backend.get_worker_heartbeat(a).inflight == 4
         assert backend.get_worker_heartbeat(unique_name("w")) is None

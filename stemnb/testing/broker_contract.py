@@ -68,7 +68,9 @@ class BrokerContract:
 
     # -- basic lifecycle ---------------------------------------------------------------------
     def test_published_envelope_is_delivered_and_ack_removes_it(self, broker, queue):
-        env = Envelope("contract.task", {"x": 1, "nested": [1, "a"]}, queue=queue, headers={"h": "v"})
+        env = Envelope(
+            "contract.task", {"x": 1, "nested": [1, "a"]}, queue=queue, headers={"h": "v"}
+        )
         broker.publish(env)
         with broker.consume(queue) as consumer:
             delivery = self._get(consumer)
