@@ -1,0 +1,277 @@
+"""Shared plumbing of the benchmarks: child processes, statistics, machine facts and Markdown.
+
+Every system is measured in its own fresh child interpreter started with ``python -c SOURCE``, so
+``__main__`` has no file, exactly as in a Jupyter kernel. The child writes one JSON document to a
+path given on its command line; the driver collects them and renders the tables.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def median(values: Sequence[float]) -> float:
+    """Return the median of ``values`` (``nan`` when empty)."""
+    return statistics.median(values) if values else math.nan
+
+
+def p99(values: Sequence[float]) -> float:
+    """Return the 99th percentile of ``values`` by nearest rank (``nan`` when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+def cpu_task(n: int) -> int:
+    """Burn CPU in pure Python for a time proportional to ``n``; return a checksum."""
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+def best_of(repeats: int, fn: Callable[[], Any]) -> float:
+    """Return the shortest wall time in seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def cpu_probe_ms() -> float:
+    """Return best-of-3 ms of ``cpu_task(100_000)``: how fast this host is right now."""
+    return best_of(3, lambda: cpu_task(100_000)) * 1e3
+
+
+def calibrate_cpu_task(target_s: float) -> int:
+    """Return the ``n`` for which ``cpu_task(n)`` takes about ``target_s`` seconds here, now."""
+    n = 1_000_000
+    t = best_of(3, lambda: cpu_task(n))
+    return max(1000, int(n * target_s / t))
+
+
+def child_env() -> dict[str, str]:
+    """Return the environment for children: the repository root importable, output unbuffered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_child(source: str, config: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run ``python -c source config_json out_path`` and return the JSON document it wrote.
+
+    A child that fails, times out or writes nothing yields ``{"error": ...}`` with the reason and
+    the tail of its stderr, so one broken system never stops the run.
+    """
+    with tempfile.TemporaryDirectory(prefix="stemnb-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-c", source, json.dumps(config), str(out)]
+        try:
+            proc = subprocess.run(
+                cmd, env=child_env(), cwd=tmp, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            doc = json.loads(out.read_text()) if out.exists() else {}
+            return {**doc, "error": f"timed out after {timeout:.0f} s", "stderr": _tail(exc.stderr)}
+        if out.exists():
+            doc = json.loads(out.read_text())
+            if proc.returncode != 0:
+                doc.setdefault("error", f"exit code {proc.returncode}")
+                doc["stderr"] = _tail(proc.stderr)
+            return doc
+        return {"error": f"exit code {proc.returncode}, no result", "stderr": _tail(proc.stderr)}
+
+
+def _tail(text: str | bytes | None, lines: int = 15) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return "\n".join((text or "").strip().splitlines()[-lines:])
+
+
+def time_to_marker(source: str, marker: str, timeout: float) -> tuple[float, float | None]:
+    """Start ``python -c source`` and return (seconds until it prints ``marker``, the float after it).
+
+    The float is whatever the child prints after the marker on the same line (e.g. its shutdown
+    time), or ``None``. Raises ``RuntimeError`` with the child's stderr if the marker never comes.
+    """
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", source],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    elapsed = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(marker) and elapsed is None:
+                elapsed = time.perf_counter() - t0
+            elif line.startswith("SHUTDOWN"):
+                proc.wait(timeout)
+                return elapsed or math.nan, float(line.split()[1])
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if elapsed is None:
+        raise RuntimeError(
+            f"no {marker!r} from child: {_tail(proc.stderr.read() if proc.stderr else '')}"
+        )
+    return elapsed, None
+
+
+def machine_facts() -> dict[str, str]:
+    """Return CPU model, core count, RAM, OS and Python version of this host."""
+    import psutil
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram_gib": f"{psutil.virtual_memory().total / 2**30:.1f}",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_at_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def versions(modules: Iterable[str]) -> str:
+    """Return ``"name x.y, ..."`` for each importable module of ``modules``."""
+    from importlib import metadata
+
+    out = []
+    for name in modules:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} (not installed)")
+    return ", ".join(out)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured quantity: its label, unit, which direction is better and the issue's target."""
+
+    key: str
+    label: str
+    lower_is_better: bool | None  # None: descriptive, no ratio
+    target: str = ""
+    fmt: str = "{:,.0f}"
+
+
+def fmt_value(row: Row, value: Any) -> str:
+    """Render one cell: a number with the row's format, a string as is, missing as an em dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return "—"
+    return row.fmt.format(value)
+
+
+def best_peer(
+    row: Row, values: dict[str, Any], subjects: Sequence[str]
+) -> tuple[str, float] | None:
+    """Return (name, value) of the best numeric peer (every system not in ``subjects``) for ``row``."""
+    peers = [
+        (name, float(v))
+        for name, v in values.items()
+        if name not in subjects and isinstance(v, (int, float)) and not math.isnan(float(v))
+    ]
+    if row.lower_is_better is None or not peers:
+        return None
+    pick = min if row.lower_is_better else max
+    return pick(peers, key=lambda p: p[1])
+
+
+def advantage(row: Row, subject: Any, peer: float) -> str:
+    """Return how many times better the subject is than ``peer`` ("×2.10"; below 1 means worse)."""
+    if not isinstance(subject, (int, float)) or math.isnan(float(subject)):
+        return "—"
+    if subject == peer:
+        return "×1.00"
+    if row.lower_is_better:
+        ratio = peer / subject if subject else math.inf
+    else:
+        ratio = subject / peer if peer else math.inf
+    return f"×{ratio:.2f}"
+
+
+def ratio_table(
+    rows: Sequence[Row], results: dict[str, dict[str, Any]], subjects: Sequence[str]
+) -> list[str]:
+    """Render Markdown: a row per measure, a column per system, the best peer, and per subject its ratio.
+
+    Peers are the systems not in ``subjects``; the ratio says how many times better the subject is.
+    """
+    systems = list(results)
+    subjects = [s for s in subjects if s in results]
+    head = ["measure", "target", *systems, "best peer", *(f"{s} vs best peer" for s in subjects)]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|---|---|" + "---:|" * (len(systems) + 1 + len(subjects)),
+    ]
+    for row in rows:
+        values = {name: results[name].get(row.key) for name in systems}
+        cells = [row.label, row.target] + [fmt_value(row, values[name]) for name in systems]
+        peer = best_peer(row, values, subjects)
+        if peer is None:
+            cells += [""] * (1 + len(subjects))
+        else:
+            cells.append(f"{peer[0]} {fmt_value(row, peer[1])}")
+            cells += [advantage(row, values.get(s), peer[1]) for s in subjects]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def simple_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """Render a plain Markdown table (first column left-aligned, the rest right-aligned)."""
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines
+
+
+def write_report(name: str, lines: Sequence[str], out_dir: Path | None = None) -> Path:
+    """Write the report to ``bench/results/<name>-<UTC date and time>.md`` and return its path."""
+    out_dir = out_dir or RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d-%H%M")
+    path = out_dir / f"{name}-{stamp}.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def utc_now() -> str:
+    """Return the current UTC time as ``YYYY-MM-DD HH:MM UTC``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
