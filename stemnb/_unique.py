@@ -161,6 +161,14 @@ class UniqueTaskClaim:
     existing_id: str | None = None
     expires_at: float | None = None
 
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The ``stem.unique.*`` meta entries of an acquired claim (empty otherwise)."""
+        if not self.acquired:
+            return {}
+        keys = (UNIQUE_KEY_META, UNIQUE_OWNER_META, UNIQUE_EXPIRES_META)
+        return {k: self.envelope.meta[k] for k in keys}
+
 
 class UniqueTaskCoordinator:
     """Keeps at most one live task per uniqueness key, over a :class:`LockStore`.
@@ -225,14 +233,18 @@ class UniqueTaskCoordinator:
             if holder is not None:  # else it lapsed in between: try again
                 return UniqueTaskClaim(False, key, envelope, holder)
 
-    def release(self, envelope: Envelope) -> bool:
-        """Release the key ``envelope`` claimed (read from its ``stem.unique.*`` meta).
+    def release(self, envelope_or_key: Envelope | str, owner: str | None = None) -> bool:
+        """Release a claimed key: pass the claimed envelope (its ``stem.unique.*`` meta names
+        key and owner), or the key and the owner (the owning task's id).
 
         Returns:
-            ``False`` when the envelope claimed nothing or no longer holds its key.
+            ``False`` when nothing was claimed or the key is no longer held by that owner.
         """
-        key = envelope.meta.get(UNIQUE_KEY_META)
-        owner = envelope.meta.get(UNIQUE_OWNER_META)
+        if isinstance(envelope_or_key, Envelope):
+            key = envelope_or_key.meta.get(UNIQUE_KEY_META)
+            owner = envelope_or_key.meta.get(UNIQUE_OWNER_META)
+        else:
+            key = envelope_or_key
         if not isinstance(key, str) or not isinstance(owner, str):
             return False
         return self.lock_store.release(key, owner)

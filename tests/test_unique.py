@@ -99,3 +99,14 @@ def test_unique_claim_lapses_when_never_released():
 def test_coordinator_requires_a_lock_store():
     with pytest.raises(TypeError, match="LockStore"):
         UniqueTaskCoordinator(object())
+
+
+def test_release_by_key_and_owner_and_claim_meta():
+    coordinator = UniqueTaskCoordinator(InMemoryLockStore())
+    env = _env()
+    claim = coordinator.acquire(env)
+    assert set(claim.meta) == {"stem.unique.key", "stem.unique.owner", "stem.unique.expiresAt"}
+    assert coordinator.release(claim.key, "someone-else") is False
+    assert coordinator.release(claim.key, env.id) is True
+    assert coordinator.acquire(_env()).acquired
+    assert coordinator.acquire(_env()).meta == {}
