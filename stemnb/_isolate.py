@@ -187,12 +187,29 @@ def _on_supervisor_message(payload: Payload) -> None:
     def answer() -> None:
         try:
             if target is None:
-                raise ClosedError(f"isolate #{isolate_id} has ended")
-            reply.send((True, target.handle(method, args)))
+                reply.send((True, _handle_ended(isolate_id, method, args)))
+            else:
+                reply.send((True, target.handle(method, args)))
         except Exception as exc:  # noqa: BLE001 - the caller re-raises it
             reply.send((False, exc))
 
     threading.Thread(target=answer, daemon=True, name="stemnb-isolate-rpc").start()
+
+
+def _handle_ended(isolate_id: int, method: str, args: tuple) -> Any:
+    """Answer a request about an isolate whose record is gone (it ended).
+
+    As in Dart: ``is_alive`` is False, ``kill`` and listener removals do nothing, a new exit
+    listener gets its response at once; anything else raises ClosedError.
+    """
+    if method == "is_alive":
+        return False
+    if method in ("kill", "remove_on_exit_listener", "remove_error_listener", "add_error_listener"):
+        return None
+    if method == "add_on_exit_listener":
+        args[0].send(args[1])
+        return None
+    raise ClosedError(f"isolate #{isolate_id} has ended; cannot {method} it")
 
 
 class _Supervised:
