@@ -1,0 +1,571 @@
+"""stemnb.spawn and Isolate: long-lived processes controlled like Dart isolates (real processes)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+
+import pytest
+
+import stemnb
+from stemnb import Isolate
+
+pytestmark = pytest.mark.timeout(120)
+
+WAIT = 30  # seconds a test waits for something that must happen
+QUIET = 0.3  # seconds a test listens to show that something does NOT happen
+
+
+# ---------------------------------------------------------------------- isolate entries
+def say_ran(reply: stemnb.SendPort) -> None:
+    reply.send("ran")
+
+
+def raise_boom(_: object) -> None:
+    raise ValueError("boom")
+
+
+def exit_with_3(_: object) -> None:
+    os._exit(3)
+
+
+def segfault(_: object) -> None:
+    ctypes.string_at(0)
+
+
+def compute_forever(reply: stemnb.SendPort) -> None:
+    reply.send("computing")
+    x = 0
+    while True:
+        x += 1
+
+
+def echo(reply: stemnb.SendPort) -> None:
+    """Answer every message on a listened port; "close" closes it (the isolate then ends)."""
+    port = stemnb.ReceivePort("echo")
+
+    def on_message(message: object) -> None:
+        if message == "close":
+            port.close()
+        else:
+            reply.send(message)
+
+    port.listen(on_message)
+    reply.send(port.send_port)
+
+
+def fragile_listener(reply: stemnb.SendPort) -> None:
+    """Like ``echo`` but "bad" raises an uncaught error in the callback."""
+    port = stemnb.ReceivePort("fragile")
+
+    def on_message(message: object) -> None:
+        if message == "bad":
+            raise KeyError("bad message")
+        reply.send(("ok", message))
+
+    port.listen(on_message)
+    reply.send(port.send_port)
+
+
+def slow_handler(args: tuple) -> None:
+    """"slow" reports it started, blocks until the test writes to ``fifo``, then replies "done"."""
+    reply, fifo = args
+    port = stemnb.ReceivePort("slow")
+
+    def on_message(message: object) -> None:
+        if message == "slow":
+            reply.send("started")
+            with open(fifo) as fh:
+                fh.read()
+            reply.send("done")
+        else:
+            reply.send(("processed", message))
+
+    port.listen(on_message)
+    reply.send(port.send_port)
+
+
+def producer(args: tuple) -> None:
+    out, n, report = args
+    from stemnb._hub import hub
+
+    for i in range(n):
+        out.send(i)
+    out.send(None)
+    report.send(("producer connected to", list(hub()._out)))
+
+
+def consumer(reply: stemnb.SendPort) -> None:
+    with stemnb.ReceivePort("consumer") as port:
+        reply.send(port.send_port)
+        received = []
+        for message in port:
+            if message is None:
+                break
+            received.append(message)
+    reply.send(("consumed", received))
+
+
+def report_current(reply: stemnb.SendPort) -> None:
+    reply.send(Isolate.current())
+
+
+def exit_with_bye(reply: stemnb.SendPort) -> None:
+    Isolate.exit(reply, "bye")
+    reply.send("not reached")
+
+
+def report_pid_and_parent(reply: stemnb.SendPort) -> None:
+    reply.send(("grandchild", os.getpid(), os.getppid()))
+
+
+def spawn_grandchild(reply: stemnb.SendPort) -> None:
+    with stemnb.ReceivePort("grandchild-exit") as exit_port:
+        child = stemnb.spawn(report_pid_and_parent, reply, on_exit=exit_port.send_port).result(WAIT)
+        exit_port.receive(timeout=WAIT)
+    reply.send(("middle", os.getpid(), child.pid))
+
+
+async def async_doubler(reply: stemnb.SendPort) -> None:
+    port = stemnb.ReceivePort("async")
+    reply.send(port.send_port)
+    async for message in port:
+        if message == "stop":
+            break
+        reply.send(message * 2)
+    port.close()
+    reply.send("finished")
+
+
+def control_other(args: tuple) -> None:
+    other, reply = args
+    cap = other.pause()
+    other.ping(reply, "pinged while paused")
+    other.resume(cap)
+    reply.send(("alive", other.is_alive))
+    other.kill(Isolate.IMMEDIATE)
+
+
+# ---------------------------------------------------------------------- fixtures and helpers
+@pytest.fixture
+def spawned():
+    """Spawn isolates that are killed (if still alive) after the test."""
+    isolates: list[Isolate] = []
+
+    def start(entry, message, **kwargs) -> Isolate:
+        iso = stemnb.spawn(entry, message, **kwargs).result(WAIT)
+        isolates.append(iso)
+        return iso
+
+    yield start
+    for iso in isolates:
+        try:
+            iso.kill(Isolate.IMMEDIATE)
+        except stemnb.ClosedError:
+            pass
+
+
+@pytest.fixture
+def ports():
+    """Make receive ports that are closed after the test."""
+    made: list[stemnb.ReceivePort] = []
+
+    def make(name: str | None = None) -> stemnb.ReceivePort:
+        p = stemnb.ReceivePort(name)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def assert_quiet(port: stemnb.ReceivePort) -> None:
+    """Nothing arrives on ``port`` for a short while."""
+    with pytest.raises(TimeoutError):
+        got = port.receive(timeout=QUIET)
+        pytest.fail(f"unexpected message {got!r}")
+
+
+def assert_exit_reported_once(iso: Isolate, exit_port: stemnb.ReceivePort, response: object = None) -> None:
+    assert exit_port.receive(timeout=WAIT) == response
+    assert not iso.is_alive
+    iso.kill(Isolate.IMMEDIATE)  # no-ops on an ended isolate: no second exit message
+    iso.kill()
+    exit_port.send_port.send("sentinel")
+    assert exit_port.receive(timeout=WAIT) == "sentinel"
+
+
+def start_echo(spawned, ports, **kwargs) -> tuple[Isolate, stemnb.SendPort, stemnb.ReceivePort]:
+    replies = ports("replies")
+    iso = spawned(echo, replies.send_port, **kwargs)
+    return iso, replies.receive(timeout=WAIT), replies
+
+
+# ---------------------------------------------------------------------- direct traffic
+def test_producer_and_consumer_isolates_talk_directly_through_a_port_passed_between_them(spawned, ports):
+    main = ports("main")
+    consumer_iso = spawned(consumer, main.send_port)
+    consumer_port = main.receive(timeout=WAIT)
+    spawned(producer, (consumer_port, 200, main.send_port))
+    got = sorted((main.receive(timeout=WAIT), main.receive(timeout=WAIT)), key=lambda m: m[0])
+    (consumed, received), (connected, addresses) = got
+    assert consumed == "consumed" and received == list(range(200))
+    # the producer holds its own connection to the consumer's process (no relay through us)
+    assert consumer_port._address in addresses
+    assert f"-{consumer_iso.pid}-" in consumer_port._address
+
+
+# ---------------------------------------------------------------------- exit port
+def test_exit_port_receives_its_response_after_a_normal_return(spawned, ports):
+    exit_port, replies = ports("exit"), ports()
+    iso = spawned(say_ran, replies.send_port, on_exit=exit_port.send_port)
+    assert replies.receive(timeout=WAIT) == "ran"
+    assert_exit_reported_once(iso, exit_port)
+
+
+def test_exit_port_is_told_after_an_uncaught_error(spawned, ports):
+    exit_port = ports("exit")
+    iso = spawned(raise_boom, None, on_exit=exit_port.send_port)
+    assert_exit_reported_once(iso, exit_port)
+
+
+def test_exit_port_is_told_after_os_exit(spawned, ports):
+    exit_port = ports("exit")
+    iso = spawned(exit_with_3, None, on_exit=exit_port.send_port)
+    assert_exit_reported_once(iso, exit_port)
+
+
+def test_exit_port_is_told_after_sigkill(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    exit_port = ports("exit")
+    iso.add_on_exit_listener(exit_port.send_port, response=("ended", iso.pid))
+    os.kill(iso.pid, signal.SIGKILL)
+    assert_exit_reported_once(iso, exit_port, ("ended", iso.pid))
+
+
+def test_exit_port_is_told_after_a_segfault(spawned, ports):
+    exit_port = ports("exit")
+    iso = spawned(segfault, None, on_exit=exit_port.send_port)
+    assert_exit_reported_once(iso, exit_port)
+
+
+def test_an_exit_listener_added_after_the_end_is_answered_at_once(spawned, ports):
+    exit_port, late = ports("exit"), ports("late")
+    iso = spawned(exit_with_3, None, on_exit=exit_port.send_port)
+    exit_port.receive(timeout=WAIT)
+    iso.add_on_exit_listener(late.send_port, "too late")
+    assert late.receive(timeout=WAIT) == "too late"
+
+
+def test_a_removed_exit_listener_is_not_told(spawned, ports):
+    iso, echo_port, _ = start_echo(spawned, ports)
+    kept, removed = ports("kept"), ports("removed")
+    iso.add_on_exit_listener(kept.send_port, "kept")
+    iso.add_on_exit_listener(removed.send_port, "removed")
+    iso.remove_on_exit_listener(removed.send_port)
+    echo_port.send("close")
+    assert kept.receive(timeout=WAIT) == "kept"
+    removed.send_port.send("sentinel")
+    assert removed.receive(timeout=WAIT) == "sentinel"
+
+
+# ---------------------------------------------------------------------- errors
+def test_error_port_receives_message_traceback_and_remote_error(spawned, ports):
+    errors, exit_port = ports("errors"), ports("exit")
+    spawned(raise_boom, None, on_error=errors.send_port, on_exit=exit_port.send_port)
+    message, tb, err = errors.receive(timeout=WAIT)
+    assert message == "ValueError: boom"
+    assert 'raise ValueError("boom")' in tb and "raise_boom" in tb
+    assert isinstance(err, stemnb.RemoteError)
+    assert (err.type_name, err.message, err.traceback) == ("ValueError", "boom", tb)
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_errors_are_fatal_false_keeps_a_listening_isolate_alive_after_a_callback_error(spawned, ports):
+    errors, replies = ports("errors"), ports("replies")
+    iso = spawned(fragile_listener, replies.send_port, errors_are_fatal=False, on_error=errors.send_port)
+    port = replies.receive(timeout=WAIT)
+    port.send("bad")
+    port.send("good")
+    message, _, err = errors.receive(timeout=WAIT)
+    assert message == "KeyError: 'bad message'" and err.type_name == "KeyError"
+    assert replies.receive(timeout=WAIT) == ("ok", "good")
+    assert iso.is_alive
+
+
+def test_a_callback_error_ends_the_isolate_when_errors_are_fatal(spawned, ports):
+    errors, replies, exit_port = ports("errors"), ports("replies"), ports("exit")
+    iso = spawned(fragile_listener, replies.send_port, on_exit=exit_port.send_port)
+    iso.add_error_listener(errors.send_port)
+    port = replies.receive(timeout=WAIT)
+    port.send("bad")
+    port.send("never handled")
+    assert errors.receive(timeout=WAIT)[0] == "KeyError: 'bad message'"
+    assert exit_port.receive(timeout=WAIT) is None
+    assert_quiet(replies)
+
+
+def test_set_errors_fatal_changes_the_policy_of_a_running_isolate(spawned, ports):
+    replies, exit_port = ports("replies"), ports("exit")
+    iso = spawned(fragile_listener, replies.send_port, on_exit=exit_port.send_port)
+    port = replies.receive(timeout=WAIT)
+    iso.set_errors_fatal(False)
+    port.send("bad")
+    port.send("after")
+    assert replies.receive(timeout=WAIT) == ("ok", "after")
+    iso.set_errors_fatal(True)
+    port.send("bad")
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_a_removed_error_listener_is_not_told(spawned, ports):
+    errors, replies = ports("errors"), ports("replies")
+    iso = spawned(fragile_listener, replies.send_port, errors_are_fatal=False)
+    port = replies.receive(timeout=WAIT)
+    iso.add_error_listener(errors.send_port)
+    iso.remove_error_listener(errors.send_port)
+    port.send("bad")
+    port.send("after")
+    assert replies.receive(timeout=WAIT) == ("ok", "after")  # the error was reported by then
+    errors.send_port.send("sentinel")
+    assert errors.receive(timeout=WAIT) == "sentinel"
+
+
+# ---------------------------------------------------------------------- pause and resume
+def test_two_pause_capabilities_hold_messages_until_both_resume_and_keep_their_order(spawned, ports):
+    iso, port, replies = start_echo(spawned, ports)
+    first, second = iso.pause(), iso.pause()
+    assert first != second
+    for i in range(50):
+        port.send(i)
+    assert_quiet(replies)
+    iso.resume(first)
+    assert_quiet(replies)
+    iso.resume(second)
+    assert [replies.receive(timeout=WAIT) for _ in range(50)] == list(range(50))
+
+
+def test_pause_with_a_given_capability_returns_it(spawned, ports):
+    iso, port, replies = start_echo(spawned, ports)
+    cap = stemnb.Capability()
+    assert iso.pause(cap) is cap
+    port.send("held")
+    assert_quiet(replies)
+    iso.resume(cap)
+    assert replies.receive(timeout=WAIT) == "held"
+
+
+def test_resume_with_a_wrong_capability_raises_capability_error(spawned, ports):
+    iso, port, replies = start_echo(spawned, ports)
+    cap = iso.pause()
+    with pytest.raises(stemnb.CapabilityError, match="does not pause"):
+        iso.resume(stemnb.Capability())
+    iso.resume(cap)
+    with pytest.raises(stemnb.CapabilityError):
+        iso.resume(cap)  # already resumed
+    port.send("still works")
+    assert replies.receive(timeout=WAIT) == "still works"
+
+
+def test_spawn_paused_runs_nothing_until_resumed_with_the_pause_capability(spawned, ports):
+    replies = ports()
+    iso = spawned(say_ran, replies.send_port, paused=True)
+    assert isinstance(iso.pause_capability, stemnb.Capability)
+    assert_quiet(replies)
+    iso.resume(iso.pause_capability)
+    assert replies.receive(timeout=WAIT) == "ran"
+
+
+def test_an_unpaused_spawn_has_no_pause_capability(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    assert iso.pause_capability is None
+
+
+# ---------------------------------------------------------------------- ping
+def test_immediate_ping_is_answered_while_paused(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    pongs = ports("pongs")
+    cap = iso.pause()
+    iso.ping(pongs.send_port, "now", priority=Isolate.IMMEDIATE)
+    assert pongs.receive(timeout=WAIT) == "now"
+    iso.resume(cap)
+
+
+def test_before_next_event_ping_is_held_while_paused(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    pongs = ports("pongs")
+    iso.ping(pongs.send_port, "idle", priority=Isolate.BEFORE_NEXT_EVENT)
+    assert pongs.receive(timeout=WAIT) == "idle"
+    cap = iso.pause()
+    iso.ping(pongs.send_port, "later", priority=Isolate.BEFORE_NEXT_EVENT)
+    assert_quiet(pongs)
+    iso.resume(cap)
+    assert pongs.receive(timeout=WAIT) == "later"
+
+
+def test_ping_without_a_response_sends_none(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    pongs = ports("pongs")
+    iso.ping(pongs.send_port)
+    assert pongs.receive(timeout=WAIT) is None
+
+
+# ---------------------------------------------------------------------- kill
+def test_kill_immediate_ends_a_long_computation(spawned, ports):
+    replies, exit_port = ports(), ports("exit")
+    iso = spawned(compute_forever, replies.send_port, on_exit=exit_port.send_port)
+    assert replies.receive(timeout=WAIT) == "computing"
+    iso.kill(priority=Isolate.IMMEDIATE)
+    assert exit_port.receive(timeout=WAIT) is None
+    assert not iso.is_alive
+
+
+def test_kill_before_next_event_ends_an_idle_isolate(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    exit_port = ports("exit")
+    iso.add_on_exit_listener(exit_port.send_port, "killed")
+    iso.kill()
+    assert exit_port.receive(timeout=WAIT) == "killed"
+
+
+def test_kill_before_next_event_lets_the_current_event_finish_and_drops_later_ones(spawned, ports, tmp_path):
+    fifo = str(tmp_path / "go")
+    os.mkfifo(fifo)
+    replies, exit_port = ports("replies"), ports("exit")
+    iso = spawned(slow_handler, (replies.send_port, fifo), on_exit=exit_port.send_port)
+    port = replies.receive(timeout=WAIT)
+    port.send("slow")
+    assert replies.receive(timeout=WAIT) == "started"
+    iso.kill(priority=Isolate.BEFORE_NEXT_EVENT)
+    pongs = ports("pongs")
+    iso.ping(pongs.send_port, "kill applied")  # control requests are applied in order
+    assert pongs.receive(timeout=WAIT) == "kill applied"
+    for i in range(3):
+        port.send(i)  # queued behind the running event
+    with open(fifo, "w") as fh:
+        fh.write("go")
+    assert replies.receive(timeout=WAIT) == "done"
+    assert exit_port.receive(timeout=WAIT) is None
+    assert_quiet(replies)
+
+
+def test_kill_rejects_an_unknown_priority(spawned, ports):
+    iso, port, replies = start_echo(spawned, ports)
+    with pytest.raises(ValueError, match="priority"):
+        iso.kill(priority="soon")
+    port.send("alive")
+    assert replies.receive(timeout=WAIT) == "alive"
+
+
+def test_a_killed_isolate_raises_closed_error_on_pause_resume_and_ping(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    cap = iso.pause()
+    exit_port = ports("exit")
+    iso.add_on_exit_listener(exit_port.send_port)
+    iso.kill(Isolate.IMMEDIATE)
+    exit_port.receive(timeout=WAIT)
+    with pytest.raises(stemnb.ClosedError):
+        iso.pause()
+    with pytest.raises(stemnb.ClosedError):
+        iso.resume(cap)
+    with pytest.raises(stemnb.ClosedError):
+        iso.ping(exit_port.send_port)
+    with pytest.raises(stemnb.ClosedError):
+        iso.set_errors_fatal(False)
+    iso.kill()  # killing again is allowed and does nothing
+
+
+# ---------------------------------------------------------------------- the current isolate
+def test_isolate_current_inside_an_isolate_is_its_own_handle(spawned, ports):
+    replies = ports()
+    iso = spawned(report_current, replies.send_port)
+    current = replies.receive(timeout=WAIT)
+    assert current == iso
+    assert (current.pid, current.debug_name) == (iso.pid, iso.debug_name)
+
+
+def test_isolate_current_in_the_main_process_is_the_main_isolate():
+    main = Isolate.current()
+    assert (main.pid, main.debug_name) == (os.getpid(), "main")
+    with pytest.raises(stemnb.ClosedError, match="main isolate"):
+        main.pause()
+
+
+def test_isolate_exit_sends_its_message_and_ends_the_isolate(spawned, ports):
+    replies, exit_port = ports(), ports("exit")
+    iso = spawned(exit_with_bye, replies.send_port, on_exit=exit_port.send_port)
+    assert replies.receive(timeout=WAIT) == "bye"
+    assert_exit_reported_once(iso, exit_port)
+    assert_quiet(replies)
+
+
+def test_isolate_exit_in_the_main_process_raises_closed_error():
+    with pytest.raises(stemnb.ClosedError, match="not one"):
+        Isolate.exit()
+
+
+def test_debug_name_defaults_to_the_entry_name_and_can_be_given(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    assert iso.debug_name.startswith("echo")
+    named = spawned(say_ran, ports().send_port, debug_name="my isolate")
+    assert named.debug_name == "my isolate"
+    assert "my isolate" in repr(named)
+
+
+# ---------------------------------------------------------------------- nesting and async
+def test_an_isolate_can_spawn_its_own_isolate(spawned, ports):
+    replies = ports()
+    iso = spawned(spawn_grandchild, replies.send_port)
+    kind, grandchild_pid, grandchild_parent = replies.receive(timeout=WAIT)
+    assert kind == "grandchild" and grandchild_parent == iso.pid
+    assert replies.receive(timeout=WAIT) == ("middle", iso.pid, grandchild_pid)
+
+
+def test_an_async_entry_reads_its_port_with_async_for(spawned, ports):
+    replies, exit_port = ports(), ports("exit")
+    spawned(async_doubler, replies.send_port, on_exit=exit_port.send_port)
+    port = replies.receive(timeout=WAIT)
+    for i in range(5):
+        port.send(i)
+    port.send("stop")
+    assert [replies.receive(timeout=WAIT) for _ in range(6)] == [0, 2, 4, 6, 8, "finished"]
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_an_isolate_handle_sent_to_another_isolate_controls_it_through_the_supervisor(spawned, ports):
+    target, _, _ = start_echo(spawned, ports)
+    exit_port, replies = ports("exit"), ports("replies")
+    target.add_on_exit_listener(exit_port.send_port, "target ended")
+    spawned(control_other, (target, replies.send_port))
+    assert replies.receive(timeout=WAIT) == "pinged while paused"
+    assert replies.receive(timeout=WAIT) == ("alive", True)
+    assert exit_port.receive(timeout=WAIT) == "target ended"
+    assert not target.is_alive
+
+
+# ---------------------------------------------------------------------- bad input
+def test_spawn_rejects_a_non_callable_entry():
+    with pytest.raises(TypeError, match="entry must be callable, not int"):
+        stemnb.spawn(42, None)
+
+
+def test_spawn_rejects_an_unpicklable_message():
+    with pytest.raises(stemnb.SerializationError, match="spawn message"):
+        stemnb.spawn(say_ran, threading.Lock())
+
+
+@pytest.mark.parametrize("option", ["on_exit", "on_error"])
+def test_spawn_rejects_a_listener_that_is_not_a_send_port(option, ports):
+    with pytest.raises(TypeError, match=f"{option} must be a stemnb.SendPort, not ReceivePort"):
+        stemnb.spawn(say_ran, None, **{option: ports()})
+
+
+def test_the_runtime_still_spawns_after_bad_input(spawned, ports):
+    with pytest.raises(TypeError):
+        stemnb.spawn("not callable", None)
+    replies = ports()
+    spawned(say_ran, replies.send_port)
+    assert replies.receive(timeout=WAIT) == "ran"
