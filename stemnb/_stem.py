@@ -154,7 +154,7 @@ class Stem:
         claim = self.unique_task_coordinator.acquire(envelope, ttl=ttl)
         if not claim.acquired:
             return envelope, claim.existing_id
-        return envelope.replace(meta={**envelope.meta, **claim.meta}), None
+        return claim.envelope, None
 
     # -- results --------------------------------------------------------------------------------
     def get_status(self, task_id: str) -> TaskStatus | None:

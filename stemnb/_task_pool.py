@@ -24,6 +24,7 @@ from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
 
 ENQUEUE_REPLY_TIMEOUT = 60.0
+FLUSH_TIMEOUT = 10.0
 
 
 class TaskIsolatePool:
@@ -157,6 +158,7 @@ def run_task(request: tuple) -> Any:
         return call_handler(fn, context, args)
     finally:
         _terminations.pop(task_id, None)
+        control.flush()
 
 
 _terminations: dict[str, str] = {}
@@ -200,6 +202,20 @@ class RemoteControl(TaskControl):
             return
         self._announce()
         self.to_worker.send(message)
+
+    def flush(self) -> None:
+        """Wait until the worker handled every signal this task sent (they travel apart from
+        the result, so without this a last progress report could arrive after the result)."""
+        if not self._announced:
+            return
+        from ._ports import ReceivePort
+
+        with ReceivePort(debug_name=f"flush-{self.task_id}") as reply:
+            self.to_worker.send(("flush", self.task_id, reply.send_port))
+            try:
+                reply.receive(timeout=FLUSH_TIMEOUT)
+            except TimeoutError:
+                pass  # the worker is gone or stuck; the result still goes back
 
     def heartbeat(self) -> None:
         self._send(("heartbeat", self.task_id))

@@ -89,7 +89,7 @@ class ConsumerLoop:
                 continue
             task = ActiveTask(w, delivery)
             w._active.add(task)
-            w.counters["received"] += 1
+            w.count("received")
             w._leases.track(task)
             with self._cond:
                 if self._stopping:

@@ -52,10 +52,9 @@ def after_terminal(
 
 def release_unique(worker: Worker, task: ActiveTask) -> None:
     """Release the task's unique lock (if it holds one) so an identical task can be enqueued."""
-    key = task.envelope.meta.get(UNIQUE_KEY)
     coordinator = worker.unique_task_coordinator or getattr(worker.enqueuer, "unique_task_coordinator", None)
-    if key and coordinator is not None:
-        coordinator.release(key, task.envelope.meta.get(UNIQUE_OWNER) or task.id)
+    if task.envelope.meta.get(UNIQUE_KEY) and coordinator is not None:
+        coordinator.release(task.envelope)
 
 
 def _group(worker: Worker, env: Any, status: TaskStatus) -> None:

@@ -7,6 +7,7 @@ between can duplicate a task but never lose one.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from ._worker import Worker
 
 IGNORE_RESULT_KEY = "stem.ignoreResult"
+log = logging.getLogger("stemnb.worker")
+
+
+def log_context(worker: Worker, task: ActiveTask) -> dict[str, Any]:
+    from ._pipeline import log_context as build
+
+    return build(worker, task)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -86,7 +94,8 @@ def success(worker: Worker, task: ActiveTask, result: Any) -> None:
         return terminal_failure(worker, task, exc, reason="result-encode-failed")
     status = _set(worker, task, TaskState.SUCCEEDED, payload=payload)
     worker.broker.ack(task.delivery)
-    worker.counters["succeeded"] += 1
+    worker.count("succeeded")
+    log.info("Task %s succeeded", task.envelope.name, extra=log_context(worker, task))
     worker.emit(WorkerEventType.COMPLETED, task, data={"result": None if ignore else result})
     _followups.after_terminal(worker, task, status, succeeded=True, result=result)
     _postrun(worker, task, TaskState.SUCCEEDED)
@@ -157,7 +166,7 @@ def schedule_retry(
         meta=status_meta(worker, task, retry_delay=delay, retryDelayMs=int(delay * 1000)),
     )
     worker.broker.ack(task.delivery)
-    worker.counters["retried"] += 1
+    worker.count("retried")
     reason = "retry-requested" if isinstance(exc, TaskRetryRequest) else type(exc).__name__
     worker.emit(WorkerEventType.RETRIED, task, error=exc, data={"delay": delay, "reason": reason})
     _postrun(worker, task, TaskState.RETRIED)
@@ -168,7 +177,8 @@ def terminal_failure(worker: Worker, task: ActiveTask, exc: BaseException, *, re
     error = error_info(exc)
     status = _set(worker, task, TaskState.FAILED, error=error)
     worker.broker.dead_letter(task.delivery, reason, {"error": {k: error[k] for k in ("type", "message")}})
-    worker.counters["failed"] += 1
+    worker.count("failed")
+    log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
     worker.emit(WorkerEventType.FAILED, task, error=exc, data={"reason": reason})
     if task.handler is not None:
         _followups.after_terminal(worker, task, status, succeeded=False)
@@ -184,7 +194,7 @@ def cancelled(
     exc = error or TaskRevokedError(f"task {task.id} was revoked: {reason}")
     status = _set(worker, task, TaskState.CANCELLED, error=error_info(exc), meta=status_meta(worker, task, reason=reason, **meta))
     worker.broker.ack(task.delivery)
-    worker.counters["revoked"] += 1
+    worker.count("revoked")
     worker.emit(WorkerEventType.REVOKED, task, error=exc, data={"reason": reason, **meta})
     _followups.after_terminal(worker, task, status, succeeded=False, links=False)
     _postrun(worker, task, TaskState.CANCELLED)
@@ -216,7 +226,7 @@ def expired(worker: Worker, task: ActiveTask) -> None:
 def already_terminal(worker: Worker, task: ActiveTask, status: TaskStatus) -> None:
     """A redelivered task whose terminal state is already stored: ack without running it again."""
     worker.broker.ack(task.delivery)
-    worker.counters["deduplicated"] = worker.counters.get("deduplicated", 0) + 1
+    worker.count("deduplicated")
 
 
 def republish_later(worker: Worker, task: ActiveTask, delay: float, *, reason: str, state_meta: dict[str, Any] | None = None) -> None:

@@ -82,9 +82,10 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
     env = task.envelope
     worker.emit(WorkerEventType.RECEIVED, task)
     task.started_at = time.time()
-    worker.counters["started"] += 1
+    worker.count("started")
     worker.backend.set(env.id, TaskState.RUNNING, meta=_outcome.status_meta(worker, task), attempt=env.attempt)
     worker.emit(WorkerEventType.PRERUN, task)
+    log.info("Task %s started", env.name, extra=log_context(worker, task))
     start_task_timers(worker, task, soft_limit(env, handler.options))
     from ._execution import execute
 
@@ -121,3 +122,14 @@ def _signature_problem(worker: Worker, env: Any) -> str | None:
     except SignatureError as exc:
         return str(exc)
     return None
+
+
+def log_context(worker: Worker, task: ActiveTask) -> dict[str, Any]:
+    """Structured fields for the task's log records; ``stem.workflow.<x>`` meta becomes ``workflow<X>``."""
+    env = task.envelope
+    fields: dict[str, Any] = {"task": env.name, "task_id": env.id, "attempt": env.attempt, "worker_id": worker.worker_id}
+    for key, value in env.meta.items():
+        if key.startswith("stem.workflow.") and len(key) > len("stem.workflow."):
+            rest = key[len("stem.workflow."):]
+            fields["workflow" + rest[0].upper() + rest[1:]] = value
+    return fields

@@ -126,7 +126,8 @@ class Worker:
         self.events = EventHub()
         self.state = WorkerState.CREATED
         self.started_at: float | None = None
-        self.counters = {"received": 0, "started": 0, "succeeded": 0, "failed": 0, "retried": 0, "revoked": 0}
+        self.counters = {"received": 0, "started": 0, "succeeded": 0, "failed": 0, "retried": 0, "revoked": 0, "deduplicated": 0}
+        self._counter_lock = threading.Lock()
         self._state_lock = threading.RLock()
         max_slots = max(self.concurrency, self.autoscale_config.max_concurrency or self.concurrency)
         initial = self.autoscale_config.min_concurrency if self.autoscale_config.enabled else self.concurrency
@@ -271,6 +272,11 @@ class Worker:
         return self._revocations.paused_queues()
 
     # -- internals used by the step modules -------------------------------------------------
+    def count(self, name: str) -> None:
+        """Increment counter ``name`` (thread-safe)."""
+        with self._counter_lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
     def emit(
         self,
         type: WorkerEventType,
