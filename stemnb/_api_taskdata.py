@@ -10,6 +10,7 @@ NAMES: dict[str, str] = {
     "Consumer": "._broker",
     "DeadLetterEntry": "._broker",
     "InMemoryBroker": "._brokers.memory",
+    "RedisBroker": "._brokers.redis",
     # result backend interface
     "ResultBackend": "._backend",
     "TaskState": "._backend",

@@ -1,0 +1,429 @@
+"""The Redis broker: the in-memory broker's semantics, shared by every process that can reach Redis.
+
+Every state change is one Lua script (atomic on the server), see ``_redis_scripts``. Blocked
+consumers wait on ``BLPOP`` of per-queue wake lists (publishers push a token) and wake at the
+next due time or lease expiry, so an idle consumer costs one blocked connection, not polling.
+Broadcasts use Redis pub/sub. Needs ``redis`` (``pip install "stemnb[redis]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from .._broker import DEFAULT_VISIBILITY_TIMEOUT, Broker, Consumer, DeadLetterEntry
+from .._envelope import Delivery, Envelope
+from .._exceptions import ClosedError
+from . import _redis_scripts as lua
+
+try:
+    import redis as _redis
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError('RedisBroker needs the redis package: pip install "stemnb[redis]"') from None
+
+__all__ = ["RedisBroker"]
+
+_QUEUE_PARTS = ("ready", "delayed", "inflight", "env", "info")
+
+
+def _dumps(envelope: Envelope) -> str:
+    return json.dumps(envelope.to_dict(), separators=(",", ":"))
+
+
+def _entry_to_json(entry: DeadLetterEntry) -> str:
+    data = {"envelope": entry.envelope.to_dict(), "reason": entry.reason}
+    data.update(meta=entry.meta, dead_at=entry.dead_at)
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _entry_from_json(text: str | bytes) -> DeadLetterEntry:
+    data = json.loads(text)
+    envelope = Envelope.from_dict(data["envelope"])
+    return DeadLetterEntry(envelope, data["reason"], data.get("meta") or {}, data["dead_at"])
+
+
+class _RedisConsumer(Consumer):
+    def __init__(
+        self,
+        broker: RedisBroker,
+        queues: tuple[str, ...],
+        channels: tuple[str, ...],
+        prefetch: int,
+        name: str | None,
+    ) -> None:
+        self._broker = broker
+        self._queues = queues
+        self._prefetch = prefetch
+        self.name = name
+        self._private_wake = broker._key("consumer", uuid.uuid4().hex, "wake")
+        self._wake_keys = [broker._key("q", q, "wake") for q in queues] + [self._private_wake]
+        self._cond = threading.Condition()
+        self._unacked = 0
+        self._inbox: deque[Delivery] = deque()
+        self._closed = False
+        self._pubsub = None
+        if channels:
+            self._subscribe(channels)
+
+    def _subscribe(self, channels: tuple[str, ...]) -> None:
+        pubsub = self._broker._client.pubsub()
+        names = [self._broker._key("bc", c) for c in channels]
+        pubsub.subscribe(*names)
+        confirmed = 0
+        deadline = time.monotonic() + 5.0
+        while confirmed < len(names) and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+        self._pubsub = pubsub
+        thread = threading.Thread(target=self._listen, name="stemnb-redis-broadcast", daemon=True)
+        thread.start()
+
+    def _listen(self) -> None:
+        pubsub = self._pubsub
+        prefix = self._broker._key("bc", "")
+        while not self._closed and pubsub is not None:
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception:  # the connection was closed by close()
+                return
+            if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"].decode()[len(prefix) :]
+            envelope = Envelope.from_dict(json.loads(message["data"]))
+            receipt = f"broadcast#{uuid.uuid4().hex}"
+            with self._cond:
+                self._inbox.append(Delivery(envelope, receipt, None, channel, broadcast=True))
+                self._cond.notify_all()
+            self._broker._client.rpush(self._private_wake, "b")
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self._queues
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _settled(self) -> None:
+        with self._cond:
+            self._unacked -= 1
+            self._cond.notify_all()
+
+    def _remaining(self, deadline: float | None, cap: float) -> float:
+        return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+    def get(self, timeout: float | None = None) -> Delivery | None:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        broker = self._broker
+        while not self._closed:
+            with self._cond:
+                if self._inbox:
+                    return self._inbox.popleft()
+                full = self._unacked >= self._prefetch
+                if self._queues and full:  # wait for a settle (or a broadcast) locally
+                    wait = self._remaining(deadline, 5.0)
+                    if wait <= 0:
+                        return None
+                    self._cond.wait(wait)
+                    continue
+            keys = [self._private_wake]
+            wait = 5.0
+            if self._queues:
+                delivery = broker._take(self)
+                if delivery is not None:
+                    with self._cond:
+                        self._unacked += 1
+                    return delivery
+                keys, wait = self._wake_keys, broker._sleep_for(self._queues)
+            wait = self._remaining(deadline, wait)
+            if wait <= 0:
+                return None
+            broker._client.blpop(keys, timeout=max(wait, 0.01))
+        return None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        try:
+            self._broker._client.rpush(self._private_wake, "x")
+            self._broker._client.expire(self._private_wake, 60)
+        except _redis.RedisError:
+            pass  # the broker's connection is gone; a blocked get() ends at its next wake
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:
+                pass
+        self._broker._forget_consumer(self)
+
+
+class RedisBroker(Broker):
+    """A broker in Redis (``url``, or an existing ``client``), shared across processes.
+
+    Keys live under ``namespace``. Same semantics as :class:`stemnb.InMemoryBroker`: priority
+    0-9 (higher first, FIFO within), delayed delivery, leases of ``default_visibility_timeout``
+    seconds with reclaim, dead letters, broadcasts. ``claim_interval`` caps how long a blocked
+    consumer sleeps before re-checking due envelopes and expired leases.
+    """
+
+    supports_delayed = True
+    supports_priority = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "stemnb",
+        default_visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT,
+        claim_interval: float = 5.0,
+        client: Any = None,
+    ) -> None:
+        if not default_visibility_timeout > 0 or not claim_interval > 0:
+            raise ValueError("default_visibility_timeout and claim_interval must be > 0 seconds")
+        self._owns_client = client is None
+        self._client = client if client is not None else _redis.Redis.from_url(url)
+        self.namespace = namespace
+        self.default_visibility_timeout = float(default_visibility_timeout)
+        self.claim_interval = float(claim_interval)
+        self._scripts = {
+            name: self._client.register_script(getattr(lua, name))
+            for name in ("PUBLISH", "TAKE", "COUNTS", "ACK", "NACK", "DEAD_LETTER", "EXTEND")
+            + ("PURGE", "REPLAY_ONE")
+        }
+        self._consumers: set[_RedisConsumer] = set()
+        self._holders: dict[tuple[str, str], _RedisConsumer] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- keys and helpers -----------------------------------------------------------------------
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def _queue_keys(self, queue: str, *extra: str) -> list[str]:
+        return [self._key("q", queue, part) for part in (*_QUEUE_PARTS, *extra)]
+
+    def _publish_keys(self, queue: str) -> list[str]:
+        ready, delayed, _, env, info = self._queue_keys(queue)
+        return [ready, delayed, env, info, self._key("q", queue, "wake"), self._key("seq")]
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise ClosedError(f"cannot {what}: the RedisBroker is closed")
+
+    def _take(self, consumer: _RedisConsumer) -> Delivery | None:
+        keys = [k for q in consumer.queues for k in self._queue_keys(q)]
+        args = [repr(time.time()), repr(self.default_visibility_timeout), len(consumer.queues)]
+        found = self._scripts["TAKE"](keys=keys, args=args)
+        if not found:
+            return None
+        index, token, count, expires, text = found
+        envelope = Envelope.from_dict(json.loads(text))
+        receipt = f"{token.decode()}:{count}"
+        queue = consumer.queues[int(index)]
+        delivery = Delivery(envelope, receipt, float(expires), queue, redelivered=int(count) > 1)
+        with self._lock:
+            self._holders[(queue, receipt)] = consumer
+        return delivery
+
+    def _sleep_for(self, queues: Sequence[str]) -> float:
+        pipe = self._client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrange(self._key("q", queue, "delayed"), 0, 0, withscores=True)
+            pipe.zrange(self._key("q", queue, "inflight"), 0, 0, withscores=True)
+        due = [head[0][1] for head in pipe.execute() if head]
+        return max(min([self.claim_interval, *(d - time.time() for d in due)]), 0.001)
+
+    def _settle(self, script: str, delivery: Delivery, *extra_args: Any, keys: list[str]) -> bool:
+        if not isinstance(delivery, Delivery):
+            raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
+        token, _, count = delivery.receipt.partition(":")
+        held = bool(self._scripts[script](keys=keys, args=[token, count, *extra_args]))
+        with self._lock:
+            consumer = self._holders.pop((delivery.queue, delivery.receipt), None)
+        if consumer is not None:
+            consumer._settled()
+        return held
+
+    def _forget_consumer(self, consumer: _RedisConsumer) -> None:
+        with self._lock:
+            self._consumers.discard(consumer)
+
+    # -- producing ------------------------------------------------------------------------------
+    def publish(self, envelope: Envelope, *, queue: str | None = None) -> None:
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"publish() expects an Envelope, got {type(envelope).__name__}")
+        self._check_open("publish")
+        if queue is not None and queue != envelope.queue:
+            envelope = envelope.replace(queue=queue)
+        args = self._publish_args(envelope)
+        self._scripts["PUBLISH"](keys=self._publish_keys(envelope.queue), args=args)
+
+    def _publish_args(self, envelope: Envelope) -> list[Any]:
+        nb = "" if envelope.not_before is None else repr(envelope.not_before)
+        vt = "" if envelope.visibility_timeout is None else repr(envelope.visibility_timeout)
+        return [_dumps(envelope), envelope.priority, nb, repr(time.time()), vt]
+
+    def broadcast(self, channel: str, envelope: Envelope) -> int:
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"broadcast() expects an Envelope, got {type(envelope).__name__}")
+        self._check_open("broadcast")
+        return int(self._client.publish(self._key("bc", channel), _dumps(envelope)))
+
+    # -- consuming ------------------------------------------------------------------------------
+    def consume(
+        self,
+        queues: str | Sequence[str],
+        *,
+        prefetch: int = 1,
+        consumer_name: str | None = None,
+        broadcasts: Sequence[str] = (),
+    ) -> Consumer:
+        names = (queues,) if isinstance(queues, str) else tuple(dict.fromkeys(queues))
+        channels = (broadcasts,) if isinstance(broadcasts, str) else tuple(broadcasts)
+        if not names and not channels:
+            raise ValueError("consume() needs at least one queue or broadcast channel")
+        if any(not isinstance(n, str) or not n for n in names + channels):
+            raise ValueError(
+                f"queue and channel names must be non-empty str, got {names + channels}"
+            )
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        self._check_open("consume")
+        consumer = _RedisConsumer(self, names, channels, prefetch, consumer_name)
+        with self._lock:
+            self._consumers.add(consumer)
+        return consumer
+
+    def ack(self, delivery: Delivery) -> bool:
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return True
+        return self._settle("ACK", delivery, keys=self._queue_keys(delivery.queue))
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True) -> bool:
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return True
+        keys = self._queue_keys(delivery.queue, "wake")
+        return self._settle("NACK", delivery, "1" if requeue else "0", keys=keys)
+
+    def dead_letter(
+        self, delivery: Delivery, reason: str, meta: dict[str, Any] | None = None
+    ) -> bool:
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"dead_letter() needs a non-empty reason string, got {reason!r}")
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return True
+        now = time.time()
+        entry = DeadLetterEntry(delivery.envelope, reason, dict(meta or {}), now)
+        keys = self._queue_keys(delivery.queue, "wake", "dead", "deadenv")
+        args = (delivery.envelope.id, _entry_to_json(entry), repr(now))
+        return self._settle("DEAD_LETTER", delivery, *args, keys=keys)
+
+    def extend_lease(self, delivery: Delivery, seconds: float) -> bool:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"extend_lease() needs seconds > 0, got {seconds!r}")
+        if not isinstance(delivery, Delivery):
+            raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
+        if delivery.broadcast:
+            return True
+        token, _, count = delivery.receipt.partition(":")
+        expires = time.time() + seconds
+        keys = self._queue_keys(delivery.queue)
+        if not self._scripts["EXTEND"](keys=keys, args=[token, count, f"{expires:.6f}"]):
+            return False
+        delivery.lease_expires_at = expires
+        return True
+
+    # -- inspecting and maintenance -------------------------------------------------------------
+    def _counts(self, queue: str) -> list[int]:
+        return self._scripts["COUNTS"](keys=self._queue_keys(queue), args=[repr(time.time())])
+
+    def pending_count(self, queue: str) -> int:
+        return int(self._counts(queue)[0])
+
+    def delayed_count(self, queue: str) -> int:
+        return int(self._counts(queue)[1])
+
+    def inflight_count(self, queue: str) -> int:
+        return int(self._counts(queue)[2])
+
+    def purge(self, queue: str) -> int:
+        ready, delayed, _, env, info = self._queue_keys(queue)
+        return int(self._scripts["PURGE"](keys=[ready, delayed, env, info]))
+
+    def list_dead_letters(
+        self, queue: str, *, limit: int = 50, offset: int = 0
+    ) -> list[DeadLetterEntry]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}")
+        if limit == 0:
+            return []
+        ids = self._client.zrevrange(self._key("q", queue, "dead"), offset, offset + limit - 1)
+        if not ids:
+            return []
+        texts = self._client.hmget(self._key("q", queue, "deadenv"), ids)
+        return [_entry_from_json(t) for t in texts if t is not None]
+
+    def get_dead_letter(self, queue: str, task_id: str) -> DeadLetterEntry | None:
+        text = self._client.hget(self._key("q", queue, "deadenv"), task_id)
+        return None if text is None else _entry_from_json(text)
+
+    def replay_dead_letters(
+        self, queue: str, *, limit: int | None = None, delay: float | None = None
+    ) -> list[Envelope]:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if delay is not None and delay < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {delay}")
+        self._check_open("replay")
+        end = -1 if limit is None else limit - 1
+        if end == -1 and limit == 0:
+            return []
+        dead, deadenv = self._key("q", queue, "dead"), self._key("q", queue, "deadenv")
+        replayed = []
+        for raw_id in self._client.zrange(dead, 0, end):
+            entry = self.get_dead_letter(queue, raw_id.decode())
+            if entry is None:
+                continue
+            env = entry.envelope
+            if delay:
+                env = env.replace(not_before=time.time() + delay)
+            keys = [dead, deadenv, *self._publish_keys(queue)]
+            if self._scripts["REPLAY_ONE"](keys=keys, args=[env.id, *self._publish_args(env)]):
+                replayed.append(env)
+        return replayed
+
+    def purge_dead_letters(self, queue: str) -> int:
+        dead, deadenv = self._key("q", queue, "dead"), self._key("q", queue, "deadenv")
+        pipe = self._client.pipeline()
+        pipe.zcard(dead)
+        pipe.delete(dead, deadenv)
+        return int(pipe.execute()[0])
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            consumers = list(self._consumers)
+        for consumer in consumers:
+            consumer.close()
+        if self._owns_client:
+            self._client.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RedisBroker {state} namespace={self.namespace!r}>"
