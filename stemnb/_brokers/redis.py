@@ -36,7 +36,7 @@ def _dumps(envelope: Envelope) -> str:
 
 
 def _entry_to_json(entry: DeadLetterEntry) -> str:
-    data = {"envelope": entry.envelope.to_dict(), "reason": entry.reason}
+    data: dict[str, Any] = {"envelope": entry.envelope.to_dict(), "reason": entry.reason}
     data.update(meta=entry.meta, dead_at=entry.dead_at)
     return json.dumps(data, separators=(",", ":"))
 
@@ -190,11 +190,11 @@ class RedisBroker(Broker):
         if not default_visibility_timeout > 0 or not claim_interval > 0:
             raise ValueError("default_visibility_timeout and claim_interval must be > 0 seconds")
         self._owns_client = client is None
-        self._client = client if client is not None else _redis.Redis.from_url(url)
+        self._client: Any = client if client is not None else _redis.Redis.from_url(url)
         self.namespace = namespace
         self.default_visibility_timeout = float(default_visibility_timeout)
         self.claim_interval = float(claim_interval)
-        self._scripts = {
+        self._scripts: dict[str, Any] = {
             name: self._client.register_script(getattr(lua, name))
             for name in ("PUBLISH", "TAKE", "COUNTS", "ACK", "NACK", "DEAD_LETTER", "EXTEND")
             + ("PURGE", "REPLAY_ONE")
