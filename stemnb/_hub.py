@@ -17,8 +17,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import _shm
 from ._process import connect, listener
 from ._serialize import Payload, discard
+from ._shm import SegmentRef
 
 Handler = Callable[[Payload], None]
 
@@ -74,6 +76,7 @@ class Hub:
         if address == self.address:
             self.deliver(port_id, payload)
             return
+        payload = _hand_over_payload(payload, _owner_pid(address))
         frame = pickle.dumps((port_id, payload), protocol=5)
         for _attempt in range(2):
             conn, lock = self._connection(address)
@@ -107,6 +110,42 @@ class Hub:
             if self._out.get(address, (None,))[0] is conn:
                 del self._out[address]
         conn.close()
+
+
+def _owner_pid(address: str) -> int | None:
+    """The pid of the process listening at ``address`` (``\\0stemnb-<session>-<pid>-<hex>``)."""
+    parts = address.lstrip("\0").split("-")
+    return int(parts[2]) if len(parts) == 4 and parts[2].isdigit() else None
+
+
+def _hand_over_payload(payload: Payload, owner_pid: int | None) -> Payload:
+    """Give the payload's one-shot segments to the receiving process (see :func:`hand_over`)."""
+    if owner_pid is None or not any(isinstance(b, SegmentRef) and b.oneshot for b in payload.buffers):
+        return payload
+    buffers = tuple(SegmentRef(hand_over(b.name, owner_pid), b.nbytes, True)
+                    if isinstance(b, SegmentRef) and b.oneshot else b for b in payload.buffers)
+    return Payload(payload.data, buffers)
+
+
+def hand_over(name: str, owner_pid: int) -> str:
+    """Rename segment ``name`` into ``owner_pid``'s namespace and return the new name.
+
+    A segment in flight must outlive its creator: when a process ends, its supervisor sweeps every
+    segment named after its pid, which would take a message sent just before ``Isolate.exit``
+    with it. After the hand-over the segment is swept with its new owner (if that one dies
+    before unlinking it) and stays registered with the session's resource tracker.
+    """
+    parts = name.split("-", 3)
+    if len(parts) != 4 or parts[2] == str(owner_pid):
+        return name
+    new = f"{parts[0]}-{parts[1]}-{owner_pid}-h{parts[2]}x{parts[3]}"
+    try:
+        os.rename(os.path.join(_shm.SHM_DIR, name), os.path.join(_shm.SHM_DIR, new))
+    except FileNotFoundError:
+        return name  # already gone: the receiver reports it when it maps the message
+    _shm._tracker_register(new)
+    _shm._tracker_unregister(name)
+    return new
 
 
 _hub: Hub | None = None

@@ -16,6 +16,8 @@ import os
 from typing import Any
 
 from ._exceptions import ClosedError, SharedMemoryError
+from ._hub import hand_over
+from ._session import current_session
 from ._shm import SHM_DIR, Segment, unlink_foreign
 
 
@@ -145,6 +147,8 @@ class TransferableTypedData:
     def __reduce__(self) -> Any:
         if self._name is None:
             raise ClosedError("this TransferableTypedData was already materialized and cannot be sent")
+        # in flight, the segment belongs to the session's root, so it outlives its creator's end
+        self._name = hand_over(self._name, current_session().root_pid)
         self._owned = False  # the receiver takes over
         return (_rebuild_transferable, (self._name, self._shape, self._dtype, self._nbytes))
 
