@@ -117,6 +117,12 @@ def exit_with_bye(reply: stemnb.SendPort) -> None:
     reply.send("not reached")
 
 
+def exit_with_big_array(reply: stemnb.SendPort) -> None:
+    import numpy as np
+
+    Isolate.exit(reply, np.arange(1 << 20, dtype=np.float64))
+
+
 def report_pid_and_parent(reply: stemnb.SendPort) -> None:
     reply.send(("grandchild", os.getpid(), os.getppid()))
 
@@ -500,6 +506,15 @@ def test_isolate_exit_sends_its_message_and_ends_the_isolate(spawned, ports):
     assert replies.receive(timeout=WAIT) == "bye"
     assert_exit_reported_once(iso, exit_port)
     assert_quiet(replies)
+
+
+def test_isolate_exit_delivers_a_large_array_read_after_the_isolate_ended(spawned, ports):
+    np = pytest.importorskip("numpy")
+    replies, exit_port = ports(), ports("exit")
+    spawned(exit_with_big_array, replies.send_port, on_exit=exit_port.send_port)
+    assert exit_port.receive(timeout=WAIT) is None  # its segments are swept by now
+    result = replies.receive(timeout=WAIT)
+    assert np.array_equal(result, np.arange(1 << 20, dtype=np.float64))
 
 
 def test_isolate_exit_in_the_main_process_raises_closed_error():
