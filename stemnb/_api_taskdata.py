@@ -18,6 +18,7 @@ NAMES: dict[str, str] = {
     "GroupStatus": "._backend",
     "WorkerHeartbeat": "._backend",
     "InMemoryResultBackend": "._backends.memory",
+    "RedisResultBackend": "._backends.redis",
     # retries and rate limits
     "RetryStrategy": "._retry",
     "ExponentialJitterRetryStrategy": "._retry",

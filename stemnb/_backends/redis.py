@@ -1,0 +1,327 @@
+"""The Redis result backend: statuses, groups, chord claims and heartbeats shared across processes.
+
+Statuses are JSON strings with a Redis TTL, indexed in a sorted set for listing; every ``set``
+also publishes the status on one pub/sub channel, which a listener thread (started by the first
+``watch``) dispatches to watchers in order. Needs ``redis`` (``pip install "stemnb[redis]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .._backend import (
+    DEFAULT_GROUP_TTL,
+    DEFAULT_HEARTBEAT_TTL,
+    DEFAULT_RESULT_TTL,
+    GroupStatus,
+    ResultBackend,
+    TaskState,
+    TaskStatus,
+    Watch,
+    WorkerHeartbeat,
+    _coerce_state,
+    call_watchers,
+)
+from .._exceptions import ClosedError, EncodingError
+from .memory import _check_ttl
+
+try:
+    import redis as _redis
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'RedisResultBackend needs the redis package: pip install "stemnb[redis]"'
+    ) from None
+
+__all__ = ["RedisResultBackend"]
+
+log = logging.getLogger("stemnb.backend")
+
+_ADD_GROUP_RESULT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
+redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+_CLAIM_CHORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], 'claimed', '1')
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(round(seconds * 1000)))
+
+
+def _group_from_hash(group_id: str, fields: dict[bytes, bytes]) -> GroupStatus:
+    results = {}
+    for name, value in fields.items():
+        if name.startswith(b"r:"):
+            status = TaskStatus.from_dict(json.loads(value))
+            results[status.id] = status
+    meta = json.loads(fields.get(b"meta", b"{}"))
+    return GroupStatus(group_id, int(fields[b"expected"]), results, meta)
+
+
+class RedisResultBackend(ResultBackend):
+    """A result backend in Redis (``url``, or an existing ``client``), under ``namespace``.
+
+    TTL defaults match Stem: results and groups 1 day, worker heartbeats 60 s. Payloads, meta
+    and errors must be JSON data (the worker stores encoded results).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        namespace: str = "stemnb",
+        default_ttl: float = DEFAULT_RESULT_TTL,
+        group_ttl: float = DEFAULT_GROUP_TTL,
+        heartbeat_ttl: float = DEFAULT_HEARTBEAT_TTL,
+        client: Any = None,
+    ) -> None:
+        self.default_ttl = _check_ttl(default_ttl, DEFAULT_RESULT_TTL)
+        self.group_ttl = _check_ttl(group_ttl, DEFAULT_GROUP_TTL)
+        self.heartbeat_ttl = _check_ttl(heartbeat_ttl, DEFAULT_HEARTBEAT_TTL)
+        self.namespace = namespace
+        self._owns_client = client is None
+        self._client: Any = client if client is not None else _redis.Redis.from_url(url)
+        self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
+        self._claim_chord = self._client.register_script(_CLAIM_CHORD)
+        self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
+        self._lock = threading.Lock()
+        self._pubsub: Any = None
+        self._closed = False
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the RedisResultBackend is closed")
+
+    # -- task statuses ---------------------------------------------------------------------------
+    def set(
+        self,
+        task_id: str,
+        state: TaskState | str,
+        *,
+        payload: Any = None,
+        error: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        attempt: int = 0,
+        ttl: float | None = None,
+    ) -> TaskStatus:
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"task_id must be a non-empty str, got {task_id!r}")
+        ttl_s = _check_ttl(ttl, self.default_ttl)
+        status = TaskStatus(
+            task_id, _coerce_state(state), payload, error, dict(meta or {}), attempt
+        )
+        try:
+            text = json.dumps(status.to_dict(), separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise EncodingError(f"the status of task {task_id} is not JSON data: {exc}") from exc
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.set(self._key("task", task_id), text, px=_ms(ttl_s))
+        pipe.zadd(self._key("tasks"), {task_id: status.updated_at})
+        pipe.publish(self._key("task-events"), text)
+        pipe.execute()
+        return status
+
+    def get(self, task_id: str) -> TaskStatus | None:
+        self._check_open()
+        text = self._client.get(self._key("task", task_id))
+        return None if text is None else TaskStatus.from_dict(json.loads(text))
+
+    def watch(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        if not callable(callback):
+            raise TypeError(f"watch() needs a callable, got {callback!r}")
+        self._check_open()
+        self._ensure_listener()
+        with self._lock:
+            self._watchers.setdefault(task_id, []).append(callback)
+
+        def cancel() -> None:
+            with self._lock:
+                callbacks = self._watchers.get(task_id)
+                if callbacks and callback in callbacks:
+                    callbacks.remove(callback)
+                    if not callbacks:
+                        del self._watchers[task_id]
+
+        return Watch(cancel)
+
+    def _ensure_listener(self) -> None:
+        with self._lock:
+            if self._pubsub is not None:
+                return
+            pubsub = self._client.pubsub()
+            pubsub.subscribe(self._key("task-events"))
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:  # the subscription must be live before we return
+                message = pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "subscribe":
+                    break
+            self._pubsub = pubsub
+        thread = threading.Thread(target=self._listen, args=(pubsub,), daemon=True)
+        thread.name = "stemnb-redis-backend-watch"
+        thread.start()
+
+    def _listen(self, pubsub: Any) -> None:
+        while not self._closed:
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception:
+                if not self._closed:
+                    log.exception("RedisResultBackend watch listener stopped")
+                return
+            if message is None or message["type"] != "message":
+                continue
+            status = TaskStatus.from_dict(json.loads(message["data"]))
+            with self._lock:
+                callbacks = list(self._watchers.get(status.id, ()))
+            call_watchers(callbacks, status)
+
+    def list_statuses(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskStatus]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}")
+        wanted = None if state is None else _coerce_state(state)
+        self._check_open()
+        index = self._key("tasks")
+        ids = [i.decode() for i in self._client.zrevrange(index, 0, -1)]
+        found: list[TaskStatus] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            texts = self._client.mget([self._key("task", i) for i in chunk])
+            gone = [i for i, t in zip(chunk, texts) if t is None]
+            if gone:
+                self._client.zrem(index, *gone)
+            found.extend(TaskStatus.from_dict(json.loads(t)) for t in texts if t is not None)
+        found = [
+            s
+            for s in found
+            if (wanted is None or s.state is wanted)
+            and (task is None or s.meta.get("task") == task)
+            and (queue is None or s.meta.get("queue") == queue)
+        ]
+        found.sort(key=lambda s: s.updated_at, reverse=True)
+        return found[offset : offset + limit]
+
+    def expire(self, task_id: str, ttl: float) -> bool:
+        ttl_s = _check_ttl(ttl, self.default_ttl)
+        self._check_open()
+        return bool(self._client.pexpire(self._key("task", task_id), _ms(ttl_s)))
+
+    def forget(self, task_id: str) -> bool:
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._key("task", task_id))
+        pipe.zrem(self._key("tasks"), task_id)
+        return bool(pipe.execute()[0])
+
+    # -- groups and chords -----------------------------------------------------------------------
+    def init_group(
+        self,
+        group_id: str,
+        expected: int,
+        *,
+        meta: dict[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> GroupStatus:
+        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+            raise ValueError(f"expected must be an int >= 0, got {expected!r}")
+        ttl_s = _check_ttl(ttl, self.group_ttl)
+        self._check_open()
+        key = self._key("group", group_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={"expected": expected, "meta": json.dumps(meta or {})})
+        pipe.pexpire(key, _ms(ttl_s))
+        pipe.execute()
+        return GroupStatus(group_id, expected, {}, dict(meta or {}))
+
+    def add_group_result(self, group_id: str, status: TaskStatus) -> GroupStatus | None:
+        if not isinstance(status, TaskStatus):
+            raise TypeError(f"add_group_result() needs a TaskStatus, got {type(status).__name__}")
+        self._check_open()
+        text = json.dumps(status.to_dict(), separators=(",", ":"))
+        flat = self._add_group_result(keys=[self._key("group", group_id)], args=[status.id, text])
+        if not flat:
+            return None
+        return _group_from_hash(group_id, dict(zip(flat[::2], flat[1::2])))
+
+    def get_group(self, group_id: str) -> GroupStatus | None:
+        self._check_open()
+        fields = self._client.hgetall(self._key("group", group_id))
+        return _group_from_hash(group_id, fields) if fields else None
+
+    def claim_chord(self, group_id: str) -> bool:
+        self._check_open()
+        return bool(self._claim_chord(keys=[self._key("group", group_id)]))
+
+    # -- worker heartbeats -----------------------------------------------------------------------
+    def set_worker_heartbeat(self, heartbeat: WorkerHeartbeat, *, ttl: float | None = None) -> None:
+        if not isinstance(heartbeat, WorkerHeartbeat):
+            raise TypeError(f"expected a WorkerHeartbeat, got {type(heartbeat).__name__}")
+        ttl_s = _check_ttl(ttl, self.heartbeat_ttl)
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        key = self._key("hb", heartbeat.worker_id)
+        pipe.set(key, json.dumps(heartbeat.to_dict()), px=_ms(ttl_s))
+        pipe.sadd(self._key("hbs"), heartbeat.worker_id)
+        pipe.execute()
+
+    def get_worker_heartbeat(self, worker_id: str) -> WorkerHeartbeat | None:
+        self._check_open()
+        text = self._client.get(self._key("hb", worker_id))
+        return None if text is None else WorkerHeartbeat.from_dict(json.loads(text))
+
+    def list_worker_heartbeats(self, namespace: str | None = None) -> list[WorkerHeartbeat]:
+        self._check_open()
+        ids = sorted(i.decode() for i in self._client.smembers(self._key("hbs")))
+        if not ids:
+            return []
+        texts = self._client.mget([self._key("hb", i) for i in ids])
+        gone = [i for i, t in zip(ids, texts) if t is None]
+        if gone:
+            self._client.srem(self._key("hbs"), *gone)
+        beats = [WorkerHeartbeat.from_dict(json.loads(t)) for t in texts if t is not None]
+        return [hb for hb in beats if namespace is None or hb.namespace == namespace]
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._watchers.clear()
+            pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:
+                log.debug("closing the watch connection failed", exc_info=True)
+        if self._owns_client:
+            self._client.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RedisResultBackend {state} namespace={self.namespace!r}>"
