@@ -207,7 +207,7 @@ class RedisResultBackend(ResultBackend):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             texts = self._client.mget([self._key("task", i) for i in chunk])
-            gone = [i for i, t in zip(chunk, texts) if t is None]
+            gone = [i for i, t in zip(chunk, texts, strict=True) if t is None]
             if gone:
                 self._client.zrem(index, *gone)
             found.extend(TaskStatus.from_dict(json.loads(t)) for t in texts if t is not None)
@@ -262,7 +262,7 @@ class RedisResultBackend(ResultBackend):
         flat = self._add_group_result(keys=[self._key("group", group_id)], args=[status.id, text])
         if not flat:
             return None
-        return _group_from_hash(group_id, dict(zip(flat[::2], flat[1::2])))
+        return _group_from_hash(group_id, dict(zip(flat[::2], flat[1::2], strict=True)))
 
     def get_group(self, group_id: str) -> GroupStatus | None:
         self._check_open()
@@ -296,7 +296,7 @@ class RedisResultBackend(ResultBackend):
         if not ids:
             return []
         texts = self._client.mget([self._key("hb", i) for i in ids])
-        gone = [i for i, t in zip(ids, texts) if t is None]
+        gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
         if gone:
             self._client.srem(self._key("hbs"), *gone)
         beats = [WorkerHeartbeat.from_dict(json.loads(t)) for t in texts if t is not None]
