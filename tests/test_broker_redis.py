@@ -47,3 +47,61 @@ class TestRedisBrokerContract(BrokerContract):
         finally:
             broker.close()
             _drop_namespace(broker.namespace)
+
+
+def _run_child(code: str) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_redis_broker_delivers_envelopes_published_by_another_process():
+    from stemnb import RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    _run_child(
+        "from stemnb import RedisBroker, Envelope\n"
+        f"b = RedisBroker({REDIS_URL!r}, namespace={namespace!r})\n"
+        "for i in range(20): b.publish(Envelope('t', {'i': i}, priority=i % 3))\n"
+        "b.close()\n"
+    )
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    try:
+        with broker.consume("default", prefetch=20) as consumer:
+            got = [consumer.get(timeout=5) for _ in range(20)]
+            for delivery in got:
+                broker.ack(delivery)
+        assert sorted(d.envelope.args["i"] for d in got) == list(range(20))
+        assert [d.envelope.priority for d in got] == sorted(
+            (d.envelope.priority for d in got), reverse=True
+        )
+    finally:
+        broker.close()
+        _drop_namespace(namespace)
+
+
+def test_redis_delivery_of_a_consumer_process_that_died_is_redelivered_after_its_lease():
+    from stemnb import Envelope, RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    try:
+        env = Envelope("t", {"x": 1}, visibility_timeout=0.5)
+        broker.publish(env)
+        _run_child(
+            "import os\n"
+            "from stemnb import RedisBroker\n"
+            f"b = RedisBroker({REDIS_URL!r}, namespace={namespace!r})\n"
+            "d = b.consume('default').get(timeout=5)\n"
+            "assert d is not None\n"
+            "os._exit(0)  # die holding the lease\n"
+        )
+        assert broker.inflight_count("default") == 1
+        with broker.consume("default") as consumer:
+            again = consumer.get(timeout=10)
+        assert again is not None and again.envelope.id == env.id and again.redelivered
+        assert broker.ack(again) is True
+    finally:
+        broker.close()
+        _drop_namespace(namespace)
