@@ -107,6 +107,9 @@ class Envelope:
         _check_time("not_before", self.not_before, optional=True)
         _check_time("visibility_timeout", self.visibility_timeout, optional=True, positive=True)
 
+    def __hash__(self) -> int:  # equal envelopes share an id; the dict fields are unhashable
+        return hash(self.id)
+
     def replace(self, **changes: Any) -> Envelope:
         """Return a copy with ``changes`` applied (validated like a new envelope).
 

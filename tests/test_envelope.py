@@ -108,3 +108,9 @@ def test_from_dict_ignores_unknown_keys_and_fills_defaults():
 def test_delivery_exposes_the_task_id():
     env = Envelope("t")
     assert Delivery(env, "r1", None, "default").task_id == env.id
+
+
+def test_envelopes_are_hashable_by_id():
+    env = Envelope("t", {"x": [1]})
+    assert {env, env.replace()} == {env}
+    assert hash(env) == hash(env.id)
