@@ -17,6 +17,7 @@ from .._context import TaskContext, TaskRetryRequest
 from .._events import WorkerEventType
 from .._exceptions import (
     RemoteError,
+    SerializationError,
     SignatureError,
     TaskRetryExhaustedError,
     TaskRevokedError,
@@ -109,6 +110,8 @@ def failure(worker: Worker, task: ActiveTask, exc: BaseException) -> None:
     run_hook(worker.middleware, "on_error", _context(task), exc)
     if isinstance(exc, TaskRevokedError) and task.control.terminate.is_set():
         return cancelled(worker, task, task.control.reason or "revoked", error=exc)
+    if isinstance(exc, SerializationError):  # deterministic: another attempt cannot help
+        return terminal_failure(worker, task, exc, reason="not-serializable")
     policy = _retries.resolve_policy(task.envelope, task.handler.options)
     limit = _retries.max_retries(task.envelope, policy)
     allowed = _retries.allows(policy, exc)
