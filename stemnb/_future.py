@@ -23,30 +23,40 @@ class Future(cf.Future, Generic[T]):
     def __init__(self, debug_name: str | None = None) -> None:
         super().__init__()
         self.debug_name = debug_name
-        self._stop_running: Callable[[], None] | None = None
+        self._stop_running: Callable[[], bool] | None = None
         self.origin: Any = None
 
     # -- running-work cancellation -------------------------------------------------------------
-    def _set_stopper(self, stop: Callable[[], None] | None) -> None:
-        """Install how to stop this work once it runs (the owner calls this at dispatch)."""
+    def _set_stopper(self, stop: Callable[[], bool] | None) -> None:
+        """Install how to stop this work once it runs; ``stop()`` returns whether it stopped it."""
         self._stop_running = stop
 
     def cancel(self) -> bool:
-        """Cancel the work; if it is running, end the process running it. True if cancelled."""
+        """Cancel the work; if it is running, end the process running it. True if cancelled.
+
+        Returns False once the work has finished (or is about to deliver its result).
+        """
         with self._condition:
             state = self._state
             if state == FINISHED:
                 return False
             if state in (CANCELLED, "CANCELLED_AND_NOTIFIED"):
                 return True
-            if state == RUNNING and self._stop_running is None:
-                return False
             stop = self._stop_running if state == RUNNING else None
-            self._state = CANCELLED
-            self._condition.notify_all()
-        self._invoke_callbacks()
+            if state == RUNNING and stop is None:
+                return False
+            if state == PENDING:
+                self._state = CANCELLED
+                self._condition.notify_all()
         if stop is not None:
-            stop()
+            if not stop():
+                return False
+            with self._condition:
+                if self._state != RUNNING:
+                    return self._state in (CANCELLED, "CANCELLED_AND_NOTIFIED")
+                self._state = CANCELLED
+                self._condition.notify_all()
+        self._invoke_callbacks()
         return True
 
     # -- safe completion (work may finish after a cancel raced it) -------------------------------

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ._claim import ClaimBoard
 from ._exceptions import ClosedError, IsolateExitedError, RemoteError, RemoteTraceback, SerializationError
 from ._future import Future
 from ._interrupt import remember
@@ -30,10 +31,12 @@ from ._timers import TimerHandle, call_later
 
 _pool_ids = itertools.count(1)
 _MAX_SPAWN_FAILURES = 3
+PIPELINE_DEPTH = 4  #: calls a busy worker may hold while the pool has a backlog
 
 
 class _Call:
-    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin")
+    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
+                 "cancelled")
 
     def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
         self.id = cid
@@ -43,11 +46,14 @@ class _Call:
         self.name = name
         self.timer: TimerHandle | None = None
         self.origin = future.origin
+        self.seq = 0  # its number on the worker it was last sent to
+        self.started = False  # set_running_or_notify_cancel() has been called
+        self.cancelled = False  # stopped by cancel(): nobody else settles it
 
 
 class _Worker:
-    __slots__ = ("name", "child", "state", "tasks_done", "rss", "call", "started", "stop_reason",
-                 "kill_reason", "lent", "released", "send_lock", "thread")
+    __slots__ = ("name", "child", "state", "tasks_done", "rss", "inflight", "started", "stop_reason",
+                 "kill_reason", "lent", "released", "send_lock", "thread", "board", "seq", "stolen")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -55,7 +61,7 @@ class _Worker:
         self.state = "starting"
         self.tasks_done = 0
         self.rss = 0
-        self.call: _Call | None = None
+        self.inflight: collections.deque[_Call] = collections.deque()  # head runs, the rest wait
         self.started: float | None = None
         self.stop_reason: IsolateRecycleReason | None = None  # stop after the current call
         self.kill_reason: IsolateRecycleReason | None = None  # we killed it
@@ -63,6 +69,14 @@ class _Worker:
         self.released: collections.deque[str] = collections.deque()  # its result segments we dropped
         self.send_lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.board = ClaimBoard.create()
+        self.seq = 0
+        self.stolen: set[int] = set()  # ids of calls taken back whose "skipped" is still to come
+
+    @property
+    def call(self) -> _Call | None:
+        """The call this worker runs (or is about to run), if any."""
+        return self.inflight[0] if self.inflight else None
 
     @property
     def pid(self) -> int | None:
@@ -111,7 +125,7 @@ class IsolatePool:
         self.debug_name = debug_name or f"pool{next(_pool_ids)}"
         self.max_tasks_per_isolate = max_tasks_per_isolate
         self.max_memory_per_isolate = max_memory_per_isolate
-        self._config = {"writable_arrays": writable_arrays}
+        self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None}
         self._lock = threading.RLock()
         self._target = size
         self._state = "running"
@@ -188,48 +202,95 @@ class IsolatePool:
 
     # ------------------------------------------------------------------ dispatching
     def _pump_locked(self) -> None:
-        while self._queue and self._idle and self._state == "running":
-            call = self._queue.popleft()
-            if not call.future.set_running_or_notify_cancel():
-                discard(call.payload, self._cache)
-                self._counts["cancelled"] += 1
-                continue
-            worker = self._idle.pop()
+        while self._queue and self._state == "running":
+            call = self._queue[0]
+            worker = self._pick_worker(call)
+            if worker is None:
+                return
+            self._queue.popleft()
+            if not call.started:
+                if not call.future.set_running_or_notify_cancel():
+                    discard(call.payload, self._cache)
+                    self._counts["cancelled"] += 1
+                    continue
+                call.started = True
             self._dispatch_locked(worker, call)
 
+    def _pick_worker(self, call: _Call) -> _Worker | None:
+        """An idle worker; or, with a backlog, the least-loaded busy one that may take more."""
+        if self._idle:
+            return self._idle.pop()
+        if call.timeout is not None or len(self._queue) < 2:
+            return None  # a time limit counts from the start: only an idle worker starts it at once
+        ready = [w for w in self._workers if w.state == "busy" and w.stop_reason is None
+                 and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
+        return min(ready, key=lambda w: len(w.inflight)) if ready else None
+
     def _dispatch_locked(self, worker: _Worker, call: _Call) -> None:
+        if not worker.inflight:
+            worker.started = time.time()
         worker.state = "busy"
-        worker.call = call
-        worker.started = time.time()
+        worker.seq += 1
+        call.seq = worker.seq
+        worker.inflight.append(call)
         names = [b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot]
         worker.lent.update(names)
         released = []
         while worker.released:
             released.append(worker.released.popleft())
-        call.future._set_stopper(lambda: self._kill(worker, call, IsolateRecycleReason.CANCELLED))
+        call.future._set_stopper(lambda: self._stop_call(worker, call))
         if call.timeout is not None:
             call.timer = call_later(call.timeout, lambda: self._time_out(worker, call))
         try:
-            worker.send(("call", call.id, call.payload, released))
+            worker.send(("call", call.id, call.seq, call.payload, released))
         except OSError:
             worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
             if worker.child:
-                worker.child.kill()  # its reader thread settles the call
+                worker.child.kill()  # its reader thread settles or requeues the calls
+
+    def _stop_call(self, worker: _Worker, call: _Call) -> bool:
+        """``Future.cancel()`` of a dispatched call: skip it if it has not started, else end its process."""
+        with self._lock:
+            if call not in worker.inflight:
+                return False
+            verdict = worker.board.revoke(call.seq)
+            if verdict == "finished":
+                return False
+            call.cancelled = True
+            self._counts["cancelled"] += 1
+            if verdict == "skipped":
+                self._take_back_locked(worker, call)
+                self._after_call_locked(worker)
+                return True
+            worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CANCELLED
+        worker.child.kill()  # type: ignore[union-attr]
+        return True
+
+    def _take_back_locked(self, worker: _Worker, call: _Call) -> None:
+        worker.inflight.remove(call)
+        worker.stolen.add(call.id)
+
+    def _steal_locked(self, idle: _Worker) -> bool:
+        """Give an idle worker a call still waiting in another worker; True if it got one."""
+        for victim in sorted(self._workers, key=lambda w: -len(w.inflight)):
+            if len(victim.inflight) < 2 or victim.kill_reason is not None:
+                continue
+            call = victim.inflight[-1]
+            if call.timer is not None or victim.board.revoke(call.seq) != "skipped":
+                continue
+            self._take_back_locked(victim, call)
+            self._dispatch_locked(idle, call)
+            return True
+        return False
 
     def _time_out(self, worker: _Worker, call: _Call) -> None:
         err = TimeoutError(f"call {call.name!r} exceeded its time limit of {call.timeout}s and was stopped")
         if call.future._settle(exception=err):
-            self._kill(worker, call, IsolateRecycleReason.TIME_LIMIT)
-
-    def _kill(self, worker: _Worker, call: _Call, reason: IsolateRecycleReason) -> None:
-        with self._lock:
-            if worker.call is not call:
-                return
-            worker.kill_reason = worker.kill_reason or reason
-            if reason is IsolateRecycleReason.CANCELLED:
-                self._counts["cancelled"] += 1
-        if worker.child is not None:
-            worker.child.kill()
+            with self._lock:
+                if worker.call is not call:
+                    return
+                worker.kill_reason = worker.kill_reason or IsolateRecycleReason.TIME_LIMIT
+            worker.child.kill()  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ worker threads
     def _spawn_locked(self) -> None:
@@ -241,7 +302,8 @@ class IsolatePool:
 
     def _serve_worker(self, worker: _Worker) -> None:
         try:
-            worker.child = start_child("pool", self._config, name=worker.name).result()
+            config = {**self._config, "claim": worker.board.for_child()}
+            worker.child = start_child("pool", config, name=worker.name).result()
             wait_connected(worker.child)
         except BaseException as exc:  # noqa: BLE001
             self._spawn_failed(worker, exc)
@@ -278,33 +340,43 @@ class IsolatePool:
             capture_origin().write(stream, text)
 
     def _finished(self, worker: _Worker, msg: tuple) -> None:
+        kind, call_id = msg[0], msg[1]
         with self._lock:
-            call = worker.call
-            worker.call = None
-            worker.started = None
-            worker.tasks_done += 1
             for name in msg[-1]:
                 worker.lent.discard(name)
                 self._cache.release(name)
-        if call is None:
-            return
+            if call_id in worker.stolen:  # a call taken back earlier reports its skip
+                worker.stolen.discard(call_id)
+                return
+            call = worker.inflight.popleft() if worker.inflight else None
+            if kind != "skipped":
+                worker.tasks_done += 1
+            worker.started = time.time() if worker.inflight else None
+        if call is None or call.id != call_id:
+            raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
         if call.timer is not None:
             call.timer.cancel()
-        call.future._set_stopper(None)
-        if msg[0] == "ok":
-            worker.rss = msg[3]
+        if kind == "ok":
+            worker.rss = msg[3] or worker.rss
             self._settle_ok(worker, call, msg[2])
-        else:
-            worker.rss = msg[6]
+        elif kind == "err":
+            worker.rss = msg[6] or worker.rss
             self._settle_err(call, *msg[2:6])
         with self._lock:
-            reason = self._recycle_reason(worker)
-            if reason is not None:
-                self._stop_locked(worker, reason)
-            elif worker.kill_reason is None:
-                worker.state = "idle"
-                self._idle.append(worker)
+            self._after_call_locked(worker)
+
+    def _after_call_locked(self, worker: _Worker) -> None:
+        """Book-keeping once a worker has one call fewer: recycle it, idle it or feed it."""
+        if worker.inflight or worker.kill_reason is not None or worker.state in ("recycling", "dead"):
             self._pump_locked()
+            return
+        reason = self._recycle_reason(worker)
+        if reason is not None:
+            self._stop_locked(worker, reason)
+        elif not (self._state == "running" and not self._queue and self._steal_locked(worker)):
+            worker.state = "paused" if self._state == "paused" else "idle"
+            self._idle.append(worker)
+        self._pump_locked()
 
     def _settle_ok(self, worker: _Worker, call: _Call, payload: Payload) -> None:
         released = worker.released
@@ -358,7 +430,8 @@ class IsolatePool:
         assert child is not None
         exitcode = child.join(10.0)
         with self._lock:
-            call, worker.call = worker.call, None
+            calls = list(worker.inflight)
+            worker.inflight.clear()
             if worker in self._idle:
                 self._idle.remove(worker)
             self._workers.remove(worker)
@@ -367,12 +440,17 @@ class IsolatePool:
             worker.lent.clear()
             reason = worker.kill_reason or worker.stop_reason or IsolateRecycleReason.CRASHED
             worker.state = "dead"
+            running = calls[0] if calls and worker.board.last_claimed() >= calls[0].seq else None
+            for call in reversed([c for c in calls if c is not running and not c.cancelled]):
+                self._queue.appendleft(call)  # never started: it runs elsewhere
+        worker.board.destroy()
         sweep_pid(child.pid)
-        if call is not None:
-            if call.timer is not None:
-                call.timer.cancel()
-            err = self._death_error(worker, reason, exitcode)
-            self._count_outcome(call.future._settle(exception=err), "failed")
+        if running is not None:
+            if running.timer is not None:
+                running.timer.cancel()
+            if not running.cancelled:
+                err = self._death_error(worker, reason, exitcode)
+                self._count_outcome(running.future._settle(exception=err), "failed")
         event = IsolateRecycleEvent(reason, child.pid, worker.tasks_done, worker.rss or None, exitcode)
         with self._lock:
             self._counts["recycled"] += 1
@@ -381,6 +459,7 @@ class IsolatePool:
                     self._spawn_locked()
             if not self._workers:
                 self._all_stopped.notify_all()
+            self._pump_locked()
         self._emit("recycle", event)
         self._emit("disposed", child.pid)
 
@@ -393,6 +472,7 @@ class IsolatePool:
         return IsolateExitedError.for_exit(f"isolate {worker.name!r}", worker.pid, exitcode)
 
     def _spawn_failed(self, worker: _Worker, exc: BaseException) -> None:
+        worker.board.destroy()
         with self._lock:
             self._workers.remove(worker)
             self._spawn_failures += 1
@@ -479,6 +559,11 @@ class IsolatePool:
         for call in pending:
             discard(call.payload, self._cache)
             call.future.cancel()
+        if cancel_pending:  # calls sent ahead to a busy worker but not started are pending too
+            with self._lock:
+                waiting = [c for w in self._workers for c in list(w.inflight)[1:]]
+            for call in waiting:
+                call.future.cancel()
         with self._lock:
             if not self._all_stopped.wait_for(lambda: not self._workers, timeout):
                 for worker in self._workers:

@@ -2,16 +2,19 @@
 
 Messages on the connection are pickled tuples:
 
-* parent -> worker: ``("call", call_id, payload, released)`` and ``("stop",)``; ``released`` names
+* parent -> worker: ``("call", call_id, seq, payload, released)`` and ``("stop",)``; ``seq`` numbers
+  the worker's calls for the claim board (see ``_claim``); ``released`` names
   this worker's result segments the parent no longer maps, so they can be reused.
 * worker -> parent: ``("ok", call_id, payload, rss, released)``, ``("err", call_id, exc_payload,
-  type_name, message, traceback, rss, released)`` and ``("out", call_id, stream, text)``;
+  type_name, message, traceback, rss, released)``, ``("skipped", call_id, released)`` and
+  ``("out", call_id, stream, text)``;
   ``released`` names the parent's argument segments this worker no longer maps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import pickle
 import sys
@@ -50,36 +53,68 @@ class _Channel:
 
 
 def serve(conn: Connection, config: dict[str, Any]) -> None:
-    """Serve calls until the parent says stop or goes away."""
+    """Serve calls until the parent says stop or goes away.
+
+    Calls may arrive ahead of time; each is claimed on the claim board right before it starts,
+    and skipped (reported as ``("skipped", call_id, released)``) if the parent revoked it.
+    """
+    from ._claim import ClaimBoard
+
     channel = _Channel(conn)
     cache = SegmentCache()
+    board = ClaimBoard.attach(config["claim"])
     released: list[str] = []
+    pending: collections.deque = collections.deque()
     writable = bool(config.get("writable_arrays"))
+    track_rss = bool(config.get("track_rss"))
     sys.stdout = ForwardStream("stdout", channel.output)
     sys.stderr = ForwardStream("stderr", channel.output)
     try:
         while True:
             try:
-                msg = pickle.loads(conn.recv_bytes())
+                if not _read_available(conn, pending, cache, block=not pending):
+                    return
             except (EOFError, OSError):
                 return
-            if msg[0] == "stop":
-                return
-            _, call_id, payload, parent_released = msg
-            for name in parent_released:
-                cache.release(name)
+            _, call_id, seq, payload = pending.popleft()
+            if not board.claim(seq):
+                channel.send(("skipped", call_id, _take(released)))
+                continue
             channel.call_id = call_id
-            reply = _run_call(payload, cache, released, writable)
+            reply = _run_call(payload, cache, released, writable, track_rss)
             sys.stdout.flush()
             sys.stderr.flush()
             channel.call_id = None
-            done, released[:] = released[:], []
-            channel.send((reply[0], call_id, *reply[1:], done))
+            channel.send((reply[0], call_id, *reply[1:], _take(released)))
     finally:
         cache.close()
 
 
-def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writable: bool) -> tuple:
+def _read_available(conn: Connection, pending: collections.deque, cache: SegmentCache, block: bool) -> bool:
+    """Move every message already sent into ``pending`` (waiting for one if ``block``).
+
+    Returns False when the parent asked this worker to stop.
+    """
+    while block or conn.poll(0):
+        msg = pickle.loads(conn.recv_bytes())
+        block = False
+        if msg[0] == "stop":
+            return False
+        _, call_id, seq, payload, parent_released = msg
+        for name in parent_released:
+            cache.release(name)
+        pending.append(("call", call_id, seq, payload))
+    return True
+
+
+def _take(items: list[str]) -> list[str]:
+    taken = items[:]
+    del items[:]
+    return taken
+
+
+def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writable: bool,
+              track_rss: bool) -> tuple:
     try:
         fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=released.append)
         result = fn(*args, **kwargs)
@@ -88,7 +123,7 @@ def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writab
         fn = args = kwargs = None  # drop references so argument segments are released now
     except BaseException as exc:  # noqa: BLE001 - every failure travels back
         return error_reply(exc)
-    rss = rss_bytes()
+    rss = rss_bytes() if track_rss else 0
     try:
         out = dumps(result, what="result", cache=cache)
     except SerializationError as exc:

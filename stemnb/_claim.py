@@ -1,0 +1,89 @@
+"""The claim board: deciding, without a race, whether a call queued in a worker runs or is skipped.
+
+A pool sends a worker several calls ahead (pipelining). Before starting call number ``seq`` the
+worker *claims* it; a parent cancelling that call *revokes* it. Both happen under one
+cross-process semaphore over a small shared-memory record (the last claimed ``seq`` and a ring of
+revoked ones), so exactly one of them wins: a revoked call never starts, and a claimed call is
+known to be running (the parent then ends the process) or already finished.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any
+
+from ._shm import SHM_DIR, Segment
+
+RING = 64  #: pipelining depth must stay below this
+
+
+class ClaimBoard:
+    """One worker's board; the parent makes it, the worker attaches with :meth:`attach`."""
+
+    def __init__(self, lock: Any, name: str, owner: Segment | None, view: memoryview) -> None:
+        self._lock = lock
+        self.name = name
+        self._owner = owner
+        self._slots = view
+
+    @classmethod
+    def create(cls) -> ClaimBoard:
+        from loky.backend.context import get_context
+
+        seg = Segment(8 * (RING + 1))
+        view = memoryview(seg.map).cast("q")
+        view[0] = 0
+        return cls(get_context("loky").Lock(), seg.name, seg, view)
+
+    def for_child(self) -> tuple[Any, str]:
+        """What the worker needs (picklable while the worker is being spawned)."""
+        return (self._lock, self.name)
+
+    @classmethod
+    def attach(cls, spec: tuple[Any, str]) -> ClaimBoard:
+        lock, name = spec
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        try:
+            m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        return cls(lock, name, None, memoryview(m).cast("q"))
+
+    def claim(self, seq: int) -> bool:
+        """Worker: start call ``seq`` unless it was revoked. True means it may run."""
+        with self._lock:
+            if self._slots[1 + seq % RING] == seq:
+                return False
+            self._slots[0] = seq
+            return True
+
+    def revoke(self, seq: int) -> str:
+        """Parent: stop call ``seq``: "skipped" (it will never run), "running" or "finished".
+
+        A worker killed inside its (tiny) claim section would hold the lock forever; after a
+        bounded wait the call is reported "running", so the caller ends that process.
+        """
+        if not self._lock.acquire(timeout=5.0):
+            return "running"
+        try:
+            started = self._slots[0]
+            if started == seq:
+                return "running"
+            if started > seq:
+                return "finished"
+            self._slots[1 + seq % RING] = seq
+            return "skipped"
+        finally:
+            self._lock.release()
+
+    def last_claimed(self) -> int:
+        """The last call the worker started (read without the lock: only once the worker is dead)."""
+        return int(self._slots[0])
+
+    def destroy(self) -> None:
+        """Parent: remove the board's segment (idempotent)."""
+        if self._owner is not None:
+            self._slots.release()
+            self._owner.destroy()
+            self._owner = None
