@@ -167,8 +167,8 @@ class ProgressBar:
         """Display the bar in the current cell (once per cell: a later bare ``bar`` shows it again)."""
         from IPython.display import display
 
+        display(self._mimebundle(), raw=True)
         self._shown_in = _execution_count()
-        display(self)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
