@@ -1,0 +1,186 @@
+"""The control plane (reference §4.4: Stem's CLI worker tests), leases and worker heartbeats."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from worker_support import Harness
+
+import stemnb
+from stemnb import ControlClient, TaskHandler, TaskState, WorkerEventType
+
+E = WorkerEventType
+
+
+@pytest.fixture
+def h():
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def test_stats_of_an_idle_worker(h):
+    worker, rec = h.worker(consumer_name="idle-1")
+    [reply] = ControlClient(h.broker).stats(worker_id="idle-1", timeout=5)
+    stats = reply["response"]
+    assert stats["worker_id"] == "idle-1" and stats["inflight"] == 0 and stats["active"] == []
+    assert stats["queues"] == ["default"] and stats["concurrency"] == 1
+    assert stats["counters"]["succeeded"] == 0
+
+
+def test_shutdown_command_stops_the_worker(h):
+    worker, rec = h.worker(consumer_name="stop-me")
+    [reply] = ControlClient(h.broker).shutdown("soft", worker_id="stop-me", timeout=5)
+    assert reply["status"] == "ok" and reply["response"]["mode"] == "soft"
+    assert rec.wait_for(E.WORKER_SHUTDOWN)[0].data["mode"] == "soft"
+    assert worker.state is stemnb.WorkerState.STOPPED
+
+
+def test_pause_and_resume_stop_and_restart_consumption(h):
+    ran = []
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: ran.append(ctx.id)))
+    seen = []
+    consumed = threading.Condition()
+
+    class Count(stemnb.Middleware):
+        def on_consume(self, delivery):
+            with consumed:
+                seen.append(delivery.envelope.id)
+                consumed.notify_all()
+
+    worker, rec = h.worker(consumer_name="pauser", middleware=[Count()])
+    client = ControlClient(h.broker)
+    client.pause_queue("default", worker_id="pauser", timeout=5)
+    [status] = client.queue_status(worker_id="pauser", timeout=5)
+    assert status["response"]["paused"] == ["default"]
+    tid = h.stem.enqueue("t", {})
+    with consumed:
+        assert consumed.wait_for(lambda: seen.count(tid) >= 2, 10)  # received, put back, received again
+    assert ran == [] and h.backend.get(tid).state is TaskState.QUEUED
+    client.resume_queue("default", worker_id="pauser", timeout=5)
+    assert h.wait(tid).state is TaskState.SUCCEEDED and ran == [tid]
+
+
+def test_stats_and_inspect_include_the_active_task(h):
+    release = threading.Event()
+    started = threading.Event()
+    h.registry.register("busy", TaskHandler.inline(lambda ctx, a: started.set() or release.wait(10)))
+    worker, rec = h.worker(consumer_name="busy-1")
+    tid = h.stem.enqueue("busy", {})
+    assert started.wait(10)
+    client = ControlClient(h.broker)
+    [stats] = client.stats(worker_id="busy-1", timeout=5)
+    [inspect] = client.inspect(worker_id="busy-1", timeout=5)
+    release.set()
+    active = stats["response"]["active"]
+    assert [(a["id"], a["task"], a["isolate"]) for a in active] == [(tid, "busy", False)]
+    assert [a["id"] for a in inspect["response"]["active"]] == [tid]
+    assert h.wait(tid).state is TaskState.SUCCEEDED
+
+
+def test_revoke_command_persists_the_entry_and_reaches_every_worker(h):
+    store = stemnb.InMemoryRevokeStore()
+    one, rec_one = h.worker(revoke_store=store, consumer_name="one")
+    two, rec_two = h.worker(revoke_store=store, consumer_name="two")
+    [reply] = ControlClient(h.broker).revoke("some-task", reason="duplicate", worker_id="one", timeout=5)
+    assert reply["response"]["revoked"] == ["some-task"]
+    assert store.get("stem", "some-task").reason == "duplicate"
+    assert two._revocations.revocation_for("some-task") is not None  # live, through the store
+
+
+def test_revoke_with_terminate_cancels_an_inline_task_that_heartbeats(h):
+    started = threading.Event()
+
+    def loop(ctx, args):
+        started.set()
+        while True:
+            ctx.heartbeat()
+            time.sleep(0.005)
+
+    h.registry.register("loop", TaskHandler.inline(loop))
+    worker, rec = h.worker(consumer_name="t1")
+    tid = h.stem.enqueue("loop", {})
+    assert started.wait(10)
+    ControlClient(h.broker).revoke(tid, terminate=True, worker_id="t1", timeout=5)
+    assert h.wait(tid).state is TaskState.CANCELLED
+
+
+def test_broadcast_ping_reaches_every_worker(h):
+    h.worker(consumer_name="a")
+    h.worker(consumer_name="b")
+    replies = ControlClient(h.broker).ping(timeout=5, expected=2)
+    assert sorted(r["worker_id"] for r in replies) == ["a", "b"]
+
+
+def test_unknown_control_command_replies_with_an_error(h):
+    h.worker(consumer_name="x")
+    [reply] = ControlClient(h.broker).send("reboot-the-moon", worker_id="x", timeout=5)
+    assert reply["status"] == "error" and "unknown control command" in reply["error"]
+
+
+def test_lease_is_renewed_while_a_long_task_runs(h):
+    runs = []
+
+    def long(ctx, args):
+        runs.append(ctx.id)
+        time.sleep(1.0)  # five leases long
+        return "done"
+
+    h.registry.register("long", TaskHandler.inline(long, stemnb.TaskOptions(visibility_timeout=0.2)))
+    worker, rec = h.worker(concurrency=2)
+    tid = h.stem.enqueue("long", {})
+    assert h.wait(tid).state is TaskState.SUCCEEDED
+    assert runs == [tid] and worker._leases.renewals >= 4
+
+
+def test_task_heartbeat_events_follow_heartbeat_interval(h):
+    release = threading.Event()
+    h.registry.register("wait", TaskHandler.inline(lambda ctx, a: release.wait(10)))
+    worker, rec = h.worker(heartbeat_interval=0.05)
+    tid = h.stem.enqueue("wait", {})
+    rec.wait_for(E.HEARTBEAT, tid, count=3)
+    release.set()
+    assert h.wait(tid).state is TaskState.SUCCEEDED
+    assert all(e.data["explicit"] is False for e in rec.of(E.HEARTBEAT, tid))
+
+
+def test_heartbeat_transport_receives_worker_heartbeats(h):
+    transport = stemnb.InMemoryHeartbeatTransport()
+    got = []
+    arrived = threading.Event()
+    transport.listen(lambda topic, beat: (got.append((topic, beat.worker_id)), arrived.set()))
+    h.worker(consumer_name="hb", heartbeat_transport=transport, worker_heartbeat_interval=0.05, heartbeat_namespace="lab")
+    assert arrived.wait(10)
+    assert got[0] == ("stem:heartbeat:lab", "hb")
+
+
+def test_soft_time_limit_emits_a_timeout_event_without_stopping_the_task(h):
+    h.registry.register("slowish", TaskHandler.inline(lambda ctx, a: time.sleep(0.3) or "finished",
+                                                      stemnb.TaskOptions(soft_time_limit=0.05)))
+    worker, rec = h.worker()
+    tid = h.stem.enqueue("slowish", {})
+    timeout = rec.wait_for(E.TIMEOUT, tid)[0]
+    assert timeout.data == {"level": "soft", "limit": 0.05}
+    assert h.wait(tid).payload == "finished"
+
+
+def autoscaled_task(ctx, args):
+    time.sleep(args["seconds"])
+    return "ok"
+
+
+def test_autoscaler_resizes_the_isolate_pool(h):
+    h.registry.register("work", TaskHandler(autoscaled_task))
+    config = stemnb.WorkerAutoscaleConfig(
+        enabled=True, min_concurrency=1, max_concurrency=2, tick=0.15, idle_period=0.3,
+        scale_up_cooldown=0.01, scale_down_cooldown=0.01,
+    )
+    worker, rec = h.worker(concurrency=2, autoscale=config)
+    ids = [h.stem.enqueue("work", {"seconds": 0.3}) for _ in range(6)]
+    rec.wait_for(E.SCALED, where=lambda e: e.data["to"] == 2, timeout=60)
+    for tid in ids:
+        assert h.wait(tid, 120).state is TaskState.SUCCEEDED
+    rec.wait_for(E.SCALED, where=lambda e: e.data["to"] == 1, timeout=60)
+    assert worker.pool.size == 1
