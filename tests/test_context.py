@@ -1,0 +1,76 @@
+"""TaskContext: signals, cooperative revocation and retry requests."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import stemnb
+from stemnb._context import InlineControl, TaskContext, TaskRetryRequest
+
+
+class Sink:
+    def __init__(self):
+        self.calls = []
+
+    def on_heartbeat(self):
+        self.calls.append("heartbeat")
+
+    def on_progress(self, fraction, data):
+        self.calls.append(("progress", fraction, data))
+
+    def on_extend_lease(self, seconds):
+        self.calls.append(("lease", seconds))
+
+    def on_enqueue(self, name, args, options, headers, meta):
+        self.calls.append(("enqueue", name, meta))
+        return "child-id"
+
+
+def make():
+    sink = Sink()
+    control = InlineControl(sink)
+    return TaskContext("t1", "task", 0, {"tenant": "a"}, {"k": 1}, "default", control), control, sink
+
+
+def test_signals_reach_the_control():
+    ctx, control, sink = make()
+    ctx.heartbeat()
+    ctx.progress(0.25, {"step": 1})
+    ctx.extend_lease(5)
+    assert sink.calls == ["heartbeat", ("progress", 0.25, {"step": 1}), ("lease", 5.0)]
+
+
+def test_progress_outside_zero_to_one_is_refused():
+    ctx, _, _ = make()
+    for bad in (-0.1, 1.5, "half", True):
+        with pytest.raises(ValueError, match="progress"):
+            ctx.progress(bad)
+
+
+def test_terminate_request_makes_the_next_signal_raise():
+    ctx, control, _ = make()
+    control.request_terminate("operator said so")
+    assert ctx.is_revoked()
+    with pytest.raises(stemnb.TaskRevokedError, match="operator said so"):
+        ctx.heartbeat()
+    with pytest.raises(stemnb.TaskRevokedError):
+        ctx.progress(0.5)
+
+
+def test_retry_raises_a_picklable_request():
+    ctx, _, _ = make()
+    with pytest.raises(TaskRetryRequest) as info:
+        ctx.retry(countdown=3, max_retries=4)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (again.countdown, again.max_retries) == (3, 4)
+    with pytest.raises(ValueError):
+        ctx.retry(countdown=-1)
+
+
+def test_enqueue_records_the_parent():
+    ctx, _, sink = make()
+    assert ctx.enqueue("child", {"x": 1}) == "child-id"
+    name, meta = sink.calls[0][1], sink.calls[0][2]
+    assert name == "child" and meta["stem.parentTaskId"] == "t1" and meta["stem.rootTaskId"] == "t1"
