@@ -9,6 +9,7 @@ NAMES: dict[str, str] = {
     "Broker": "._broker",
     "Consumer": "._broker",
     "DeadLetterEntry": "._broker",
+    "QueueStatistics": "._broker",
     "InMemoryBroker": "._brokers.memory",
     "RedisBroker": "._brokers.redis",
     # result backend interface

@@ -19,7 +19,7 @@ from typing import Any
 
 from ._envelope import Delivery, Envelope
 
-__all__ = ["Broker", "Consumer", "DeadLetterEntry", "DEFAULT_VISIBILITY_TIMEOUT"]
+__all__ = ["Broker", "Consumer", "DeadLetterEntry", "QueueStatistics", "DEFAULT_VISIBILITY_TIMEOUT"]
 
 DEFAULT_VISIBILITY_TIMEOUT = 30.0
 """Seconds a delivery stays leased when neither the envelope nor the broker says otherwise."""
@@ -38,6 +38,17 @@ class DeadLetterEntry:
     def id(self) -> str:
         """The dead-lettered task's id (the key for :meth:`Broker.get_dead_letter`)."""
         return self.envelope.id
+
+
+@dataclass(frozen=True)
+class QueueStatistics:
+    """A snapshot of one queue: envelopes ready, delayed, leased (in flight) and dead-lettered."""
+
+    queue: str
+    pending: int
+    delayed: int
+    inflight: int
+    dead_letters: int
 
 
 class Consumer(abc.ABC):
@@ -216,6 +227,20 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def purge_dead_letters(self, queue: str) -> int:
         """Drop every dead letter of ``queue``. Returns the count."""
+
+    def dead_letter_count(self, queue: str) -> int:
+        """Return how many dead letters ``queue`` holds (implementations count it cheaply)."""
+        return len(self.list_dead_letters(queue, limit=2**31))
+
+    def statistics(self, queue: str) -> QueueStatistics:
+        """Return a :class:`QueueStatistics` snapshot of ``queue`` (counts read one by one)."""
+        return QueueStatistics(
+            queue,
+            self.pending_count(queue),
+            self.delayed_count(queue),
+            self.inflight_count(queue),
+            self.dead_letter_count(queue),
+        )
 
     def wait_drained(self, queue: str, timeout: float | None = None) -> bool:
         """Block until ``queue`` has nothing ready, delayed or in flight.

@@ -53,7 +53,8 @@ def _run_child(code: str) -> None:
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"child failed ({done.returncode}):\n{done.stderr}"
 
 
 def test_redis_broker_delivers_envelopes_published_by_another_process():

@@ -16,7 +16,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .._broker import DEFAULT_VISIBILITY_TIMEOUT, Broker, Consumer, DeadLetterEntry
+from .._broker import (
+    DEFAULT_VISIBILITY_TIMEOUT,
+    Broker,
+    Consumer,
+    DeadLetterEntry,
+    QueueStatistics,
+)
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError
 from ._memory_parts import _Lease, _MemoryConsumer, _Queue
@@ -356,6 +362,20 @@ class InMemoryBroker(Broker):
                 self._enqueue(q, env, now)
                 replayed.append(env)
             return replayed
+
+    def dead_letter_count(self, queue: str) -> int:
+        with self._lock:
+            q = self._queues.get(queue)
+            return 0 if q is None else len(q.dead)
+
+    def statistics(self, queue: str) -> QueueStatistics:
+        with self._lock:  # one consistent snapshot
+            q = self._counted(queue)
+            if q is None:
+                return QueueStatistics(queue, 0, 0, 0, 0)
+            return QueueStatistics(
+                queue, len(q.ready), len(q.delayed), len(q.inflight), len(q.dead)
+            )
 
     def purge_dead_letters(self, queue: str) -> int:
         with self._lock:

@@ -16,7 +16,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from .._broker import DEFAULT_VISIBILITY_TIMEOUT, Broker, Consumer, DeadLetterEntry
+from .._broker import (
+    DEFAULT_VISIBILITY_TIMEOUT,
+    Broker,
+    Consumer,
+    DeadLetterEntry,
+    QueueStatistics,
+)
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError
 from . import _redis_scripts as lua
@@ -400,6 +406,13 @@ class RedisBroker(Broker):
             if self._scripts["REPLAY_ONE"](keys=keys, args=[env.id, *self._publish_args(env)]):
                 replayed.append(env)
         return replayed
+
+    def dead_letter_count(self, queue: str) -> int:
+        return int(self._client.zcard(self._key("q", queue, "dead")))
+
+    def statistics(self, queue: str) -> QueueStatistics:
+        pending, delayed, inflight = self._counts(queue)
+        return QueueStatistics(queue, pending, delayed, inflight, self.dead_letter_count(queue))
 
     def purge_dead_letters(self, queue: str) -> int:
         dead, deadenv = self._key("q", queue, "dead"), self._key("q", queue, "deadenv")

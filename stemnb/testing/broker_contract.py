@@ -260,6 +260,21 @@ class BrokerContract:
         with broker.consume(queue) as consumer:
             assert consumer.get(timeout=0.05) is None
 
+    def test_statistics_snapshot_counts_every_kind_of_envelope(self, broker, queue):
+        for _ in range(3):
+            broker.publish(Envelope("contract.task", queue=queue))
+        if broker.supports_delayed:
+            broker.publish(Envelope("contract.task", queue=queue, not_before=time.time() + 60))
+        with broker.consume(queue, prefetch=2) as consumer:
+            broker.dead_letter(self._get(consumer), "boom")
+            held = self._get(consumer)
+            stats = broker.statistics(queue)
+            broker.ack(held)
+        delayed = 1 if broker.supports_delayed else 0
+        assert (stats.queue, stats.pending, stats.delayed) == (queue, 1, delayed)
+        assert (stats.inflight, stats.dead_letters) == (1, 1)
+        assert broker.dead_letter_count(queue) == 1
+
     def test_join_returns_once_the_queue_is_drained(self, broker, queue):
         broker.publish(Envelope("contract.task", queue=queue))
         consumer = broker.consume(queue)
