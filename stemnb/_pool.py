@@ -202,7 +202,7 @@ class IsolatePool:
 
     # ------------------------------------------------------------------ dispatching
     def _pump_locked(self) -> None:
-        while self._queue and self._state == "running":
+        while self._queue and self._state in ("running", "closing"):
             call = self._queue[0]
             worker = self._pick_worker(call)
             if worker is None:
@@ -406,7 +406,7 @@ class IsolatePool:
     def _recycle_reason(self, worker: _Worker) -> IsolateRecycleReason | None:
         if worker.stop_reason is not None:
             return worker.stop_reason
-        if self._state in ("closing", "closed"):
+        if self._state in ("closing", "closed") and not self._queue:
             return IsolateRecycleReason.SHUTDOWN
         if self.max_tasks_per_isolate is not None and worker.tasks_done >= self.max_tasks_per_isolate:
             return IsolateRecycleReason.MAX_TASKS
@@ -434,7 +434,6 @@ class IsolatePool:
             worker.inflight.clear()
             if worker in self._idle:
                 self._idle.remove(worker)
-            self._workers.remove(worker)
             for name in worker.lent:
                 self._cache.release(name)  # its mapping is gone with it
             worker.lent.clear()
@@ -452,16 +451,27 @@ class IsolatePool:
                 err = self._death_error(worker, reason, exitcode)
                 self._count_outcome(running.future._settle(exception=err), "failed")
         event = IsolateRecycleEvent(reason, child.pid, worker.tasks_done, worker.rss or None, exitcode)
-        with self._lock:
+        with self._lock:  # only now, with its call settled, does the worker leave the pool
+            self._workers.remove(worker)
             self._counts["recycled"] += 1
             if self._state == "running" or self._state == "paused":
                 while len(self._workers) < self._target:
                     self._spawn_locked()
+            elif self._queue and not self._workers:
+                self._fail_queue_locked(ClosedError(f"pool {self.debug_name!r} was closed"))
             if not self._workers:
                 self._all_stopped.notify_all()
             self._pump_locked()
         self._emit("recycle", event)
         self._emit("disposed", child.pid)
+
+    def _fail_queue_locked(self, exc: BaseException) -> None:
+        """Settle every queued call with ``exc`` (no process is left to run them)."""
+        for call in self._queue:
+            discard(call.payload, self._cache)
+            if call.started or call.future.set_running_or_notify_cancel():
+                call.future._settle(exception=exc)
+        self._queue.clear()
 
     def _death_error(self, worker: _Worker, reason: IsolateRecycleReason, exitcode: int | None) -> BaseException:
         if reason is IsolateRecycleReason.SHUTDOWN:
@@ -552,10 +562,11 @@ class IsolatePool:
                 self._queue.clear()
             if first:
                 for worker in list(self._workers):
-                    if worker.state in ("idle", "paused"):
+                    if worker.state in ("idle", "paused") and not self._queue:
                         self._stop_locked(worker, IsolateRecycleReason.SHUTDOWN)
-                    else:
+                    elif cancel_pending:
                         worker.stop_reason = IsolateRecycleReason.SHUTDOWN
+                self._pump_locked()  # with cancel_pending=False, queued calls still run
         for call in pending:
             discard(call.payload, self._cache)
             call.future.cancel()

@@ -344,3 +344,22 @@ def _wait_for(predicate, timeout=30.0):
             return
         time.sleep(0.01)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_close_without_cancelling_runs_the_queued_calls_first(port):
+    p = stemnb.IsolatePool(1)
+    running = p.run(_started_then, port.send_port, "first", 0.2)
+    port.receive(30)
+    queued = p.run(abs, -2)
+    p.close(cancel_pending=False)
+    assert running.done() and queued.done()
+    assert (running.result(0), queued.result(0)) == ("first", 2)
+
+
+def test_close_returns_only_once_every_running_call_is_settled(port):
+    for _ in range(3):
+        p = stemnb.IsolatePool(1)
+        running = p.run(_started_then, port.send_port, None, 60)
+        port.receive(30)
+        p.close(timeout=0.05)
+        assert running.done(), "close() returned before settling the call it ended"
