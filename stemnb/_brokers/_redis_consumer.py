@@ -1,0 +1,137 @@
+"""The Redis broker's consumer handle: blocks on wake lists, holds broadcast deliveries."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING
+
+import redis as _redis
+
+from .._broker import Consumer
+from .._envelope import Delivery, Envelope
+
+if TYPE_CHECKING:
+    from .redis import RedisBroker
+
+
+class _RedisConsumer(Consumer):
+    def __init__(
+        self,
+        broker: RedisBroker,
+        queues: tuple[str, ...],
+        channels: tuple[str, ...],
+        prefetch: int,
+        name: str | None,
+    ) -> None:
+        self._broker = broker
+        self._queues = queues
+        self._prefetch = prefetch
+        self.name = name
+        self._private_wake = broker._key("consumer", uuid.uuid4().hex, "wake")
+        self._wake_keys = [broker._key("q", q, "wake") for q in queues] + [self._private_wake]
+        self._cond = threading.Condition()
+        self._unacked = 0
+        self._inbox: deque[Delivery] = deque()
+        self._closed = False
+        self._pubsub = None
+        if channels:
+            self._subscribe(channels)
+
+    def _subscribe(self, channels: tuple[str, ...]) -> None:
+        pubsub = self._broker._client.pubsub()
+        names = [self._broker._key("bc", c) for c in channels]
+        pubsub.subscribe(*names)
+        confirmed = 0
+        deadline = time.monotonic() + 5.0
+        while confirmed < len(names) and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "subscribe":
+                confirmed += 1
+        self._pubsub = pubsub
+        thread = threading.Thread(target=self._listen, name="stemnb-redis-broadcast", daemon=True)
+        thread.start()
+
+    def _listen(self) -> None:
+        pubsub = self._pubsub
+        prefix = self._broker._key("bc", "")
+        while not self._closed and pubsub is not None:
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception:  # the connection was closed by close()
+                return
+            if message is None or message["type"] != "message":
+                continue
+            channel = message["channel"].decode()[len(prefix) :]
+            envelope = Envelope.from_dict(json.loads(message["data"]))
+            receipt = f"broadcast#{uuid.uuid4().hex}"
+            with self._cond:
+                self._inbox.append(Delivery(envelope, receipt, None, channel, broadcast=True))
+                self._cond.notify_all()
+            self._broker._client.rpush(self._private_wake, "b")
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return self._queues
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _settled(self) -> None:
+        with self._cond:
+            self._unacked -= 1
+            self._cond.notify_all()
+
+    def _remaining(self, deadline: float | None, cap: float) -> float:
+        return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+    def get(self, timeout: float | None = None) -> Delivery | None:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        broker = self._broker
+        while not self._closed:
+            with self._cond:
+                if self._inbox:
+                    return self._inbox.popleft()
+                full = self._unacked >= self._prefetch
+                if self._queues and full:  # wait for a settle (or a broadcast) locally
+                    wait = self._remaining(deadline, 5.0)
+                    if wait <= 0:
+                        return None
+                    self._cond.wait(wait)
+                    continue
+            keys = [self._private_wake]
+            wait = 5.0
+            if self._queues:
+                delivery = broker._take(self)
+                if delivery is not None:
+                    with self._cond:
+                        self._unacked += 1
+                    return delivery
+                keys, wait = self._wake_keys, broker._sleep_for(self._queues)
+            wait = self._remaining(deadline, wait)
+            if wait <= 0:
+                return None
+            broker._client.blpop(keys, timeout=max(wait, 0.01))
+        return None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._cond:
+            self._cond.notify_all()
+        try:
+            self._broker._client.rpush(self._private_wake, "x")
+            self._broker._client.expire(self._private_wake, 60)
+        except _redis.RedisError:
+            pass  # the broker's connection is gone; a blocked get() ends at its next wake
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:
+                pass
+        self._broker._forget_consumer(self)
