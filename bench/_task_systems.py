@@ -55,9 +55,12 @@ class TaskSystem:
 class _Stemnb(TaskSystem):
     isolate = True
 
+    def _make_broker_and_backend(self) -> tuple[Any, Any]:
+        broker = _stemnb_api("InMemoryBroker", "stemnb._brokers.memory")()
+        return broker, _stemnb_api("InMemoryResultBackend", "stemnb._backends.memory")()
+
     def start(self, fns: SimpleNamespace) -> None:
-        self.broker = _stemnb_api("InMemoryBroker", "stemnb._brokers.memory")()
-        self.backend = _stemnb_api("InMemoryResultBackend", "stemnb._backends.memory")()
+        self.broker, self.backend = self._make_broker_and_backend()
         registry = _stemnb_api("TaskRegistry", "stemnb._registry")()
         handler = _stemnb_api("TaskHandler", "stemnb._registry")
         for kind in ("noop", "busy_1ms"):
@@ -110,6 +113,32 @@ class StemnbIsolate(_Stemnb):
         "defined in `__main__`; `Stem.enqueue(name)` then `Stem.wait_for_task(id)`"
     )
     isolate = True
+
+
+class StemnbIsolateRedis(_Stemnb):
+    name = "stemnb-isolate-redis"
+    how = (
+        "as stemnb-isolate with `RedisBroker` and `RedisResultBackend` (same Redis database as the "
+        "peers); the worker runs in the producer's process, as in a notebook"
+    )
+    isolate = True
+
+    def _make_broker_and_backend(self) -> tuple[Any, Any]:
+        _flush_db()
+        url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+        broker = _stemnb_api("RedisBroker", "stemnb._brokers.redis")(url, namespace="stemnb-bench")
+        backend = _stemnb_api("RedisResultBackend", "stemnb._backends.redis")(
+            url, namespace="stemnb-bench"
+        )
+        return broker, backend
+
+    def close(self) -> None:
+        try:
+            super().close()
+            for part in (self.broker, self.backend):
+                getattr(part, "close", lambda: None)()
+        finally:
+            _flush_db()
 
 
 class StemnbInline(_Stemnb):
@@ -251,5 +280,5 @@ class Dramatiq(_ExternalWorker):
 
 
 TASK_SYSTEMS: dict[str, type[TaskSystem]] = {
-    cls.name: cls for cls in (StemnbIsolate, StemnbInline, Celery, Dramatiq)
+    cls.name: cls for cls in (StemnbIsolate, StemnbInline, StemnbIsolateRedis, Celery, Dramatiq)
 }
