@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 from collections.abc import Callable, Generator
 from concurrent.futures._base import CANCELLED, FINISHED, PENDING, RUNNING
@@ -99,6 +98,8 @@ class Future(cf.Future, Generic[T]):
         cancel_origin(self.origin)
 
     def __await__(self) -> Generator[Any, None, T]:
+        import asyncio
+
         return asyncio.wrap_future(self).__await__()
 
     def __repr__(self) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future as _CFuture
@@ -34,7 +33,7 @@ class Capability:
     __slots__ = ("_token",)
 
     def __init__(self, token: str | None = None) -> None:
-        self._token = token or secrets.token_hex(16)
+        self._token = token or os.urandom(16).hex()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Capability) and other._token == self._token
@@ -334,16 +333,16 @@ class _Supervised:
             port.send([f"{type_name}: {message}" if message else type_name, tb, err])
 
     def _ended(self) -> None:
+        from ._shm import sweep_pid
+
         self.exitcode = self.child.join(10.0)  # type: ignore[union-attr]
+        sweep_pid(self.child.pid)  # type: ignore[union-attr]  # before telling anyone it has ended
         with self.lock:
             self.alive = False
             listeners, self.exit_listeners = self.exit_listeners, []
             self.lock.notify_all()
         for port, response in listeners:
             port.send(response)
-        from ._shm import sweep_pid
-
-        sweep_pid(self.child.pid)  # type: ignore[union-attr]
         _supervised.pop(self.id, None)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import pickle
 import queue
-import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -57,7 +56,7 @@ class _Listener:
     """The process's listening socket; children connect here and send their token."""
 
     def __init__(self) -> None:
-        self.address = f"\0{current_session().prefix}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.address = f"\0{current_session().prefix}-{os.getpid()}-{os.urandom(3).hex()}"
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.bind(self.address)
         self._sock.listen(64)
@@ -171,7 +170,7 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     :func:`wait_connected` for its connection.
     """
     lst = listener()
-    token = secrets.token_hex(8)
+    token = os.urandom(8).hex()
     hello = lst.expect(token)
     bootstrap = {
         "role": role,

@@ -8,7 +8,6 @@ socket addresses of one session share a prefix, and a later session can sweep wh
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 from dataclasses import dataclass
 
@@ -53,7 +52,7 @@ def _make_session() -> Session:
     inherited = os.environ.get(_ENV_SESSION)
     if inherited and _root_pid(inherited) != os.getpid():
         return Session(inherited, _root_pid(inherited), is_root=False)
-    sid = f"{os.getpid()}x{secrets.token_hex(4)}"
+    sid = f"{os.getpid()}x{os.urandom(4).hex()}"
     os.environ[_ENV_SESSION] = sid  # children started by any means inherit it
     return Session(sid, os.getpid(), is_root=True)
 

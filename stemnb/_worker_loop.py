@@ -13,9 +13,8 @@ Messages on the connection are pickled tuples:
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import inspect
+import types
 import pickle
 import sys
 import threading
@@ -118,7 +117,9 @@ def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writab
     try:
         fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=released.append)
         result = fn(*args, **kwargs)
-        if inspect.iscoroutine(result):
+        if isinstance(result, types.CoroutineType):
+            import asyncio  # only processes that run async functions pay for asyncio
+
             result = asyncio.run(result)
         fn = args = kwargs = None  # drop references so argument segments are released now
     except BaseException as exc:  # noqa: BLE001 - every failure travels back
