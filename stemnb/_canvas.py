@@ -146,7 +146,7 @@ class Canvas:
         sigs = [_as_signature(s) for s in members]
         group_id = group_id or new_task_id()
         ids = [new_task_id() for _ in sigs]
-        self.stem.backend.init_group(group_id, len(sigs), meta={"members": ids})
+        self.stem._need_backend().init_group(group_id, len(sigs), meta={"members": ids})
         self._publish_members(group_id, sigs, ids)
         return GroupResult(self.stem, group_id, tuple(ids))
 
@@ -161,13 +161,13 @@ class Canvas:
         group_id, callback_id = new_task_id(), new_task_id()
         ids = [new_task_id() for _ in sigs]
         meta = {"members": ids, "chord": callback.to_dict(), "callback_id": callback_id}
-        self.stem.backend.init_group(group_id, len(sigs), meta=meta)
-        self.stem.backend.set(callback_id, "queued", meta={"task": callback.name, "chord": group_id})
+        self.stem._need_backend().init_group(group_id, len(sigs), meta=meta)
+        self.stem._need_backend().set(callback_id, "queued", meta={"task": callback.name, "chord": group_id})
         self._publish_members(group_id, sigs, ids)
         return ChordResult(self.stem, group_id, tuple(ids), callback_id)
 
     def _publish_members(self, group_id: str, sigs: list[Signature], ids: list[str]) -> None:
-        for sig, task_id in zip(sigs, ids):
+        for sig, task_id in zip(sigs, ids, strict=True):
             self.stem.enqueue(
                 sig.name,
                 sig.args,

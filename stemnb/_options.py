@@ -8,7 +8,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
-Seconds = Union[float, int, _dt.timedelta]
+Seconds = Union[float, int, _dt.timedelta]  # noqa: UP007 - a runtime alias on Python 3.10
 """A duration: seconds as a number, or a :class:`datetime.timedelta`."""
 
 

@@ -159,8 +159,7 @@ class Stem:
     # -- results --------------------------------------------------------------------------------
     def get_status(self, task_id: str) -> TaskStatus | None:
         """Return the task's status with its payload decoded, or None when unknown."""
-        self._need_backend()
-        status = self.backend.get(task_id)
+        status = self._need_backend().get(task_id)
         return None if status is None else self._decoded(status)
 
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Future[TaskStatus]:
@@ -169,7 +168,7 @@ class Stem:
         Event-driven (a backend watch). The Future raises TimeoutError after ``timeout`` seconds;
         cancelling it stops the wait. Raises RuntimeError when the producer has no backend.
         """
-        self._need_backend()
+        backend = self._need_backend()
         future: Future[TaskStatus] = Future(debug_name=f"task {task_id}")
 
         def on_status(status: TaskStatus) -> None:
@@ -179,13 +178,14 @@ class Stem:
                 except Exception as exc:  # undecodable payload
                     future._settle(exception=exc)
 
-        watch = self.backend.watch(task_id, on_status)
+        watch = backend.watch(task_id, on_status)
         timer = None
         if timeout is not None:
-            timer = call_later(
-                timeout,
-                lambda: future._settle(exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s")),
-            )
+
+            def expire() -> None:
+                future._settle(exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s"))
+
+            timer = call_later(timeout, expire)
 
         def cleanup(_: Any) -> None:
             watch.close()
@@ -193,7 +193,7 @@ class Stem:
                 timer.cancel()
 
         future.add_done_callback(cleanup)
-        current = self.backend.get(task_id)
+        current = backend.get(task_id)
         if current is not None:
             on_status(current)
         return future
@@ -213,9 +213,10 @@ class Stem:
             return status
         return dataclasses.replace(status, payload=self.codecs.decode_result_status(status))
 
-    def _need_backend(self) -> None:
+    def _need_backend(self) -> ResultBackend:
         if self.backend is None:
             raise RuntimeError("this Stem has no result backend; pass Stem(broker, backend)")
+        return self.backend
 
     # -- canvas ---------------------------------------------------------------------------------
     def chain(self, steps: Sequence[Signature | str]) -> ChainResult:

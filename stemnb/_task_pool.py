@@ -87,7 +87,7 @@ class TaskIsolatePool:
         future.add_done_callback(self._forget)
         return future
 
-    def _forget(self, future: Future) -> None:
+    def _forget(self, future: Any) -> None:
         with self._lock:
             self._inflight.discard(future)
 

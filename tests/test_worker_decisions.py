@@ -43,7 +43,7 @@ def test_result_is_stored_before_the_delivery_is_acked():
     registry = stemnb.TaskRegistry()
     registry.register("t", TaskHandler.inline(lambda ctx, a: "r"))
     stem = stemnb.Stem(broker, backend, registry=registry)
-    with stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=FAST_LIFECYCLE) as worker:
+    with stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=FAST_LIFECYCLE):
         tid = stem.enqueue("t", {})
         stem.wait_for_task(tid, 10).result()
         assert broker.wait_drained("default", 10)
@@ -326,7 +326,7 @@ def test_second_hard_shutdown_escalates_a_warm_one(h):
     started = threading.Event()
     h.registry.register("stuck", TaskHandler.inline(lambda ctx, a: started.set() or release.wait(30)))
     worker, rec = h.worker()
-    tid = h.stem.enqueue("stuck", {})
+    h.stem.enqueue("stuck", {})
     assert started.wait(10)
     warm = worker.shutdown(WorkerShutdownMode.WARM)
     hard = worker.shutdown(WorkerShutdownMode.HARD)

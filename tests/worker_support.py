@@ -7,7 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 import stemnb
-from stemnb import InMemoryBroker, InMemoryResultBackend, Stem, TaskRegistry, Worker, WorkerEventType
+from stemnb import (
+    InMemoryBroker,
+    InMemoryResultBackend,
+    Stem,
+    TaskRegistry,
+    Worker,
+    WorkerEventType,
+)
 
 FAST_LIFECYCLE = stemnb.WorkerLifecycleConfig(install_signal_handlers=False, soft_grace_period=5.0, force_shutdown_after=0.5)
 

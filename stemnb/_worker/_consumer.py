@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from .._broker import Consumer
 from .._events import WorkerEventType
 from ._active import ActiveTask
 
@@ -30,7 +31,7 @@ class ConsumerLoop:
         self._buffer: collections.deque[ActiveTask] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
-        self._consumer = None
+        self._consumer: Consumer | None = None
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

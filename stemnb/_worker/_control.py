@@ -106,7 +106,7 @@ def handle_command(worker: Worker, envelope: Envelope) -> dict[str, Any] | None:
     return reply
 
 
-def _dispatch(worker: Worker, command: str, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def _dispatch(worker: Worker, command: Any, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     if command == "ping":
         return ping(worker), None
     if command == "stats":
@@ -140,7 +140,7 @@ def ping(worker: Worker) -> dict[str, Any]:
 
 def stats(worker: Worker) -> dict[str, Any]:
     active = worker._active.snapshot()
-    depths = {}
+    depths: dict[str, int | None] = {}
     for queue in worker.subscription.queues:
         try:
             depths[queue] = worker.broker.pending_count(queue)

@@ -87,6 +87,7 @@ def success(worker: Worker, task: ActiveTask, result: Any) -> None:
     """Store ``succeeded`` (with the encoded result unless ignored), then ack and run follow-ups."""
     if task.abandoned:
         return
+    assert task.handler is not None
     options = task.handler.options
     ignore = bool(task.envelope.meta.get(IGNORE_RESULT_KEY, options.ignore_result))
     try:
@@ -110,6 +111,7 @@ def failure(worker: Worker, task: ActiveTask, exc: BaseException) -> None:
     run_hook(worker.middleware, "on_error", _context(task), exc)
     if isinstance(exc, TaskRevokedError) and task.control.terminate.is_set():
         return cancelled(worker, task, task.control.reason or "revoked", error=exc)
+    assert task.handler is not None
     if isinstance(exc, SerializationError):  # deterministic: another attempt cannot help
         return terminal_failure(worker, task, exc, reason="not-serializable")
     policy = _retries.resolve_policy(task.envelope, task.handler.options)
@@ -127,6 +129,7 @@ def explicit_retry(worker: Worker, task: ActiveTask, request: TaskRetryRequest) 
     if task.abandoned:
         return
     env = task.envelope
+    assert task.handler is not None
     policy = request.retry_policy or _retries.resolve_policy(env, task.handler.options)
     limit = request.max_retries if request.max_retries is not None else _retries.max_retries(env, policy)
     if env.attempt >= limit:

@@ -93,10 +93,7 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
         result = execute(worker, task, handler, args)
     except TaskRetryRequest as request:
         _outcome.explicit_retry(worker, task, request)
-    except BaseException as exc:  # noqa: BLE001 - every task failure follows the failure path
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not handler.isolate:
-            _outcome.failure(worker, task, exc)
-            raise
+    except BaseException as exc:  # noqa: BLE001 - SystemExit in a task is a task failure too
         _outcome.failure(worker, task, exc)
     else:
         _outcome.success(worker, task, result)

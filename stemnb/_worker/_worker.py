@@ -143,10 +143,10 @@ class Worker:
         self._escalate = threading.Event()
         self._signal_previous: dict[int, Any] = {}
         self._autoscaler: Any = None
+        self._control_consumer: Any = None
         from ._consumer import ConsumerLoop
-        from ._revocations import Revocations
-
         from ._isolate_signals import IsolateSignals
+        from ._revocations import Revocations
 
         self._revocations = Revocations(self)
         self._signals = IsolateSignals(self)
