@@ -106,3 +106,28 @@ def test_redis_delivery_of_a_consumer_process_that_died_is_redelivered_after_its
     finally:
         broker.close()
         _drop_namespace(namespace)
+
+
+def test_closing_the_redis_broker_ends_a_blocked_get_without_error():
+    import threading
+
+    from stemnb import RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    consumer = broker.consume("default")
+    results: list = []
+    errors: list = []
+
+    def blocked_get():
+        try:
+            results.append(consumer.get())
+        except Exception as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    thread = threading.Thread(target=blocked_get)
+    thread.start()
+    broker.close()
+    thread.join(timeout=10)
+    _drop_namespace(namespace)
+    assert not thread.is_alive() and errors == [] and results == [None]

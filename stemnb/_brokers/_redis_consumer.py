@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -16,6 +17,8 @@ from .._envelope import Delivery, Envelope
 
 if TYPE_CHECKING:
     from .redis import RedisBroker
+
+log = logging.getLogger("stemnb.broker")
 
 
 class _RedisConsumer(Consumer):
@@ -61,17 +64,25 @@ class _RedisConsumer(Consumer):
         while not self._closed and pubsub is not None:
             try:
                 message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception:  # the connection was closed by close()
-                return
-            if message is None or message["type"] != "message":
+                if message is None or message["type"] != "message":
+                    continue
+                channel = message["channel"].decode()[len(prefix) :]
+                envelope = Envelope.from_dict(json.loads(message["data"]))
+            except (ValueError, TypeError, KeyError):
+                log.warning("dropped a malformed broadcast message", exc_info=True)
                 continue
-            channel = message["channel"].decode()[len(prefix) :]
-            envelope = Envelope.from_dict(json.loads(message["data"]))
+            except Exception:
+                if not self._closed:  # close() cuts the connection; anything else is worth a log
+                    log.exception("broadcast listener of %r stopped", self)
+                return
             receipt = f"broadcast#{uuid.uuid4().hex}"
             with self._cond:
                 self._inbox.append(Delivery(envelope, receipt, None, channel, broadcast=True))
                 self._cond.notify_all()
-            self._broker._client.rpush(self._private_wake, "b")
+            try:
+                self._broker._client.rpush(self._private_wake, "b")
+            except Exception:
+                return  # closed meanwhile; a blocked get() ends through close()
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -91,6 +102,16 @@ class _RedisConsumer(Consumer):
 
     def get(self, timeout: float | None = None) -> Delivery | None:
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        try:
+            return self._get(deadline)
+        except Exception:
+            # close() cuts the connection a blocked call uses; redis-py then raises anything
+            # from ConnectionError to AttributeError. Only a closed consumer swallows it.
+            if self._closed or self._broker.closed:
+                return None
+            raise
+
+    def _get(self, deadline: float | None) -> Delivery | None:
         broker = self._broker
         while not self._closed:
             with self._cond:
