@@ -12,12 +12,14 @@ import json
 import math
 import os
 import platform
+import select
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,29 +79,53 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def _spawn(args: list[str], cwd: str | None, stdout: Any, stderr: Any) -> subprocess.Popen:
+    """Start ``python *args`` in its own session, so the whole group can be ended on a timeout."""
+    return subprocess.Popen(
+        [sys.executable, *args],
+        env=child_env(),
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+    )
+
+
+def _end_group(proc: subprocess.Popen) -> None:
+    """End ``proc`` and everything it started (workers, daemons) if it is still running."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
 def run_child(source: str, config: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run ``python -c source config_json out_path`` and return the JSON document it wrote.
 
-    A child that fails, times out or writes nothing yields ``{"error": ...}`` with the reason and
-    the tail of its stderr, so one broken system never stops the run.
+    A child that fails, times out (its whole process group is then killed) or writes nothing
+    yields ``{"error": ...}`` with the reason and the tail of its stderr, plus whatever it had
+    written so far, so one broken system never stops the run.
     """
     with tempfile.TemporaryDirectory(prefix="stemnb-bench-") as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-c", source, json.dumps(config), str(out)]
-        try:
-            proc = subprocess.run(
-                cmd, env=child_env(), cwd=tmp, capture_output=True, text=True, timeout=timeout
+        out, err_path = Path(tmp) / "result.json", Path(tmp) / "stderr.txt"
+        with open(err_path, "w") as err:
+            proc = _spawn(
+                ["-c", source, json.dumps(config), str(out)], tmp, subprocess.DEVNULL, err
             )
-        except subprocess.TimeoutExpired as exc:
-            doc = json.loads(out.read_text()) if out.exists() else {}
-            return {**doc, "error": f"timed out after {timeout:.0f} s", "stderr": _tail(exc.stderr)}
-        if out.exists():
-            doc = json.loads(out.read_text())
-            if proc.returncode != 0:
-                doc.setdefault("error", f"exit code {proc.returncode}")
-                doc["stderr"] = _tail(proc.stderr)
-            return doc
-        return {"error": f"exit code {proc.returncode}, no result", "stderr": _tail(proc.stderr)}
+            try:
+                proc.wait(timeout)
+                error = None if proc.returncode == 0 else f"exit code {proc.returncode}"
+            except subprocess.TimeoutExpired:
+                error = f"timed out after {timeout:.0f} s"
+            finally:
+                _end_group(proc)
+        doc = json.loads(out.read_text()) if out.exists() else {}
+        if error:
+            doc.setdefault("error", error if doc else f"{error}, no result")
+            doc["stderr"] = _tail(err_path.read_text(errors="replace"))
+        return doc
 
 
 def _tail(text: str | bytes | None, lines: int = 15) -> str:
@@ -109,38 +135,52 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
 
 
 def time_to_marker(source: str, marker: str, timeout: float) -> tuple[float, float | None]:
-    """Start ``python -c source`` and return (seconds until it prints ``marker``, the float after it).
+    """Start ``python -c source``; return (seconds until it prints ``marker``, its SHUTDOWN seconds).
 
-    The float is whatever the child prints after the marker on the same line (e.g. its shutdown
-    time), or ``None``. Raises ``RuntimeError`` with the child's stderr if the marker never comes.
+    The child may print ``SHUTDOWN <seconds>`` after the marker (its stop call's duration), else
+    the second value is ``None``. Raises ``RuntimeError`` with the child's stderr if the marker
+    does not come within ``timeout`` seconds; the child's process group is always ended.
     """
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", source],
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    elapsed = None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(marker) and elapsed is None:
-                elapsed = time.perf_counter() - t0
-            elif line.startswith("SHUTDOWN"):
-                proc.wait(timeout)
-                return elapsed or math.nan, float(line.split()[1])
-        proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if elapsed is None:
-        raise RuntimeError(
-            f"no {marker!r} from child: {_tail(proc.stderr.read() if proc.stderr else '')}"
-        )
-    return elapsed, None
+    with tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = _spawn(["-c", source], None, subprocess.PIPE, err)
+        deadline = t0 + timeout
+        elapsed: float | None = None
+        shutdown: float | None = None
+        try:
+            for line in _lines_until(proc, deadline):
+                if line.startswith(marker) and elapsed is None:
+                    elapsed = time.perf_counter() - t0
+                elif line.startswith("SHUTDOWN"):
+                    shutdown = float(line.split()[1])
+            proc.wait(max(0.1, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            _end_group(proc)
+        if elapsed is None:
+            err.seek(0)
+            raise RuntimeError(
+                f"no {marker!r} from child within {timeout:.0f} s: {_tail(err.read())}"
+            )
+        return elapsed, shutdown
+
+
+def _lines_until(proc: subprocess.Popen, deadline: float) -> Iterator[str]:
+    """Yield ``proc``'s stdout lines as they come, until end-of-file or ``deadline``."""
+    assert proc.stdout is not None
+    fd, buf = proc.stdout.fileno(), b""
+    while (left := deadline - time.perf_counter()) > 0:
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.decode(errors="replace")
 
 
 def machine_facts() -> dict[str, str]:
