@@ -1,0 +1,161 @@
+"""The worker on the real Redis broker and backend, including a worker process killed mid-task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+from worker_support import FAST_LIFECYCLE, Recorder
+
+import stemnb
+from stemnb import TaskHandler, TaskOptions, TaskState, WorkerEventType
+
+redis = pytest.importorskip("redis")
+pytestmark = pytest.mark.redis
+REDIS_URL = "redis://127.0.0.1:6379/0"
+E = WorkerEventType
+
+
+def _drop(namespace: str) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{namespace}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+class RedisHarness:
+    def __init__(self) -> None:
+        self.namespace = f"stemnb-worker-test-{uuid.uuid4().hex[:8]}"
+        self.broker = stemnb.RedisBroker(REDIS_URL, namespace=self.namespace, claim_interval=0.05)
+        self.backend = stemnb.RedisResultBackend(REDIS_URL, namespace=self.namespace)
+        self.registry = stemnb.TaskRegistry()
+        self.stem = stemnb.Stem(self.broker, self.backend, registry=self.registry)
+        self.workers: list[stemnb.Worker] = []
+
+    def worker(self, **kwargs):
+        kwargs.setdefault("concurrency", 1)
+        kwargs.setdefault("lifecycle", FAST_LIFECYCLE)
+        kwargs.setdefault("enqueuer", self.stem)
+        kwargs.setdefault("retry_strategy", stemnb.ExponentialJitterRetryStrategy(base=0.01, max_delay=0.05))
+        worker = stemnb.Worker(self.broker, self.registry, self.backend, **kwargs)
+        rec = Recorder(worker)
+        self.workers.append(worker)
+        worker.start()
+        return worker, rec
+
+    def wait(self, task_id, timeout=30.0):
+        return self.stem.wait_for_task(task_id, timeout).result()
+
+    def close(self):
+        for worker in self.workers:
+            worker.close()
+        self.broker.close()
+        self.backend.close()
+        _drop(self.namespace)
+
+
+@pytest.fixture
+def rh():
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception:
+        pytest.skip("no Redis server on 127.0.0.1:6379")
+    harness = RedisHarness()
+    yield harness
+    harness.close()
+
+
+def double_with_progress(ctx, args):
+    ctx.progress(1.0, {"pid": os.getpid()})
+    return args["value"] * 2
+
+
+def test_success_retry_and_dead_letter_through_redis(rh):
+    def flaky(ctx, args):
+        if ctx.attempt == 0:
+            raise RuntimeError("once")
+        return "ok"
+
+    rh.registry.register("ok", TaskHandler.inline(lambda ctx, a: a["x"] + 1))
+    rh.registry.register("flaky", TaskHandler.inline(flaky, TaskOptions(max_retries=1)))
+    rh.registry.register("bad", TaskHandler.inline(lambda ctx, a: 1 / 0))
+    rh.worker()
+    ok, flaky_id, bad = rh.stem.enqueue("ok", {"x": 1}), rh.stem.enqueue("flaky", {}), rh.stem.enqueue("bad", {})
+    assert rh.wait(ok).payload == 2
+    assert rh.wait(flaky_id).attempt == 1
+    assert rh.wait(bad).state is TaskState.FAILED
+    assert [e.reason for e in rh.broker.list_dead_letters("default")] == ["max-retries-exhausted"]
+
+
+def test_isolate_task_reports_progress_through_redis(rh):
+    rh.registry.register("double", TaskHandler(double_with_progress))
+    worker, rec = rh.worker()
+    tid = rh.stem.enqueue("double", {"value": 21})
+    assert rh.wait(tid, 60).payload == 42
+    assert rec.of(E.PROGRESS, tid)[0].data["pid"] != os.getpid()
+
+
+def test_chord_on_the_redis_backend(rh):
+    rh.registry.register("v", TaskHandler.inline(lambda ctx, a: a["v"]))
+    rh.registry.register("sum", TaskHandler.inline(lambda ctx, a: sum(ctx.meta["chordResults"])))
+    rh.worker(concurrency=2)
+    chord = rh.stem.chord([stemnb.signature("v", {"v": i}) for i in range(4)], "sum")
+    assert chord.wait(30).result().payload == 6
+
+
+def test_control_broadcast_over_redis(rh):
+    rh.worker(consumer_name="r1")
+    rh.worker(consumer_name="r2")
+    replies = stemnb.ControlClient(rh.broker).ping(timeout=10, expected=2)
+    assert sorted(r["worker_id"] for r in replies) == ["r1", "r2"]
+
+
+_DYING_WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    import stemnb
+    broker = stemnb.RedisBroker({url!r}, namespace={ns!r})
+    backend = stemnb.RedisResultBackend({url!r}, namespace={ns!r})
+    registry = stemnb.TaskRegistry()
+
+    def slow(ctx, args):
+        print("started", flush=True)
+        time.sleep(120)
+
+    registry.register("work", stemnb.TaskHandler.inline(slow))
+    lifecycle = stemnb.WorkerLifecycleConfig(install_signal_handlers=False)
+    stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=lifecycle).start()
+    time.sleep(120)
+    """
+)
+
+
+def test_a_worker_process_killed_mid_task_leaves_its_task_to_another_worker(rh):
+    ran_here = []
+    rh.registry.register(
+        "work",
+        TaskHandler.inline(lambda ctx, a: ran_here.append(ctx.id) or "recovered", TaskOptions(visibility_timeout=1.0)),
+    )
+    tid = rh.stem.enqueue("work", {})
+    code = _DYING_WORKER.format(url=REDIS_URL, ns=rh.namespace)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "started"  # it holds the task, renewing the lease
+        assert rh.backend.get(tid).state is TaskState.RUNNING
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
+        child.stdout.close()
+    worker, rec = rh.worker()
+    status = rh.wait(tid, 60)
+    assert status.state is TaskState.SUCCEEDED and status.payload == "recovered"
+    assert ran_here == [tid]
