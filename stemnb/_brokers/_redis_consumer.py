@@ -64,17 +64,18 @@ class _RedisConsumer(Consumer):
         while not self._closed and pubsub is not None:
             try:
                 message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None or message["type"] != "message":
-                    continue
+            except Exception:
+                if not self._closed:  # close() cuts the connection; anything else is worth a log
+                    log.exception("broadcast listener of %r stopped", self)
+                return
+            if message is None or message["type"] != "message":
+                continue
+            try:
                 channel = message["channel"].decode()[len(prefix) :]
                 envelope = Envelope.from_dict(json.loads(message["data"]))
             except (ValueError, TypeError, KeyError):
                 log.warning("dropped a malformed broadcast message", exc_info=True)
                 continue
-            except Exception:
-                if not self._closed:  # close() cuts the connection; anything else is worth a log
-                    log.exception("broadcast listener of %r stopped", self)
-                return
             receipt = f"broadcast#{uuid.uuid4().hex}"
             with self._cond:
                 self._inbox.append(Delivery(envelope, receipt, None, channel, broadcast=True))
