@@ -10,8 +10,12 @@ exposing ``PickleBuffer``) go out-of-band into shared-memory segments; the pickl
 from __future__ import annotations
 
 import io
+import marshal
 import pickle
+import types
 import warnings
+import weakref
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +26,30 @@ from ._shm import Segment, SegmentCache, SegmentRef, attach, unlink_foreign
 
 SHM_THRESHOLD = 256 * 1024
 _warned = False
+
+
+_code_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _code_from_marshal(data: bytes) -> types.CodeType:
+    return marshal.loads(data)
+
+
+def _reduce_code(code: types.CodeType) -> tuple:
+    """Pickle a code object as its cached ``marshal`` bytes.
+
+    Code objects are immutable and every stemnb process runs the same interpreter, so the bytes
+    can be computed once per code object; a function's globals, defaults and closure are still
+    pickled afresh on every call.
+    """
+    data = _code_bytes.get(code)
+    if data is None:
+        data = _code_bytes[code] = marshal.dumps(code)
+    return _code_from_marshal, (data,)
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.CloudPickler.dispatch_table)
 
 
 class Payload(NamedTuple):
@@ -53,7 +81,7 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
 
     out = io.BytesIO()
     try:
-        cloudpickle.CloudPickler(out, protocol=5, buffer_callback=on_buffer).dump(obj)
+        _Pickler(out, protocol=5, buffer_callback=on_buffer).dump(obj)
     except Exception as exc:
         discard(Payload(b"", tuple(buffers)), cache)
         raise SerializationError(_describe("pickle", what, obj, exc), what) from exc
