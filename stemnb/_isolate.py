@@ -9,6 +9,7 @@ sent to other isolates; there, its methods are forwarded to the supervisor throu
 from __future__ import annotations
 
 import itertools
+import os
 import pickle
 import threading
 from collections.abc import Callable

@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ._claim import ClaimBoard
-from ._exceptions import ClosedError, IsolateExitedError, RemoteError, RemoteTraceback, SerializationError
+from ._exceptions import (
+    ClosedError,
+    IsolateExitedError,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+)
 from ._future import Future
 from ._interrupt import remember
 from ._output import capture_origin

@@ -14,15 +14,15 @@ Messages on the connection are pickled tuples:
 from __future__ import annotations
 
 import collections
-import types
 import pickle
 import sys
 import threading
 import traceback
+import types
 from multiprocessing.connection import Connection
+from typing import Any
 
 import cloudpickle
-from typing import Any
 
 from ._exceptions import SerializationError
 from ._output import ForwardStream
