@@ -131,3 +131,42 @@ def test_closing_the_redis_broker_ends_a_blocked_get_without_error():
     thread.join(timeout=10)
     _drop_namespace(namespace)
     assert not thread.is_alive() and errors == [] and results == [None]
+
+
+def test_redis_broker_dead_letters_an_undecodable_message_instead_of_handing_it_out():
+    import time
+
+    from stemnb import Envelope, RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    try:
+        junk = ["{not json", 0, "", repr(time.time()), ""]  # e.g. written by a foreign producer
+        broker._scripts["PUBLISH"](keys=broker._publish_keys("default"), args=junk)
+        good = Envelope("t")
+        broker.publish(good)
+        with broker.consume("default") as consumer:
+            delivery = consumer.get(timeout=5)
+            assert delivery.envelope.id == good.id
+            broker.ack(delivery)
+        [entry] = broker.list_dead_letters("default")
+        assert entry.reason == "malformed-envelope" and entry.envelope.args["raw"] == "{not json"
+        assert "JSONDecodeError" in entry.meta["error"]
+        assert broker.statistics("default").inflight == 0
+    finally:
+        broker.close()
+        _drop_namespace(namespace)
+
+
+def test_redis_broker_refuses_args_that_are_not_json_data():
+    from stemnb import EncodingError, Envelope, RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    try:
+        with pytest.raises(EncodingError, match="not JSON data"):
+            broker.publish(Envelope("t", {"s": {1, 2}}))
+        assert broker.pending_count("default") == 0
+    finally:
+        broker.close()
+        _drop_namespace(namespace)

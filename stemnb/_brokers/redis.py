@@ -9,6 +9,7 @@ Broadcasts use Redis pub/sub. Needs ``redis`` (``pip install "stemnb[redis]"``).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from .._broker import (
     QueueStatistics,
 )
 from .._envelope import Delivery, Envelope
-from .._exceptions import ClosedError
+from .._exceptions import ClosedError, EncodingError
 from . import _redis_scripts as lua
 
 try:
@@ -32,13 +33,31 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from ._redis_consumer import _RedisConsumer  # noqa: E402 - after the friendly ImportError
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "MALFORMED_TASK_NAME"]
+
+log = logging.getLogger("stemnb.broker")
 
 _QUEUE_PARTS = ("ready", "delayed", "inflight", "env", "info")
+MALFORMED_TASK_NAME = "__stem.malformed__"
+"""Name of the stand-in envelope under which an undecodable message is dead-lettered."""
 
 
 def _dumps(envelope: Envelope) -> str:
-    return json.dumps(envelope.to_dict(), separators=(",", ":"))
+    try:
+        return json.dumps(envelope.to_dict(), separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise EncodingError(
+            f"task {envelope.id} ({envelope.name}) cannot go through Redis: its args, meta or "
+            f"headers are not JSON data ({exc}); encode the args with a payload encoder first"
+        ) from exc
+
+
+def _malformed(queue: str, token: str, text: bytes | None, exc: Exception) -> DeadLetterEntry:
+    raw = (text or b"").decode("utf-8", "replace")[:2000]
+    envelope = Envelope(MALFORMED_TASK_NAME, {"raw": raw}, id=f"malformed-{token}", queue=queue)
+    return DeadLetterEntry(
+        envelope, "malformed-envelope", {"error": f"{type(exc).__name__}: {exc}"}
+    )
 
 
 def _entry_to_json(entry: DeadLetterEntry) -> str:
@@ -107,19 +126,36 @@ class RedisBroker(Broker):
             raise ClosedError(f"cannot {what}: the RedisBroker is closed")
 
     def _take(self, consumer: _RedisConsumer) -> Delivery | None:
+        """Lease the best ready envelope of the consumer's queues; undecodable ones are
+        dead-lettered (reason ``malformed-envelope``) on the way, never handed out."""
         keys = [k for q in consumer.queues for k in self._queue_keys(q)]
-        args = [repr(time.time()), repr(self.default_visibility_timeout), len(consumer.queues)]
-        found = self._scripts["TAKE"](keys=keys, args=args)
-        if not found:
-            return None
-        index, token, count, expires, text = found
-        envelope = Envelope.from_dict(json.loads(text))
-        receipt = f"{token.decode()}:{count}"
-        queue = consumer.queues[int(index)]
-        delivery = Delivery(envelope, receipt, float(expires), queue, redelivered=int(count) > 1)
-        with self._lock:
-            self._holders[(queue, receipt)] = consumer
-        return delivery
+        while True:
+            args = [repr(time.time()), repr(self.default_visibility_timeout), len(consumer.queues)]
+            found = self._scripts["TAKE"](keys=keys, args=args)
+            if not found:
+                return None
+            index, token, count, expires, text = found
+            queue, token = consumer.queues[int(index)], token.decode()
+            try:
+                envelope = Envelope.from_dict(json.loads(text))
+            except (ValueError, TypeError, KeyError) as exc:
+                self._dead_letter_raw(queue, token, count, _malformed(queue, token, text, exc))
+                continue
+            receipt = f"{token}:{count}"
+            delivery = Delivery(
+                envelope, receipt, float(expires), queue, redelivered=int(count) > 1
+            )
+            with self._lock:
+                self._holders[(queue, receipt)] = consumer
+            return delivery
+
+    def _dead_letter_raw(self, queue: str, token: str, count: Any, entry: DeadLetterEntry) -> None:
+        keys = self._queue_keys(queue, "wake", "dead", "deadenv")
+        args = [token, count, entry.envelope.id, _entry_to_json(entry), repr(entry.dead_at)]
+        self._scripts["DEAD_LETTER"](keys=keys, args=args)
+        log.warning(
+            "dead-lettered an undecodable message on queue %r: %s", queue, entry.meta["error"]
+        )
 
     def _sleep_for(self, queues: Sequence[str]) -> float:
         pipe = self._client.pipeline(transaction=False)
