@@ -197,12 +197,34 @@ def _process_inbox() -> Any:
     global _inbox
     with _inbox_lock:
         if _inbox is None:
-            from ._ports import ReceivePort
-
-            port = ReceivePort(debug_name="task-control")
-            port.listen(_on_control)
-            _inbox = port
+            _inbox = listening_port("task-control", _on_control)
         return _inbox
+
+
+def listening_port(debug_name: str, callback: Callable[[Any], None]) -> Any:
+    """A ReceivePort calling ``callback`` on stemnb's event thread.
+
+    Made on a helper thread: ``listen`` binds to the event loop running in the calling thread,
+    and an async task's loop (``asyncio.run``) is gone once the task returns.
+    """
+    from ._ports import ReceivePort
+
+    box: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            port = ReceivePort(debug_name=debug_name)
+            port.listen(callback)
+            box["port"] = port
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=make, name=f"stemnb-{debug_name}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["port"]
 
 
 def _on_control(message: Any) -> None:

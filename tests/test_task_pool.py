@@ -103,3 +103,48 @@ def test_resize_and_counts():
         pool.resize(1)
         assert pool.size == 1
         assert pool.statistics().size == 1
+
+
+async def async_heartbeats_until_revoked(ctx, args):
+    import asyncio
+
+    while True:
+        ctx.heartbeat()
+        await asyncio.sleep(0.01)
+
+
+def test_terminate_reaches_an_async_isolate_task_and_later_tasks_in_the_same_process():
+    from worker_support import FAST_LIFECYCLE, Harness
+
+    h = Harness()
+    try:
+        h.registry.register("loop", stemnb.TaskHandler(async_heartbeats_until_revoked))
+        worker, rec = h.worker(lifecycle=FAST_LIFECYCLE.copy_with(force_shutdown_after=30))
+        for _ in range(2):  # the second run reuses the process: its control port must still work
+            tid = h.stem.enqueue("loop", {})
+            rec.wait_for(stemnb.WorkerEventType.HEARTBEAT, tid, timeout=60)
+            worker.revoke(tid, terminate=True)
+            assert h.wait(tid, 20).state is stemnb.TaskState.CANCELLED
+        assert rec.of(stemnb.WorkerEventType.RECYCLED) == []  # stopped cooperatively, never killed
+    finally:
+        h.close()
+
+
+def extend_then_finish(ctx, args):
+    ctx.extend_lease(5)
+    ctx.heartbeat()
+    return "extended"
+
+
+def test_extend_lease_from_inside_an_isolate_renews_the_delivery():
+    from worker_support import Harness
+
+    h = Harness()
+    try:
+        h.registry.register("ext", stemnb.TaskHandler(extend_then_finish))
+        worker, rec = h.worker()
+        tid = h.stem.enqueue("ext", {})
+        assert h.wait(tid, 60).payload == "extended"
+        assert worker._leases.renewals >= 1
+    finally:
+        h.close()

@@ -29,11 +29,9 @@ class IsolateSignals:
         """The SendPort isolate contexts write to (the port is created on first use)."""
         with self._lock:
             if self._port is None:
-                from .._ports import ReceivePort
+                from .._task_pool import listening_port
 
-                port = ReceivePort(debug_name=f"{self.worker.worker_id}-task-signals")
-                port.listen(self._on_message)
-                self._port = port
+                self._port = listening_port(f"{self.worker.worker_id}-task-signals", self._on_message)
             return self._port.send_port
 
     def close(self) -> None:
