@@ -54,9 +54,11 @@ class QueueStatistics:
 class Consumer(abc.ABC):
     """A subscription to one or more queues (and broadcast channels) opened by :meth:`Broker.consume`.
 
-    A consumer hands out at most ``prefetch`` unsettled deliveries at a time: :meth:`get` blocks
-    while that many are leased and unsettled. Closing it stops hand-outs (a blocked :meth:`get`
-    returns ``None`` at once) but leaves leased deliveries leased, so they can still be acked.
+    A consumer holds at most ``prefetch`` unsettled deliveries at a time: :meth:`get` blocks
+    while that many are leased and unsettled. It may lease several ahead in one round trip
+    (they count as in flight). Closing it stops hand-outs (a blocked :meth:`get` returns
+    ``None`` at once) and requeues what it leased ahead, but leaves handed-out deliveries
+    leased, so they can still be acked.
     """
 
     @abc.abstractmethod

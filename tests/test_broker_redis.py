@@ -170,3 +170,22 @@ def test_redis_broker_refuses_args_that_are_not_json_data():
     finally:
         broker.close()
         _drop_namespace(namespace)
+
+
+def test_redis_consumer_close_requeues_envelopes_it_leased_ahead_but_never_handed_out():
+    from stemnb import Envelope, RedisBroker
+
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(REDIS_URL, namespace=namespace)
+    try:
+        for i in range(5):
+            broker.publish(Envelope("t", {"i": i}))
+        consumer = broker.consume("default", prefetch=5)
+        first = consumer.get(timeout=5)  # leases all five in one round trip
+        assert broker.inflight_count("default") == 5
+        consumer.close()
+        assert (broker.pending_count("default"), broker.inflight_count("default")) == (4, 1)
+        assert broker.ack(first) is True
+    finally:
+        broker.close()
+        _drop_namespace(namespace)

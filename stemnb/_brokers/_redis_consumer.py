@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stemnb.broker")
 
+_MAX_BATCH = 32  # envelopes leased per round trip, within the consumer's prefetch
+
 
 class _RedisConsumer(Consumer):
     def __init__(
@@ -128,11 +130,17 @@ class _RedisConsumer(Consumer):
             keys = [self._private_wake]
             wait = 5.0
             if self._queues:
-                delivery = broker._take(self)
-                if delivery is not None:
+                with self._cond:
+                    want = min(self._prefetch - self._unacked, _MAX_BATCH)
+                taken = broker._take(self, want)
+                if taken:
                     with self._cond:
-                        self._unacked += 1
-                    return delivery
+                        self._unacked += len(taken)
+                        extra: list[Delivery] = taken[1:] if self._closed else []
+                        if not self._closed:
+                            self._inbox.extend(taken[1:])
+                    self._requeue(extra)
+                    return taken[0]
                 keys, wait = self._wake_keys, broker._sleep_for(self._queues)
             wait = self._remaining(deadline, wait)
             if wait <= 0:
@@ -140,12 +148,24 @@ class _RedisConsumer(Consumer):
             broker._client.blpop(keys, timeout=max(wait, 0.01))
         return None
 
+    def _requeue(self, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:  # leased in a batch but never handed out
+            try:
+                self._broker.nack(delivery, requeue=True)
+            except Exception:
+                log.debug(
+                    "could not requeue %s; its lease will expire", delivery.receipt, exc_info=True
+                )
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         with self._cond:
+            unsent = [d for d in self._inbox if not d.broadcast]
+            self._inbox.clear()
             self._cond.notify_all()
+        self._requeue(unsent)
         try:
             self._broker._client.rpush(self._private_wake, "x")
             self._broker._client.expire(self._private_wake, 60)

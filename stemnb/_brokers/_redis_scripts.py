@@ -42,31 +42,36 @@ local function maintain(o, now)
 end
 """
 
-# KEYS: per queue (ready delayed inflight env info); ARGV: now default_vt nqueues
-# Returns {queue_index, token, delivery_count, lease_expiry, envelope_json} or nil.
+# KEYS: per queue (ready delayed inflight env info); ARGV: now default_vt nqueues max_count
+# Leases up to max_count envelopes, best first across the queues. Returns a list of
+# {queue_index, token, delivery_count, lease_expiry, envelope_json}.
 TAKE = (
     _MAINTAIN
     + """
-local now, dvt, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local best, best_score = nil, nil
-for i = 0, n - 1 do
-  maintain(i * 5, now)
-  local head = redis.call('ZRANGE', KEYS[i * 5 + 1], 0, 0, 'WITHSCORES')
-  if head[1] and (best == nil or tonumber(head[2]) < best_score) then
-    best, best_score = i, tonumber(head[2])
+local now, dvt, n, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 0, n - 1 do maintain(i * 5, now) end
+local taken = {}
+while #taken < want do
+  local best, best_score = nil, nil
+  for i = 0, n - 1 do
+    local head = redis.call('ZRANGE', KEYS[i * 5 + 1], 0, 0, 'WITHSCORES')
+    if head[1] and (best == nil or tonumber(head[2]) < best_score) then
+      best, best_score = i, tonumber(head[2])
+    end
   end
+  if best == nil then break end
+  local o = best * 5
+  local ready, inflight, env, info = KEYS[o + 1], KEYS[o + 3], KEYS[o + 4], KEYS[o + 5]
+  local tok = redis.call('ZRANGE', ready, 0, 0)[1]
+  redis.call('ZREM', ready, tok)
+  local vt = tonumber(redis.call('HGET', info, tok .. ':v') or '')
+  if vt == nil or vt <= 0 then vt = dvt end
+  local expires = string.format('%.6f', now + vt)
+  redis.call('ZADD', inflight, expires, tok)
+  local count = redis.call('HINCRBY', info, tok .. ':n', 1)
+  taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
 end
-if best == nil then return nil end
-local o = best * 5
-local ready, inflight, env, info = KEYS[o + 1], KEYS[o + 3], KEYS[o + 4], KEYS[o + 5]
-local tok = redis.call('ZRANGE', ready, 0, 0)[1]
-redis.call('ZREM', ready, tok)
-local vt = tonumber(redis.call('HGET', info, tok .. ':v') or '')
-if vt == nil or vt <= 0 then vt = dvt end
-local expires = string.format('%.6f', now + vt)
-redis.call('ZADD', inflight, expires, tok)
-local count = redis.call('HINCRBY', info, tok .. ':n', 1)
-return {best, tok, count, expires, redis.call('HGET', env, tok)}
+return taken
 """
 )
 

@@ -125,16 +125,14 @@ class RedisBroker(Broker):
         if self._closed:
             raise ClosedError(f"cannot {what}: the RedisBroker is closed")
 
-    def _take(self, consumer: _RedisConsumer) -> Delivery | None:
-        """Lease the best ready envelope of the consumer's queues; undecodable ones are
-        dead-lettered (reason ``malformed-envelope``) on the way, never handed out."""
+    def _take(self, consumer: _RedisConsumer, want: int) -> list[Delivery]:
+        """Lease up to ``want`` of the best ready envelopes of the consumer's queues in one
+        round trip; undecodable ones are dead-lettered (reason ``malformed-envelope``)."""
         keys = [k for q in consumer.queues for k in self._queue_keys(q)]
-        while True:
-            args = [repr(time.time()), repr(self.default_visibility_timeout), len(consumer.queues)]
-            found = self._scripts["TAKE"](keys=keys, args=args)
-            if not found:
-                return None
-            index, token, count, expires, text = found
+        now = repr(time.time())
+        args = [now, repr(self.default_visibility_timeout), len(consumer.queues), want]
+        deliveries = []
+        for index, token, count, expires, text in self._scripts["TAKE"](keys=keys, args=args):
             queue, token = consumer.queues[int(index)], token.decode()
             try:
                 envelope = Envelope.from_dict(json.loads(text))
@@ -142,12 +140,12 @@ class RedisBroker(Broker):
                 self._dead_letter_raw(queue, token, count, _malformed(queue, token, text, exc))
                 continue
             receipt = f"{token}:{count}"
-            delivery = Delivery(
-                envelope, receipt, float(expires), queue, redelivered=int(count) > 1
-            )
-            with self._lock:
-                self._holders[(queue, receipt)] = consumer
-            return delivery
+            redelivered = int(count) > 1
+            deliveries.append(Delivery(envelope, receipt, float(expires), queue, redelivered))
+        with self._lock:
+            for delivery in deliveries:
+                self._holders[(delivery.queue, delivery.receipt)] = consumer
+        return deliveries
 
     def _dead_letter_raw(self, queue: str, token: str, count: Any, entry: DeadLetterEntry) -> None:
         keys = self._queue_keys(queue, "wake", "dead", "deadenv")

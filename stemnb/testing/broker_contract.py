@@ -96,10 +96,13 @@ class BrokerContract:
         assert (broker.pending_count(queue), broker.inflight_count(queue)) == (2, 0)
         with broker.consume(queue, prefetch=2) as consumer:
             first = self._get(consumer)
-            assert (broker.pending_count(queue), broker.inflight_count(queue)) == (1, 1)
+            # a consumer may lease ahead within its prefetch, so only the sum is fixed here
+            assert broker.pending_count(queue) + broker.inflight_count(queue) == 2
+            assert broker.inflight_count(queue) >= 1
             second = self._get(consumer)
             assert (broker.pending_count(queue), broker.inflight_count(queue)) == (0, 2)
             broker.ack(first)
+            assert (broker.pending_count(queue), broker.inflight_count(queue)) == (0, 1)
             broker.ack(second)
         assert (broker.pending_count(queue), broker.inflight_count(queue)) == (0, 0)
 
