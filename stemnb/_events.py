@@ -34,6 +34,8 @@ class WorkerEventType(str, enum.Enum):
     PRERUN = "prerun"
     POSTRUN = "postrun"
     DEAD_LETTERED = "dead_lettered"
+    INTERRUPTED = "interrupted"
+    """A redelivered task whose last run (by a worker that died) never finished."""
     WORKER_INIT = "worker_init"
     WORKER_READY = "worker_ready"
     WORKER_STOPPING = "worker_stopping"

@@ -318,6 +318,7 @@ def test_max_retries_exhausted_fails_and_dead_letters_once(h):
     assert [e.data["state"] for e in rec.of(E.POSTRUN, tid)] == ["retried", "failed"]
     [entry] = h.dead_letters()
     assert entry.reason == "max-retries-exhausted"
+    assert rec.of(E.DEAD_LETTERED, tid)[0].data["reason"] == "max-retries-exhausted"
 
 
 # 20

@@ -202,6 +202,7 @@ def test_a_delivery_left_by_a_dead_worker_is_redelivered_after_its_lease(h):
     worker, rec = h.worker()
     status = h.wait(envelope.id, 30)
     assert status.state is TaskState.SUCCEEDED and status.payload == "recovered"
+    assert rec.of(E.INTERRUPTED, envelope.id)[0].data["prior_state"] == "running"
 
 
 def test_a_redelivered_task_already_terminal_is_acked_without_running_again(h):

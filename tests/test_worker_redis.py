@@ -159,3 +159,5 @@ def test_a_worker_process_killed_mid_task_leaves_its_task_to_another_worker(rh):
     status = rh.wait(tid, 60)
     assert status.state is TaskState.SUCCEEDED and status.payload == "recovered"
     assert ran_here == [tid]
+    [interrupted] = rec.of(E.INTERRUPTED, tid)
+    assert interrupted.data["prior_state"] == "running" and interrupted.data["prior_worker"] != worker.worker_id

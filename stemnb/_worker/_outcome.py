@@ -186,6 +186,7 @@ def terminal_failure(worker: Worker, task: ActiveTask, exc: BaseException, *, re
     worker.count("failed")
     log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
     worker.emit(WorkerEventType.FAILED, task, error=exc, data={"reason": reason})
+    worker.emit(WorkerEventType.DEAD_LETTERED, task, error=exc, data={"reason": reason, "queue": task.delivery.queue})
     if task.handler is not None:
         _followups.after_terminal(worker, task, status, succeeded=False)
     else:

@@ -54,6 +54,9 @@ def _handle(worker: Worker, task: ActiveTask) -> None:
         status = worker.backend.get(env.id)
         if status is not None and status.terminal and status.attempt >= env.attempt:
             return _outcome.already_terminal(worker, task, status)
+        if status is not None and status.state is TaskState.RUNNING:
+            prior = {"prior_state": status.state.value, "prior_worker": status.meta.get("worker"), "prior_attempt": status.attempt}
+            worker.emit(WorkerEventType.INTERRUPTED, task, data=prior)
     entry = worker._revocations.revocation_for(env.id)
     if entry is not None:
         return _outcome.revoked(worker, task, entry.reason or "revoked")
