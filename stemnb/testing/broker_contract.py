@@ -311,6 +311,40 @@ class BrokerContract:
             assert broker.ack(first) is False  # the lease was lost to the redelivery
             assert broker.ack(again) is True
 
+    def test_deliveries_of_a_vanished_consumer_are_redelivered_and_acked_once(self, broker, queue):
+        count = 60
+        vt = self.visibility_timeout
+        ids = []
+        for i in range(count):
+            env = Envelope("contract.task", {"i": i}, queue=queue, visibility_timeout=vt)
+            ids.append(env.id)
+            broker.publish(env)
+        crashed = broker.consume(queue, prefetch=10)
+        lost = [self._get(crashed) for _ in range(10)]  # taken, never settled: a dead worker
+        crashed.close()
+        acked: dict[str, int] = {}
+        lock = threading.Lock()
+
+        deadline = time.monotonic() + self.receive_timeout + vt * 4
+
+        def work(consumer: Consumer) -> None:
+            while len(acked) < count and time.monotonic() < deadline:
+                delivery = consumer.get(timeout=0.05)
+                if delivery is not None and broker.ack(delivery):
+                    with lock:
+                        acked[delivery.envelope.id] = acked.get(delivery.envelope.id, 0) + 1
+
+        consumers = [broker.consume(queue, prefetch=2) for _ in range(3)]
+        threads = [threading.Thread(target=work, args=(c,)) for c in consumers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for consumer in consumers:
+            consumer.close()
+        assert sorted(acked) == sorted(ids) and set(acked.values()) == {1}
+        assert all(broker.ack(d) is False for d in lost)
+
     def test_extend_lease_delays_redelivery_until_the_new_deadline(self, broker, queue):
         env = Envelope("contract.task", queue=queue, visibility_timeout=self.visibility_timeout)
         broker.publish(env)
