@@ -184,3 +184,58 @@ def test_autoscaler_resizes_the_isolate_pool(h):
         assert h.wait(tid, 120).state is TaskState.SUCCEEDED
     rec.wait_for(E.SCALED, where=lambda e: e.data["to"] == 1, timeout=60)
     assert worker.pool.size == 1
+
+
+def test_set_concurrency_validates_and_resizes(h):
+    worker, rec = h.worker(concurrency=3)
+    worker.set_concurrency(2)
+    assert worker.active_concurrency == 2
+    with pytest.raises(ValueError, match="1 to 3"):
+        worker.set_concurrency(4)
+    with pytest.raises(ValueError):
+        worker.set_concurrency(0)
+
+
+class FlakyConsumeBroker(stemnb.InMemoryBroker):
+    """A real in-memory broker whose consumers fail their first few gets, like a dropped connection."""
+
+    def __init__(self, failures, **kw):
+        super().__init__(**kw)
+        self.failures = failures
+
+    def consume(self, queues, **kw):
+        consumer = super().consume(queues, **kw)
+        if "control" in str(queues):
+            return consumer
+        broker = self
+        original = consumer.get
+
+        def get(timeout=None):
+            if broker.failures > 0:
+                broker.failures -= 1
+                raise ConnectionError("connection reset")
+            return original(timeout)
+
+        consumer.get = get
+        return consumer
+
+
+def test_consume_errors_are_reported_and_the_worker_recovers():
+    broker = FlakyConsumeBroker(3, delayed_interval=0.005, claim_interval=0.02)
+    backend = stemnb.InMemoryResultBackend()
+    registry = stemnb.TaskRegistry()
+    registry.register("t", TaskHandler.inline(lambda ctx, a: "ok"))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    from worker_support import FAST_LIFECYCLE, Recorder
+
+    worker = stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=FAST_LIFECYCLE)
+    rec = Recorder(worker)
+    worker.start()
+    try:
+        tid = stem.enqueue("t", {})
+        assert stem.wait_for_task(tid, 30).result().payload == "ok"
+        errors = [e for e in rec.of(E.ERROR) if e.data.get("where") == "consume"]
+        assert len(errors) == 3 and isinstance(errors[0].error, ConnectionError)
+    finally:
+        worker.close()
+        broker.close()

@@ -75,6 +75,7 @@ class ConsumerLoop:
         w = self._worker
         consumer = self._consumer
         assert consumer is not None
+        failures = 0
         while not self._stopping:
             try:
                 delivery = consumer.get(timeout=POLL)
@@ -83,7 +84,11 @@ class ConsumerLoop:
                 log.exception("worker %s: consume failed", w.worker_id)
                 if consumer.closed:
                     return
+                failures += 1
+                with self._cond:  # back off (up to 2 s) instead of spinning on a broken broker
+                    self._cond.wait_for(lambda: self._stopping, min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
+            failures = 0
             if delivery is None:
                 if consumer.closed:
                     return

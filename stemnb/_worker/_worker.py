@@ -347,6 +347,16 @@ class Worker:
                 _autoscale.watch_pool(self, self._pool)
             return self._pool
 
+    def set_concurrency(self, n: int) -> None:
+        """Let ``n`` tasks run at once (and resize the isolate pool to match).
+
+        Raises ValueError unless 1 <= n <= the worker's maximum (``concurrency``, or the
+        autoscaler's ``max_concurrency``). Running tasks are never interrupted by a decrease.
+        """
+        if not isinstance(n, int) or not 1 <= n <= self._max_slots:
+            raise ValueError(f"concurrency must be an int from 1 to {self._max_slots}, got {n!r}")
+        self._set_concurrency(n)
+
     def _set_concurrency(self, n: int) -> None:
         n = max(1, min(n, self._max_slots))
         self._slots.set_limit(n)
