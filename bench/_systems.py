@@ -32,6 +32,14 @@ class System:
         """Submit ``fn(*args)`` and wait for its result."""
         raise NotImplementedError
 
+    def call_within(self, timeout: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Submit ``fn(*args)`` and wait at most ``timeout`` seconds; raise on error or timeout."""
+        raise NotImplementedError
+
+    def abandon(self) -> None:
+        """Stop a pool that may be broken or stuck, without waiting for its work."""
+        self.close()
+
     def call_many(self, fn: Callable[..., Any], arglist: Sequence[tuple]) -> list | None:
         """Submit every call first, then wait for each result in order; ``None`` if unsupported."""
         return None
@@ -75,6 +83,9 @@ class Stemnb(System):
     def call(self, fn, *args):
         return self.pool.run(fn, *args).result()
 
+    def call_within(self, timeout, fn, *args):
+        return self.pool.run(fn, *args).result(timeout)
+
     def call_many(self, fn, arglist):
         futures = [self.pool.run(fn, *a) for a in arglist]
         return [f.result() for f in futures]
@@ -102,6 +113,12 @@ class _FuturesExecutor(System):
     def call(self, fn, *args):
         return self.ex.submit(fn, *args).result()
 
+    def call_within(self, timeout, fn, *args):
+        return self.ex.submit(fn, *args).result(timeout)
+
+    def abandon(self) -> None:
+        self.ex.shutdown(wait=False, cancel_futures=True)
+
     def call_many(self, fn, arglist):
         futures = [self.ex.submit(fn, *a) for a in arglist]
         return [f.result() for f in futures]
@@ -121,6 +138,9 @@ class Loky(_FuturesExecutor):
         from loky import get_reusable_executor
 
         self.ex = get_reusable_executor(max_workers=WORKERS)
+
+    def abandon(self) -> None:
+        self.ex.shutdown(wait=False, kill_workers=True)
 
 
 class ConcurrentFutures(_FuturesExecutor):
@@ -144,6 +164,13 @@ class MpPool(System):
 
     def call(self, fn, *args):
         return self.pool.apply_async(fn, args).get()
+
+    def call_within(self, timeout, fn, *args):
+        return self.pool.apply_async(fn, args).get(timeout)
+
+    def abandon(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
 
     def call_many(self, fn, arglist):
         results = [self.pool.apply_async(fn, a) for a in arglist]
@@ -177,6 +204,10 @@ class Joblib(System):
         if args and hasattr(args[0], "nbytes"):
             return self.joblib.Parallel(n_jobs=WORKERS)([self.joblib.delayed(fn)(*args)])[0]
         return self.par([self.joblib.delayed(fn)(*args)])[0]
+
+    def call_within(self, timeout, fn, *args):
+        run = self.joblib.Parallel(n_jobs=WORKERS, timeout=timeout)
+        return run([self.joblib.delayed(fn)(*args)])[0]
 
     def parallel(self, fn, arglist):
         return self.joblib.Parallel(n_jobs=WORKERS)(self.joblib.delayed(fn)(*a) for a in arglist)
@@ -221,6 +252,9 @@ class Ray(System):
 
     def call(self, fn, *args):
         return self.ray.get(self._rf(fn).remote(*args))
+
+    def call_within(self, timeout, fn, *args):
+        return self.ray.get(self._rf(fn).remote(*args), timeout=timeout)
 
     def call_many(self, fn, arglist):
         rf = self._rf(fn)

@@ -22,6 +22,7 @@ from typing import Any
 
 from . import _harness as h
 from ._limits import SOURCE as LIMITS_SOURCE
+from ._notebook_child import CHILD_SOURCE as NOTEBOOK_SOURCE
 from ._runtime_child import CHILD_SOURCE
 from ._systems import SYSTEMS
 
@@ -257,6 +258,12 @@ def render(
         "Ratios: how many times better stemnb is than the best peer on that row (×1.00 = equal; below 1 = worse).",
     ]
     lines += _errors(results)
+    lines += [
+        "",
+        "## Notebook-style callables (`python -c` child: `__main__` has no file, as in Jupyter)",
+        "",
+    ]
+    lines += _notebook_table(results)
     lines += ["", "## Physical limits (same machine, same run)", ""]
     lines += _limits_table(limits)
     if baselines:
@@ -305,6 +312,20 @@ def _errors(results: dict[str, dict[str, Any]]) -> list[str]:
     return ["", "Errors (a failed workload shows as —):", "", *out] if out else []
 
 
+def _notebook_table(results: dict[str, dict[str, Any]]) -> list[str]:
+    rows = []
+    for name, doc in results.items():
+        nb = doc.get("notebook") or {}
+        cells = [nb.get(case, nb.get("error", "—")) for case in ("after_warm", "lambda")]
+        rows.append((name, *cells))
+    head = ["system", "`__main__` function defined after the pool is warm", "lambda"]
+    return [
+        *h.simple_table(head, rows),
+        "",
+        "Each call has 10 s; a failed case abandons the pool and starts a new one.",
+    ]
+
+
 def _limits_table(lim: dict[str, Any]) -> list[str]:
     if "error" in lim:
         return [f"limits failed: {lim['error']}"]
@@ -348,6 +369,8 @@ def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple
     for name in systems:
         _say(f"{name}: workloads")
         results[name] = measure_system(name, config)
+        _say(f"{name}: notebook-style callables")
+        results[name]["notebook"] = h.run_child(NOTEBOOK_SOURCE, {"system": name}, timeout=120)
         if cold:
             _say(f"{name}: cold start x{COLD_RUNS}")
             try:
