@@ -124,7 +124,7 @@ def footprint(system: System, fns: SimpleNamespace, config: dict) -> dict[str, A
     before = {p.pid: _cpu_seconds(p) for p in procs}
     time.sleep(config.get("idle_s", 2.0))
     after = {p.pid: _cpu_seconds(p) for p in procs}
-    used = sum(after[pid] - before[pid] for pid in before if pid in after and before[pid] >= 0)
+    used = sum(after[pid] - before[pid] for pid in before if min(before[pid], after[pid]) >= 0)
     pss = [_pss(p) for p in procs[1:]]
     return {
         "procs": len(procs) - 1,
@@ -138,7 +138,7 @@ def _cpu_seconds(p: Any) -> float:
     try:
         t = p.cpu_times()
         return t.user + t.system
-    except Exception:  # the process ended meanwhile
+    except Exception:  # the process ended meanwhile: left out of the sum
         return -1.0
 
 
