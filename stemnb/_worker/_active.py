@@ -126,3 +126,14 @@ class ActiveTasks:
         """Wake :meth:`wait_empty` callers so they re-check their ``stop`` event."""
         with self._cond:
             self._cond.notify_all()
+
+
+def log_context(worker: Worker, task: ActiveTask) -> dict[str, Any]:
+    """Structured fields for the task's log records; ``stem.workflow.<x>`` meta becomes ``workflow<X>``."""
+    env = task.envelope
+    fields: dict[str, Any] = {"task": env.name, "task_id": env.id, "attempt": env.attempt, "worker_id": worker.worker_id}
+    for key, value in env.meta.items():
+        if key.startswith("stem.workflow.") and len(key) > len("stem.workflow."):
+            rest = key[len("stem.workflow."):]
+            fields["workflow" + rest[0].upper() + rest[1:]] = value
+    return fields

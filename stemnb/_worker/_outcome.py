@@ -25,19 +25,13 @@ from .._exceptions import (
 )
 from .._middleware import run_hook
 from . import _followups, _retries
-from ._active import ActiveTask
+from ._active import ActiveTask, log_context
 
 if TYPE_CHECKING:
     from ._worker import Worker
 
 IGNORE_RESULT_KEY = "stem.ignoreResult"
 log = logging.getLogger("stemnb.worker")
-
-
-def log_context(worker: Worker, task: ActiveTask) -> dict[str, Any]:
-    from ._pipeline import log_context as build
-
-    return build(worker, task)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from .._context import TaskRetryRequest
 from .._events import WorkerEventType
 from .._middleware import run_hook
 from . import _outcome
-from ._active import ActiveTask
+from ._active import ActiveTask, log_context
 from ._leases import start_task_timers
 
 if TYPE_CHECKING:
@@ -123,13 +123,3 @@ def _signature_problem(worker: Worker, env: Any) -> str | None:
         return str(exc)
     return None
 
-
-def log_context(worker: Worker, task: ActiveTask) -> dict[str, Any]:
-    """Structured fields for the task's log records; ``stem.workflow.<x>`` meta becomes ``workflow<X>``."""
-    env = task.envelope
-    fields: dict[str, Any] = {"task": env.name, "task_id": env.id, "attempt": env.attempt, "worker_id": worker.worker_id}
-    for key, value in env.meta.items():
-        if key.startswith("stem.workflow.") and len(key) > len("stem.workflow."):
-            rest = key[len("stem.workflow."):]
-            fields["workflow" + rest[0].upper() + rest[1:]] = value
-    return fields
