@@ -327,6 +327,7 @@ class Worker:
             signer=self.signer,
             unique_task_coordinator=self.unique_task_coordinator,
             codecs=self.codecs,
+            middleware=self.middleware,
         )
 
     def _ensure_pool(self) -> Any:

@@ -1,0 +1,71 @@
+"""Fault injection for isolate tasks: crash inside the task, by signal, at pickling the result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+from worker_support import Harness
+
+import stemnb
+from stemnb import IsolateRecycleReason, TaskHandler, TaskOptions, TaskState, WorkerEventType
+
+E = WorkerEventType
+
+
+@pytest.fixture
+def h():
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+def exit_hard(ctx, args):
+    os._exit(3)
+
+
+def killed_by_signal_first_time(ctx, args):
+    if ctx.attempt == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+def unpicklable_result(ctx, args):
+    return threading.Lock()
+
+
+def fine(ctx, args):
+    return "fine"
+
+
+def test_a_task_whose_process_exits_fails_with_the_exit_code_and_the_pool_recovers(h):
+    h.registry.register("exit", TaskHandler(exit_hard))
+    h.registry.register("fine", TaskHandler(fine))
+    worker, rec = h.worker()
+    status = h.wait(h.stem.enqueue("exit", {}), 60)
+    assert status.state is TaskState.FAILED and status.error["type"] == "IsolateExitedError"
+    assert "exited with code 3" in status.error["message"]
+    rec.wait_for(E.RECYCLED, where=lambda e: e.data["reason"] is IsolateRecycleReason.CRASHED, timeout=30)
+    assert h.wait(h.stem.enqueue("fine", {}), 60).payload == "fine"
+
+
+def test_a_task_killed_by_a_signal_is_retried_like_any_failure(h):
+    h.registry.register("killed", TaskHandler(killed_by_signal_first_time, TaskOptions(max_retries=1)))
+    worker, rec = h.worker()
+    tid = h.stem.enqueue("killed", {})
+    status = h.wait(tid, 60)
+    assert status.state is TaskState.SUCCEEDED and status.attempt == 1 and status.payload == "survived"
+    retried = rec.of(E.RETRIED, tid)[0]
+    assert isinstance(retried.error, stemnb.IsolateExitedError) and retried.error.signal == signal.SIGKILL
+
+
+def test_a_result_that_cannot_be_pickled_fails_without_retries(h):
+    h.registry.register("lock", TaskHandler(unpicklable_result, TaskOptions(max_retries=3)))
+    worker, rec = h.worker()
+    tid = h.stem.enqueue("lock", {})
+    status = h.wait(tid, 60)
+    assert status.state is TaskState.FAILED and status.attempt == 0
+    assert status.error["type"] == "SerializationError"
+    assert h.dead_letters()[0].reason == "not-serializable"
