@@ -42,4 +42,6 @@ NAMES: dict[str, str] = {
     "LockStore": "._unique",
     "InMemoryLockStore": "._unique",
     "UniqueTaskCoordinator": "._unique",
+    "RedisLockStore": "._redis_stores",
+    "RedisRevokeStore": "._redis_stores",
 }
