@@ -239,3 +239,13 @@ def test_consume_errors_are_reported_and_the_worker_recovers():
     finally:
         worker.close()
         broker.close()
+
+
+def test_expired_revocations_no_longer_apply_and_are_pruned(h):
+    store = stemnb.InMemoryRevokeStore()
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: "ran"))
+    tid = stemnb.new_task_id()
+    store.upsert([stemnb.RevokeEntry("stem", tid, reason="old", expires_at=time.time() - 1)])
+    worker, rec = h.worker(revoke_store=store)
+    assert h.wait(h.stem.enqueue("t", {}, task_id=tid)).payload == "ran"
+    assert worker._revocations.prune() == 1 and worker._revocations.describe() == []

@@ -85,6 +85,9 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
     env = task.envelope
     worker.emit(WorkerEventType.RECEIVED, task)
     task.started_at = time.time()
+    late = worker._revocations.revocation_for(env.id)
+    if late is not None and late.terminate:  # arrived between the check and now
+        worker._revocations.terminate_task(task, late.reason or "revoked")
     worker.count("started")
     worker.backend.set(env.id, TaskState.RUNNING, meta=_outcome.status_meta(worker, task), attempt=env.attempt)
     worker.emit(WorkerEventType.PRERUN, task)

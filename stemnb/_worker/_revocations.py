@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._worker import Worker
 
 PAUSE_PREFIX = "__stem.queue.pause__:"
+PRUNE_INTERVAL = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Revocations:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Load the store's entries for the namespace and subscribe to its changes."""
+        self.worker._timers.call_every(PRUNE_INTERVAL, self.prune, name="revocation-prune")
         store = self.worker.revoke_store
         if store is None:
             return
@@ -114,6 +116,15 @@ class Revocations:
             else:
                 self._resumed[queue] = local.version
                 self._paused.pop(queue, None)
+
+    def prune(self, now: float | None = None) -> int:
+        """Forget expired revocations; return how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            gone = [k for k, e in self._entries.items() if e.expired(now)]
+            for key in gone:
+                del self._entries[key]
+        return len(gone)
 
     # -- queries ----------------------------------------------------------------------------
     def revocation_for(self, task_id: str) -> LocalRevocation | None:
