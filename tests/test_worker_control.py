@@ -249,3 +249,23 @@ def test_expired_revocations_no_longer_apply_and_are_pruned(h):
     worker, rec = h.worker(revoke_store=store)
     assert h.wait(h.stem.enqueue("t", {}, task_id=tid)).payload == "ran"
     assert worker._revocations.prune() == 1 and worker._revocations.describe() == []
+
+
+def test_broadcast_tasks_run_on_every_subscribed_worker(h):
+    ran = []
+    lock = threading.Lock()
+    both = threading.Event()
+
+    def record(ctx, args):
+        with lock:
+            ran.append(ctx.id)
+            if len(ran) == 2:
+                both.set()
+
+    h.registry.register("announce", TaskHandler.inline(record))
+    subscription = stemnb.RoutingSubscription(("default",), broadcasts=("news",))
+    h.worker(subscription=subscription)
+    h.worker(subscription=subscription)
+    envelope = stemnb.Envelope("announce", {})
+    assert h.broker.broadcast("news", envelope) == 2  # start() subscribes before it returns
+    assert both.wait(10) and ran == [envelope.id, envelope.id]
