@@ -266,7 +266,7 @@ class ResultBackend(abc.ABC):
     def wait_for(
         self,
         task_id: str,
-        states: Iterable[TaskState | str] = TERMINAL_STATES,
+        states: TaskState | str | Iterable[TaskState | str] = TERMINAL_STATES,
         timeout: float | None = None,
     ) -> TaskStatus | None:
         """Block until task ``task_id`` is in one of ``states`` (default: any terminal state).
@@ -274,6 +274,8 @@ class ResultBackend(abc.ABC):
         Waits on a :meth:`watch` notification, not by polling. Returns the matching status, or
         ``None`` when ``timeout`` seconds passed first.
         """
+        if isinstance(states, (str, TaskState)):
+            states = (states,)
         wanted = frozenset(_coerce_state(s) for s in states)
         found: list[TaskStatus] = []
         event = threading.Event()

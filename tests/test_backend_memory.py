@@ -78,3 +78,11 @@ def test_in_memory_backend_refuses_use_after_close():
 def test_in_memory_backend_rejects_bad_ttl_configuration():
     with pytest.raises(ValueError, match="ttl"):
         InMemoryResultBackend(heartbeat_ttl=0)
+
+
+def test_wait_for_accepts_a_single_state_name():
+    backend = InMemoryResultBackend()
+    backend.set("t", TaskState.RUNNING)
+    assert backend.wait_for("t", "running", timeout=0).state is TaskState.RUNNING
+    with pytest.raises(ValueError, match="unknown task state 'done'"):
+        backend.wait_for("t", "done", timeout=0)
