@@ -47,6 +47,13 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
+# KEYS: status index channel; ARGV: status_json ttl_ms task_id updated_at
+_SET_STATUS = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('PUBLISH', KEYS[3], ARGV[1])
+"""
+
 _CLAIM_CHORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], 'claimed', '1')
@@ -92,6 +99,7 @@ class RedisResultBackend(ResultBackend):
         self._client: Any = client if client is not None else _redis.Redis.from_url(url)
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
+        self._set_status = self._client.register_script(_SET_STATUS)
         self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
         self._lock = threading.Lock()
         self._pubsub: Any = None
@@ -127,11 +135,8 @@ class RedisResultBackend(ResultBackend):
         except (TypeError, ValueError) as exc:
             raise EncodingError(f"the status of task {task_id} is not JSON data: {exc}") from exc
         self._check_open()
-        pipe = self._client.pipeline(transaction=True)
-        pipe.set(self._key("task", task_id), text, px=_ms(ttl_s))
-        pipe.zadd(self._key("tasks"), {task_id: status.updated_at})
-        pipe.publish(self._key("task-events"), text)
-        pipe.execute()
+        keys = [self._key("task", task_id), self._key("tasks"), self._key("task-events")]
+        self._set_status(keys=keys, args=[text, _ms(ttl_s), task_id, repr(status.updated_at)])
         return status
 
     def get(self, task_id: str) -> TaskStatus | None:
