@@ -159,8 +159,10 @@ class Dashboard:
                 self._show_target_closed()
 
     def wake(self) -> None:
-        """Ask the background thread for an update soon (after a button acted)."""
-        self._refresher.wake()
+        """Ask the background thread for an update soon (after a button acted or an event came)."""
+        refresher = getattr(self, "_refresher", None)  # events may come while __init__ runs
+        if refresher is not None:
+            refresher.wake()
 
     @property
     def closed(self) -> bool:

@@ -10,6 +10,7 @@ HTML renderer has a ``*_text`` twin for ``text/plain``.
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import html
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -232,14 +233,17 @@ def current_call_text(isolate: Any, now: float | None = None) -> str:
     return f"{call} ({format_duration(max(0.0, now - started))})"
 
 
-def render_worker(name: str, state: Any, *, queues: Mapping[str, Any] | None = None,
+def render_worker(name: Any, state: Any = None, *, queues: Mapping[str, Any] | None = None,
                   counters: Mapping[str, Any] | None = None,
                   inflight: Iterable[Sequence[Any]] = ()) -> str:
     """Return the HTML repr of a task worker: counters, queue depths and in-flight tasks.
 
     ``queues`` maps a queue name to its depth (or to a ``"12 (paused)"`` string); ``inflight``
     rows are ``(task id, task name, progress fraction or None, elapsed seconds or None)``.
+    ``name`` may also be a :class:`~stemnb.Worker`, whose fields are then read from it.
     """
+    if not isinstance(name, str):
+        name, state, queues, counters, inflight = worker_fields(name)
     line = " · ".join(f"{escape(k)} <b>{escape(v)}</b>" for k, v in (counters or {}).items())
     head = f'<div style="color: {FG_MUTED}; margin: 2px 0 4px">{line}</div>' if line else ""
     queue_table = table_html(("queue", "depth"), sorted((queues or {}).items()), empty="no queues")
@@ -248,10 +252,12 @@ def render_worker(name: str, state: Any, *, queues: Mapping[str, Any] | None = N
     return box(f"Worker {name}", head + queue_table + _details("in flight", task_table), state=state)
 
 
-def worker_text(name: str, state: Any, *, queues: Mapping[str, Any] | None = None,
+def worker_text(name: Any, state: Any = None, *, queues: Mapping[str, Any] | None = None,
                 counters: Mapping[str, Any] | None = None,
                 inflight: Iterable[Sequence[Any]] = ()) -> str:
     """Return the ``text/plain`` repr of a task worker (see :func:`render_worker` for the arguments)."""
+    if not isinstance(name, str):
+        name, state, queues, counters, inflight = worker_fields(name)
     parts = [f"<Worker {name!r} state={_state_word(state)}"]
     parts += [f"{k}={v}" for k, v in (counters or {}).items()]
     text = " ".join(parts) + ">"
@@ -261,6 +267,28 @@ def worker_text(name: str, state: Any, *, queues: Mapping[str, Any] | None = Non
     if rows:
         text += "\n" + table_text(("task id", "task", "progress", "elapsed"), rows)
     return text
+
+
+def worker_fields(worker: Any, *, progress: Mapping[str, float] | None = None,
+                  now: float | None = None) -> tuple[str, Any, dict[str, Any], dict[str, Any], list]:
+    """Read ``(name, state, queues, counters, inflight)`` for the worker renderers from a Worker.
+
+    Uses ``worker.stats()`` and ``worker.paused_queues()``; ``progress`` maps task ids to the
+    last fraction they reported (from the worker's progress events).
+    """
+    stats = worker.stats()
+    now = time.time() if now is None else now
+    paused = set(worker.paused_queues())
+    queues = {q: (f"{d} (paused)" if q in paused else d)
+              for q, d in (stats.get("queue_depth") or {}).items()}
+    counters = dict(stats.get("counters") or {})
+    counters.update(concurrency=stats.get("concurrency"), inflight=stats.get("inflight"))
+    inflight = []
+    for task in stats.get("active") or ():
+        started = task.get("started_at")
+        inflight.append((task.get("id"), task.get("task"), (progress or {}).get(task.get("id")),
+                         None if started is None else max(0.0, now - started)))
+    return stats.get("worker_id", "?"), stats.get("state"), queues, counters, inflight
 
 
 def progress_html(done: int, total: int, *, failed: int = 0, label: str = "") -> str:
@@ -312,9 +340,8 @@ def _plain(value: Any) -> str:
 def _state_word(state: Any) -> str:
     if state is None:
         return "-"
-    name = getattr(state, "name", None)
-    if isinstance(name, str) and not isinstance(state, str):
-        return name.lower()
+    if isinstance(state, enum.Enum):
+        return state.value if isinstance(state, str) else state.name.lower()
     return str(state)
 
 

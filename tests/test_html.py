@@ -112,6 +112,11 @@ def test_enum_states_render_as_lower_case_names():
     assert "var(--jp-warn-color1, #f57c00)" in _html.state_badge(State.PAUSED)
     assert _html.future_text(State.PAUSED) == "<Future state=paused>"
 
+    class StrState(str, enum.Enum):
+        RUNNING = "running"
+
+    assert _html.future_text(StrState.RUNNING) == "<Future state=running>"
+
 
 def test_future_reprs_show_error_type_and_message_escaped():
     err = ValueError("bad <input>")
