@@ -132,7 +132,7 @@ class _RedisConsumer(Consumer):
             if self._queues:
                 with self._cond:
                     want = min(self._prefetch - self._unacked, _MAX_BATCH)
-                taken = broker._take(self, want)
+                taken, sleep = broker._take(self, want)
                 if taken:
                     with self._cond:
                         self._unacked += len(taken)
@@ -141,7 +141,7 @@ class _RedisConsumer(Consumer):
                             self._inbox.extend(taken[1:])
                     self._requeue(extra)
                     return taken[0]
-                keys, wait = self._wake_keys, broker._sleep_for(self._queues)
+                keys, wait = self._wake_keys, sleep
             wait = self._remaining(deadline, wait)
             if wait <= 0:
                 return None

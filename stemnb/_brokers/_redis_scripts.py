@@ -43,8 +43,9 @@ end
 """
 
 # KEYS: per queue (ready delayed inflight env info); ARGV: now default_vt nqueues max_count
-# Leases up to max_count envelopes, best first across the queues. Returns a list of
-# {queue_index, token, delivery_count, lease_expiry, envelope_json}.
+# Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due}:
+# taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json}; next_due (when
+# nothing was taken) is the earliest delayed or lease-expiry time, or ''.
 TAKE = (
     _MAINTAIN
     + """
@@ -71,7 +72,18 @@ while #taken < want do
   local count = redis.call('HINCRBY', info, tok .. ':n', 1)
   taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
 end
-return taken
+local next_due = ''
+if #taken == 0 then  -- tell the caller when to look again (next due envelope or lease expiry)
+  for i = 0, n - 1 do
+    for _, zset in ipairs({KEYS[i * 5 + 2], KEYS[i * 5 + 3]}) do
+      local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+      if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
+        next_due = head[2]
+      end
+    end
+  end
+end
+return {taken, next_due}
 """
 )
 

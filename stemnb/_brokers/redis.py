@@ -125,14 +125,18 @@ class RedisBroker(Broker):
         if self._closed:
             raise ClosedError(f"cannot {what}: the RedisBroker is closed")
 
-    def _take(self, consumer: _RedisConsumer, want: int) -> list[Delivery]:
+    def _take(self, consumer: _RedisConsumer, want: int) -> tuple[list[Delivery], float]:
         """Lease up to ``want`` of the best ready envelopes of the consumer's queues in one
-        round trip; undecodable ones are dead-lettered (reason ``malformed-envelope``)."""
+        round trip; undecodable ones are dead-lettered (reason ``malformed-envelope``).
+
+        Returns the deliveries and, when there were none, how long to sleep before looking again.
+        """
         keys = [k for q in consumer.queues for k in self._queue_keys(q)]
-        now = repr(time.time())
-        args = [now, repr(self.default_visibility_timeout), len(consumer.queues), want]
+        now = time.time()
+        args = [repr(now), repr(self.default_visibility_timeout), len(consumer.queues), want]
+        taken, next_due = self._scripts["TAKE"](keys=keys, args=args)
         deliveries = []
-        for index, token, count, expires, text in self._scripts["TAKE"](keys=keys, args=args):
+        for index, token, count, expires, text in taken:
             queue, token = consumer.queues[int(index)], token.decode()
             try:
                 envelope = Envelope.from_dict(json.loads(text))
@@ -145,7 +149,10 @@ class RedisBroker(Broker):
         with self._lock:
             for delivery in deliveries:
                 self._holders[(delivery.queue, delivery.receipt)] = consumer
-        return deliveries
+        sleep = self.claim_interval
+        if next_due:
+            sleep = min(sleep, float(next_due) - now)
+        return deliveries, max(sleep, 0.001)
 
     def _dead_letter_raw(self, queue: str, token: str, count: Any, entry: DeadLetterEntry) -> None:
         keys = self._queue_keys(queue, "wake", "dead", "deadenv")
@@ -154,14 +161,6 @@ class RedisBroker(Broker):
         log.warning(
             "dead-lettered an undecodable message on queue %r: %s", queue, entry.meta["error"]
         )
-
-    def _sleep_for(self, queues: Sequence[str]) -> float:
-        pipe = self._client.pipeline(transaction=False)
-        for queue in queues:
-            pipe.zrange(self._key("q", queue, "delayed"), 0, 0, withscores=True)
-            pipe.zrange(self._key("q", queue, "inflight"), 0, 0, withscores=True)
-        due = [head[0][1] for head in pipe.execute() if head]
-        return max(min([self.claim_interval, *(d - time.time() for d in due)]), 0.001)
 
     def _settle(self, script: str, delivery: Delivery, *extra_args: Any, keys: list[str]) -> bool:
         if not isinstance(delivery, Delivery):
