@@ -9,6 +9,7 @@ NAMES: dict[str, str] = {
     "EncodingError": "._exceptions",
     "UnknownTaskError": "._exceptions",
     "TaskRetryExhaustedError": "._exceptions",
+    "TaskInterruptedError": "._exceptions",
     # producer, registry, options, context
     "Stem": "._stem",
     "TaskRegistry": "._registry",
@@ -16,6 +17,7 @@ NAMES: dict[str, str] = {
     "TaskOptions": "._options",
     "TaskEnqueueOptions": "._options",
     "RateLimiterFailureMode": "._options",
+    "TaskRecoveryPolicy": "._options",
     "TaskContext": "._context",
     "TaskRetryRequest": "._context",
     "Middleware": "._middleware",

@@ -158,3 +158,7 @@ class MalformedEnvelopeError(TaskError, ValueError):
 
 class TaskRetryExhaustedError(TaskError):
     """A task asked for a retry (``context.retry()``) after its retries were used up."""
+
+
+class TaskInterruptedError(TaskError):
+    """A task's previous run ended with its worker (redelivered under ``TaskRecoveryPolicy.RETRY``)."""

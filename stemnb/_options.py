@@ -21,6 +21,15 @@ class RateLimiterFailureMode(str, enum.Enum):
     """Re-publish the task with back-off; the handler does not run."""
 
 
+class TaskRecoveryPolicy(str, enum.Enum):
+    """What a worker does with a redelivered task whose previous run never finished (its worker died)."""
+
+    REPLAY = "replay"
+    """Run the same attempt again (the default)."""
+    RETRY = "retry"
+    """Count the lost run as a failure (TaskInterruptedError): retry with the next attempt, or fail."""
+
+
 def to_seconds(name: str, value: Seconds | None, *, allow_zero: bool = True) -> float | None:
     """Normalise a duration option to float seconds.
 
@@ -92,8 +101,10 @@ class TaskOptions:
     retry_policy: Any = None
     ignore_result: bool = False
     expires: float | None = None
+    recovery_policy: TaskRecoveryPolicy = TaskRecoveryPolicy.REPLAY
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "recovery_policy", TaskRecoveryPolicy(self.recovery_policy))
         if not isinstance(self.queue, str) or not self.queue:
             raise ValueError(f"queue must be a non-empty string, got {self.queue!r}")
         _check_int("max_retries", self.max_retries)

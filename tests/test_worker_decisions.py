@@ -336,3 +336,21 @@ def test_second_hard_shutdown_escalates_a_warm_one(h):
     assert rec.of(E.WORKER_SHUTDOWN)[0].data["mode"] == "hard"
     release.set()
     assert h.broker.pending_count("default") == 1  # requeued for the next worker
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "state", "attempt"), [(1, TaskState.SUCCEEDED, 1), (0, TaskState.FAILED, 0)], ids=["retries-left", "exhausted"]
+)
+def test_retry_recovery_policy_counts_an_interrupted_run_as_a_failure(h, max_retries, state, attempt):
+    options = TaskOptions(recovery_policy="retry", max_retries=max_retries)
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: ctx.attempt, options))
+    envelope = stemnb.Envelope("t", {}, visibility_timeout=0.2, max_retries=max_retries)
+    h.broker.publish(envelope)
+    assert h.broker.consume(["default"]).get(5).envelope.id == envelope.id  # its worker dies mid-run
+    h.backend.set(envelope.id, TaskState.RUNNING, meta={"task": "t", "worker": "dead-worker"})
+    worker, rec = h.worker()
+    status = h.wait(envelope.id, 30)
+    assert status.state is state and status.attempt == attempt
+    if state is TaskState.FAILED:
+        assert status.error["type"] == "TaskInterruptedError"
+        assert h.dead_letters()[0].reason == "max-retries-exhausted"

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from .._backend import TaskState
 from .._context import TaskRetryRequest
 from .._events import WorkerEventType
+from .._exceptions import TaskInterruptedError
 from .._middleware import run_hook
+from .._options import TaskRecoveryPolicy
 from . import _outcome
 from ._active import ActiveTask, log_context
 from ._leases import start_task_timers
@@ -57,6 +59,9 @@ def _handle(worker: Worker, task: ActiveTask) -> None:
         if status is not None and status.state is TaskState.RUNNING:
             prior = {"prior_state": status.state.value, "prior_worker": status.meta.get("worker"), "prior_attempt": status.attempt}
             worker.emit(WorkerEventType.INTERRUPTED, task, data=prior)
+            if handler.options.recovery_policy is TaskRecoveryPolicy.RETRY:
+                lost = TaskInterruptedError(f"task {env.id} was interrupted: its worker {prior['prior_worker']} ended mid-run")
+                return _outcome.failure(worker, task, lost)
     entry = worker._revocations.revocation_for(env.id)
     if entry is not None:
         return _outcome.revoked(worker, task, entry.reason or "revoked")
