@@ -134,6 +134,8 @@ class _Spawned:
         if isinstance(message, tuple) and message[:1] == ("ack",):
             with self._lock:
                 self.acked += 1
+        elif message == ("exited",):
+            self.exited = True
 
     def usage(self) -> tuple[str, str]:
         """Return (CPU percent, RSS) of the isolate's process, or dashes once it is gone."""
@@ -262,32 +264,22 @@ class StemMagics(Magics):
                              f"'%stem kill {args.name}' it first or choose another name")
         pushed = self._user_values(args.push, "--push")
         status = stemnb.ReceivePort(debug_name=f"%stem {args.name} status")
-        first = threading.Event()
-        holder: dict[str, Any] = {}
-
-        def on_status(message: Any) -> None:
-            if isinstance(message, tuple) and message[:1] == ("inbox",) and not first.is_set():
-                holder["inbox"] = message[1]
-                first.set()
-            elif "record" in holder:
-                holder["record"].on_status(message)
-
-        status.listen(on_status)
         filename = f"<%%stem spawn {args.name}>"
+        isolate = None
         try:
             isolate = stemnb.spawn(spawned_cell, (cell, pushed, filename, status.send_port),
                                    debug_name=args.name).result(timeout=120)
+            isolate.add_on_exit_listener(status.send_port, ("exited",))
+            first = status.receive(timeout=120)  # not a listener: the kernel's loop is busy here
+            if first[:1] != ("inbox",):
+                raise RuntimeError(f"isolate {args.name!r} ended before its cell started")
         except BaseException:
+            if isolate is not None:
+                isolate.kill(priority=stemnb.Isolate.IMMEDIATE)
             status.close()
             raise
-        record = _Spawned(args.name, isolate, None, status)
-        holder["record"] = record
-        isolate.add_on_exit_listener(_ExitFlag(record))
-        if not first.wait(timeout=120):
-            isolate.kill(priority=stemnb.Isolate.IMMEDIATE)
-            status.close()
-            raise RuntimeError(f"isolate {args.name!r} did not start its inbox within 120 s")
-        record.inbox = holder["inbox"]
+        record = _Spawned(args.name, isolate, first[1], status)
+        status.listen(record.on_status)
         self.isolates[args.name] = record
         return isolate
 
@@ -301,6 +293,9 @@ class StemMagics(Magics):
 
     def _do_send(self, args: Any) -> None:
         record = self._spawned(args.name)
+        if record.exited:
+            raise UsageError(f"isolate {args.name!r} has exited; spawn it again with "
+                             f"'%%stem spawn {args.name}'")
         expr = " ".join(args.expr)
         value = self.shell.ev(expr)
         record.inbox.send(value)
@@ -405,16 +400,6 @@ class StemMagics(Magics):
         if self.pool is not None and self.owns_pool:
             self.pool.close()
         self.pool = None
-
-
-class _ExitFlag:
-    """On-exit listener marking a spawned isolate as exited."""
-
-    def __init__(self, record: _Spawned) -> None:
-        self.record = record
-
-    def __call__(self, *args: Any) -> None:
-        self.record.exited = True
 
 
 def load_ipython_extension(ipython: Any) -> None:

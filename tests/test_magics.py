@@ -205,3 +205,114 @@ def test_interrupt_during_run_stops_the_remote_cell(pooled):
     eventually(lambda: pool.statistics().busy == 0, timeout=60)
     assert pool.statistics().cancelled == 1
     assert all(i.current_call is None for i in pool.isolates())
+
+
+ECHO_CELL = "for msg in inbox:\n    stem_test_out.send(msg * 2)\n"
+
+
+@pytest.fixture
+def echo(shell):
+    results = stemnb.ReceivePort(debug_name="results")
+    shell.user_ns["stem_test_out"] = results.send_port
+    isolate = shell.run_cell_magic("stem", "spawn echo --push stem_test_out", ECHO_CELL)
+    yield shell, isolate, results
+    results.close()
+
+
+def ps_row(shell, name):
+    table = shell.run_line_magic("stem", "ps")
+    return dict(zip(table.HEADERS, next(r for r in table.rows if r[0] == name), strict=True))
+
+
+def test_spawn_starts_a_long_lived_isolate_that_send_talks_to(echo):
+    shell, isolate, results = echo
+    import os
+
+    assert isinstance(isolate, stemnb.Isolate) and isolate.pid != os.getpid()
+    shell.user_ns["stem_test_n"] = 20
+    shell.run_line_magic("stem", "send echo stem_test_n + 1")
+    assert results.receive(timeout=60) == 42
+    row = ps_row(shell, "echo")
+    assert (row["pid"], row["state"]) == (isolate.pid, "running")
+    assert row["RSS"].endswith("MiB") and row["CPU"].endswith("%")
+    eventually(lambda: ps_row(shell, "echo")["queued"] == 0, timeout=30)
+
+
+def test_pause_queues_messages_and_resume_delivers_them(echo):
+    shell, isolate, results = echo
+    shell.run_line_magic("stem", "pause echo")
+    assert ps_row(shell, "echo")["state"] == "paused"
+    shell.run_line_magic("stem", "send echo 5")
+    shell.run_line_magic("stem", "send echo 6")
+    assert ps_row(shell, "echo")["queued"] == 2
+    shell.run_line_magic("stem", "resume echo")
+    assert [results.receive(timeout=60), results.receive(timeout=60)] == [10, 12]
+    eventually(lambda: ps_row(shell, "echo")["queued"] == 0, timeout=30)
+    with pytest.raises(UsageError, match="'echo' is not paused; '%stem pause echo' first"):
+        shell.run_line_magic("stem", "resume echo")
+
+
+def test_kill_ends_the_isolate_and_later_sends_are_usage_errors(echo):
+    import psutil
+
+    shell, isolate, _ = echo
+    shell.run_line_magic("stem", "kill echo")
+    assert ps_row(shell, "echo")["state"] == "exited"
+    eventually(lambda: not psutil.pid_exists(isolate.pid) or
+               psutil.Process(isolate.pid).status() == psutil.STATUS_ZOMBIE, timeout=60)
+    with pytest.raises(UsageError, match="'echo' has exited; spawn it again"):
+        shell.run_line_magic("stem", "send echo 1")
+
+
+def test_spawn_under_a_running_name_is_a_usage_error(echo):
+    shell = echo[0]
+    with pytest.raises(UsageError, match="an isolate named 'echo' is running; '%stem kill echo'"):
+        shell.run_cell_magic("stem", "spawn echo", "pass\n")
+
+
+def test_unload_kills_spawned_isolates(echo):
+    import psutil
+
+    shell, isolate, _ = echo
+    shell.run_line_magic("unload_ext", "stemnb")
+    eventually(lambda: not psutil.pid_exists(isolate.pid) or
+               psutil.Process(isolate.pid).status() == psutil.STATUS_ZOMBIE, timeout=60)
+    shell.run_line_magic("load_ext", "stemnb")
+
+
+def test_worker_start_status_dashboard_and_stop(shell):
+    registry = stemnb.TaskRegistry()
+    registry.register("add", stemnb.TaskHandler(lambda ctx, args: args["a"] + args["b"], isolate=False))
+    broker = stemnb.InMemoryBroker()
+    backend = stemnb.InMemoryResultBackend()
+    shell.user_ns.update(stem_test_registry=registry, stem_test_broker=broker,
+                         stem_test_backend=backend)
+    worker = shell.run_line_magic("stem", "worker start stem_test_registry --broker stem_test_broker "
+                                           "--backend stem_test_backend --concurrency 1 --as stem_test_w")
+    try:
+        assert shell.user_ns["stem_test_w"] is worker
+        assert worker.state.value == "running" and worker.concurrency == 1
+        assert shell.run_line_magic("stem", "worker status") is worker
+        task_id = stemnb.Stem(broker, backend, registry=registry).enqueue("add", {"a": 2, "b": 3})
+        status = backend.wait_for(task_id, timeout=60)
+        assert status.payload == 5
+        dash = shell.run_line_magic("stem", "dashboard")
+        try:
+            assert isinstance(dash, stemnb.WorkerDashboard)
+        finally:
+            dash.close()
+        with pytest.raises(UsageError, match="a %stem worker already runs"):
+            shell.run_line_magic("stem", "worker start stem_test_registry")
+    finally:
+        shell.run_line_magic("stem", "worker stop --mode hard")
+    assert worker.state.value == "stopped"
+    backend.close()
+    broker.close()
+
+
+def test_dashboard_without_a_worker_shows_the_pool(pooled):
+    dash = pooled.run_line_magic("stem", "dashboard --interval 0.2")
+    try:
+        assert isinstance(dash, stemnb.PoolDashboard) and dash.pool is magics(pooled).pool
+    finally:
+        dash.close()
