@@ -130,9 +130,13 @@ class EventHub:
                 log.exception("worker event sink failed at close")
 
     def __iter__(self) -> Iterator[WorkerEvent]:
-        """Blocking iteration over later events; ends when the hub closes."""
+        """Blocking iteration over events from the moment ``iter()`` is called; ends when the
+        hub closes."""
         q: _queue.SimpleQueue[Any] = _queue.SimpleQueue()
         self._add(q.put)
+        return self._iter(q)
+
+    def _iter(self, q: _queue.SimpleQueue[Any]) -> Iterator[WorkerEvent]:
         try:
             while True:
                 item = q.get()
@@ -143,9 +147,8 @@ class EventHub:
             self._remove(q.put)
 
     def __aiter__(self) -> AsyncIterator[WorkerEvent]:
-        return self._aiter()
-
-    async def _aiter(self) -> AsyncIterator[WorkerEvent]:
+        """``async for event in hub``: events from the moment ``aiter()`` is called (needs a
+        running event loop); ends when the hub closes."""
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -156,6 +159,9 @@ class EventHub:
                 pass
 
         self._add(sink)
+        return self._aiter(q, sink)
+
+    async def _aiter(self, q: asyncio.Queue[Any], sink: Callable[[Any], None]) -> AsyncIterator[WorkerEvent]:
         try:
             while True:
                 item = await q.get()

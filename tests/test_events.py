@@ -34,24 +34,11 @@ def test_a_failing_listener_is_logged_and_others_still_run(caplog):
 
 def test_blocking_iteration_ends_when_the_hub_closes():
     hub = EventHub()
-    out = []
-    ready = threading.Event()
-
-    def consume():
-        it = iter(hub)
-        ready.set()
-        out.extend(e.task_id for e in it)
-
-    thread = threading.Thread(target=consume)
-    thread.start()
-    ready.wait(5)
-    # the generator registers on first next(); emit until it has seen one
-    while not out and thread.is_alive():
-        hub.emit(event(task_id="a"))
-        thread.join(0.01)
+    events = iter(hub)  # subscribed from here on
+    hub.emit(event(task_id="a"))
+    hub.emit(event(task_id="b"))
     hub.close()
-    thread.join(5)
-    assert not thread.is_alive() and out[0] == "a"
+    assert [e.task_id for e in events] == ["a", "b"]
 
 
 def test_async_for_receives_events_from_other_threads():
@@ -60,14 +47,15 @@ def test_async_for_receives_events_from_other_threads():
     async def main():
         seen = []
 
-        async def consume():
-            async for e in hub:
+        events = aiter(hub)  # subscribed from here on
+
+        async def consume_it():
+            async for e in events:
                 seen.append(e.task_id)
                 if len(seen) == 2:
                     return
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0)
+        task = asyncio.create_task(consume_it())
         threading.Thread(target=lambda: [hub.emit(event(task_id=str(i))) for i in range(2)]).start()
         await asyncio.wait_for(task, 5)
         return seen

@@ -195,3 +195,34 @@ def test_worker_configs_have_stem_defaults_and_copy_with():
     assert (life.install_signal_handlers, life.soft_grace_period, life.force_shutdown_after) == (True, 30.0, 10.0)
     assert life.copy_with(max_tasks_per_isolate=5).max_tasks_per_isolate == 5
     assert stemnb.WorkerAutoscaleConfig(tick=0.05, idle_period=0, backlog_per_isolate=0).tick == 1.0
+
+
+def test_async_inline_handlers_run_and_events_can_be_consumed_with_async_for(h):
+    import asyncio
+
+    async def handler(ctx, args):
+        await asyncio.sleep(0)
+        ctx.progress(1.0)
+        return args["x"] * 3
+
+    h.registry.register("triple", TaskHandler.inline(handler))
+    worker, rec = h.worker()
+
+    async def main():
+        seen = []
+        events = aiter(worker.events)  # subscribed from here on
+
+        async def watch():
+            async for event in events:
+                seen.append(event.type)
+                if event.type is E.COMPLETED:
+                    return
+
+        watcher = asyncio.create_task(watch())
+        status = await h.stem.wait_for_task(h.stem.enqueue("triple", {"x": 5}), timeout=10)
+        await asyncio.wait_for(watcher, 10)
+        return status, seen
+
+    status, seen = asyncio.run(main())
+    assert status.payload == 15
+    assert seen[-3:] == [E.PRERUN, E.PROGRESS, E.COMPLETED]
