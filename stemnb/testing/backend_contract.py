@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from .._backend import ResultBackend, TaskState, TaskStatus, WorkerHeartbeat
+from .._encoders import RESULT_ENCODER_META, TaskPayloadEncoderRegistry
 from ._helpers import eventually, unique_name
 
 __all__ = ["ResultBackendContract"]
@@ -62,6 +63,17 @@ class ResultBackendContract:
         )
         assert got.terminal
         assert backend.get(unique_name("missing")) is None
+
+    def test_an_encoded_binary_payload_round_trips_with_its_encoder_meta(self, backend, task_id):
+        registry = TaskPayloadEncoderRegistry()
+        value = {"blob": bytes(range(256)), "shape": (2, 3)}
+        payload = registry.get("cloudpickle").encode(value, what="result")
+        backend.set(
+            task_id, TaskState.SUCCEEDED, payload=payload, meta={RESULT_ENCODER_META: "cloudpickle"}
+        )
+        got = backend.get(task_id)
+        assert got.meta[RESULT_ENCODER_META] == "cloudpickle"
+        assert registry.get(got.meta[RESULT_ENCODER_META]).decode(got.payload) == value
 
     def test_set_accepts_state_names(self, backend, task_id):
         assert backend.set(task_id, "running").state is TaskState.RUNNING
