@@ -86,3 +86,14 @@ def test_wait_for_accepts_a_single_state_name():
     assert backend.wait_for("t", "running", timeout=0).state is TaskState.RUNNING
     with pytest.raises(ValueError, match="unknown task state 'done'"):
         backend.wait_for("t", "done", timeout=0)
+
+
+def test_in_memory_backend_expiry_index_stays_bounded_when_statuses_are_rewritten():
+    clock = FakeClock()
+    backend = InMemoryResultBackend(clock=clock)
+    for i in range(20_000):
+        backend.set(f"t{i % 10}", TaskState.RUNNING)
+    assert len(backend._expiry) <= 2 * 10 + 1024 + 1
+    clock.now += 86_401
+    backend.set("fresh", TaskState.QUEUED)
+    assert [s.id for s in backend.list_statuses()] == ["fresh"]

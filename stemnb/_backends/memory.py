@@ -87,6 +87,18 @@ class InMemoryResultBackend(ResultBackend):
 
     def _schedule(self, expires_at: float, kind: str, key: str) -> None:
         heapq.heappush(self._expiry, (expires_at, next(self._seq), kind, key))
+        live = len(self._statuses) + len(self._groups) + len(self._heartbeats)
+        if len(self._expiry) > 2 * live + 1024:  # rewrites left stale entries: rebuild
+            self._rebuild_expiry()
+
+    def _rebuild_expiry(self) -> None:
+        entries = [(exp, next(self._seq), "status", k) for k, (_, exp) in self._statuses.items()]
+        entries += [(g.expires_at, next(self._seq), "group", k) for k, g in self._groups.items()]
+        entries += [
+            (exp, next(self._seq), "heartbeat", k) for k, (_, exp) in self._heartbeats.items()
+        ]
+        heapq.heapify(entries)
+        self._expiry = entries
 
     def _sweep(self, now: float) -> None:
         while self._expiry and self._expiry[0][0] <= now:
