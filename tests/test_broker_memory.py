@@ -96,3 +96,14 @@ def test_in_memory_broker_stress_many_threads_publish_and_consume_concurrently()
         for t in threads:
             t.join()
         assert sorted(seen) == list(range(total))
+
+
+def test_in_memory_lease_index_stays_bounded_under_steady_traffic():
+    with InMemoryBroker() as broker, broker.consume("default", prefetch=4) as consumer:
+        for _ in range(5000):
+            broker.publish(Envelope("t"))
+            delivery = consumer.get(timeout=1)
+            broker.extend_lease(delivery, 60)
+            broker.ack(delivery)
+        queue = broker._queues["default"]
+        assert len(queue.leases) <= 1024 + 2

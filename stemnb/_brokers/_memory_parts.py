@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import threading
 import time
@@ -32,6 +33,12 @@ class _Queue:
     leases: list[tuple[float, str]] = field(default_factory=list)  # lazy: stale entries skipped
     dead: dict[str, DeadLetterEntry] = field(default_factory=dict)  # oldest first
     consumers: list[_MemoryConsumer] = field(default_factory=list)
+
+    def push_lease(self, expires_at: float, receipt: str) -> None:
+        heapq.heappush(self.leases, (expires_at, receipt))
+        if len(self.leases) > 2 * len(self.inflight) + 1024:  # mostly settled or renewed: rebuild
+            self.leases = [(lease.expires_at, r) for r, lease in self.inflight.items()]
+            heapq.heapify(self.leases)
 
     def next_deadline(self) -> float:
         times = [self.delayed[0][0]] if self.delayed else []

@@ -129,7 +129,7 @@ class InMemoryBroker(Broker):
         delivery = Delivery(env, receipt, expires_at, best_name, redelivered=redelivered)
         earliest = best.next_deadline()
         best.inflight[receipt] = _Lease(delivery, consumer, expires_at)
-        heapq.heappush(best.leases, (expires_at, receipt))
+        best.push_lease(expires_at, receipt)
         consumer._unacked += 1
         if expires_at < earliest:  # sleepers must re-arm for the earlier reclaim time
             self._wake_all(best, skip=consumer)
@@ -286,7 +286,7 @@ class InMemoryBroker(Broker):
             if q is None or lease is None:
                 return False
             lease.expires_at = delivery.lease_expires_at = time.time() + seconds
-            heapq.heappush(q.leases, (lease.expires_at, delivery.receipt))
+            q.push_lease(lease.expires_at, delivery.receipt)
             if q.leases[0][1] == delivery.receipt:  # it may now be the earliest deadline
                 self._wake_all(q)
             return True
