@@ -12,11 +12,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ._exceptions import TaskRevokedError
+from ._exceptions import StemnbError, TaskRevokedError
 
 
-class TaskRetryRequest(Exception):
-    """Raised by :meth:`TaskContext.retry` to ask the worker for another attempt (control flow).
+class TaskRetryRequest(StemnbError):
+    """Raised by :meth:`TaskContext.retry` to ask the worker for another attempt.
+
+    Control flow, not an error (like Celery's ``Retry``): let it propagate out of the handler.
 
     ``countdown`` is seconds from now, ``eta`` epoch seconds; the rest override the task's
     retry policy, retry count and time limits for the next attempt.

@@ -14,20 +14,17 @@ limit is each process's real RSS.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import TaskContext, TaskControl
-from ._exceptions import ClosedError
 from ._future import Future
 from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
 
 ENQUEUE_REPLY_TIMEOUT = 60.0
 FLUSH_TIMEOUT = 10.0
-SETTLE_GRACE = 5.0
 
 
 class TaskIsolatePool:
@@ -53,8 +50,6 @@ class TaskIsolatePool:
             max_tasks_per_isolate=max_tasks_per_isolate,
             max_memory_per_isolate=max_memory_per_isolate,
         )
-        self._inflight: set[Future] = set()
-        self._lock = threading.Lock()
         for kind, callback in (("recycle", on_recycle), ("spawned", on_spawned), ("disposed", on_disposed)):
             if callback is not None:
                 getattr(self._pool, f"on_{kind}")(callback)
@@ -81,15 +76,7 @@ class TaskIsolatePool:
         at once when the task cannot be sent, and ClosedError when the pool is closed.
         """
         request = (fn, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}), queue, control_port)
-        future = self._pool.run(run_task, request, timeout=timeout, debug_name=f"{name}[{task_id}]")
-        with self._lock:
-            self._inflight.add(future)
-        future.add_done_callback(self._forget)
-        return future
-
-    def _forget(self, future: Any) -> None:
-        with self._lock:
-            self._inflight.discard(future)
+        return self._pool.run(run_task, request, timeout=timeout, debug_name=f"{name}[{task_id}]")
 
     # -- sizing and recycling -----------------------------------------------------------------
     @property
@@ -144,19 +131,6 @@ class TaskIsolatePool:
         ended (their Futures then raise ClosedError). Idempotent.
         """
         self._pool.close(cancel_pending=cancel_pending, timeout=timeout)
-        self._settle_leftovers()
-
-    def _settle_leftovers(self) -> None:
-        # The pool may return from close() a moment before it settles the call of a process it
-        # just ended; give it that moment, then settle whatever is left so no Future hangs.
-        with self._lock:
-            left = list(self._inflight)
-        if not left:
-            return
-        cf.wait(left, timeout=SETTLE_GRACE)
-        for future in left:
-            if not future.done():
-                future._settle(exception=ClosedError("the task pool was closed while this task ran"))
 
     def dispose(self) -> None:
         """Close now: queued tasks are cancelled, running ones end with ClosedError."""
