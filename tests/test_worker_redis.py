@@ -161,3 +161,41 @@ def test_a_worker_process_killed_mid_task_leaves_its_task_to_another_worker(rh):
     assert ran_here == [tid]
     [interrupted] = rec.of(E.INTERRUPTED, tid)
     assert interrupted.data["prior_state"] == "running" and interrupted.data["prior_worker"] != worker.worker_id
+
+
+_REVOKER = textwrap.dedent(
+    """
+    import stemnb
+    store = stemnb.RedisRevokeStore({url!r}, namespace={ns!r})
+    store.upsert([stemnb.RevokeEntry("stem", {tid!r}, terminate=True, reason="from another process")])
+    store.close()
+    """
+)
+
+
+def test_a_revocation_written_by_another_process_stops_a_running_task(rh):
+    import threading
+    import time
+
+    store = stemnb.RedisRevokeStore(REDIS_URL, namespace=rh.namespace)
+    started = threading.Event()
+
+    def loop(ctx, args):
+        started.set()
+        while True:
+            ctx.heartbeat()
+            time.sleep(0.005)
+
+    rh.registry.register("loop", TaskHandler.inline(loop))
+    try:
+        rh.worker(revoke_store=store)
+        tid = rh.stem.enqueue("loop", {})
+        assert started.wait(30)
+        code = _REVOKER.format(url=REDIS_URL, ns=rh.namespace, tid=tid)
+        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+        status = rh.wait(tid, 30)
+        assert status.state is TaskState.CANCELLED and status.meta["reason"] == "from another process"
+    finally:
+        for worker in rh.workers:
+            worker.close()
+        store.close()
