@@ -17,15 +17,9 @@ from typing import Any
 
 from ._backend import Watch
 from ._exceptions import ClosedError
+from ._redis_client import connect
 from ._revoke import RevokeEntry, RevokeStore
 from ._unique import Lock, LockStore, _check_ttl
-
-try:
-    import redis as _redis
-except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        'the Redis stores need the redis package: pip install "stemnb[redis]"'
-    ) from None
 
 __all__ = ["RedisLockStore", "RedisRevokeStore"]
 
@@ -57,10 +51,6 @@ return redis.call('HDEL', KEYS[1], 'v:' .. ARGV[1], 'e:' .. ARGV[1]) > 0 and 1 o
 """
 
 
-def _client_for(url: str, client: Any) -> tuple[Any, bool]:
-    return (client, False) if client is not None else (_redis.Redis.from_url(url), True)
-
-
 class RedisLockStore(LockStore):
     """Expiring, owned locks as Redis keys (``SET NX PX``) under ``namespace``."""
 
@@ -71,7 +61,7 @@ class RedisLockStore(LockStore):
         namespace: str = "stemnb",
         client: Any = None,
     ) -> None:
-        self._client, self._owns_client = _client_for(url, client)
+        self._client, self._owns_client = connect(url, client, "RedisLockStore")
         self.namespace = namespace
         self._release = self._client.register_script(_RELEASE)
         self._renew = self._client.register_script(_RENEW)
@@ -118,7 +108,7 @@ class RedisRevokeStore(RevokeStore):
         namespace: str = "stemnb",
         client: Any = None,
     ) -> None:
-        self._client, self._owns_client = _client_for(url, client)
+        self._client, self._owns_client = connect(url, client, "RedisRevokeStore")
         self.namespace = namespace
         self._upsert = self._client.register_script(_UPSERT)
         self._prune = self._client.register_script(_PRUNE)

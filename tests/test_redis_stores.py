@@ -126,3 +126,32 @@ def test_unique_tasks_are_coordinated_across_lock_store_instances():
         a.lock_store.close()
         b.lock_store.close()
         _drop_namespace(namespace)
+
+
+@pytest.mark.parametrize(
+    "name", ["RedisBroker", "RedisResultBackend", "RedisLockStore", "RedisRevokeStore"]
+)
+def test_redis_parts_refuse_a_client_that_decodes_responses(name):
+    import stemnb
+
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        with pytest.raises(ValueError, match="decode_responses=False"):
+            getattr(stemnb, name)(client=client)
+    finally:
+        client.close()
+
+
+def test_redis_parts_use_a_given_client_and_leave_it_open():
+    from stemnb import Envelope, RedisBroker
+
+    client = redis.Redis.from_url(REDIS_URL)
+    namespace = _namespace()
+    try:
+        broker = RedisBroker(client=client, namespace=namespace)
+        broker.publish(Envelope("t"))
+        broker.close()
+        assert client.ping()
+    finally:
+        _drop_namespace(namespace)
+        client.close()

@@ -28,14 +28,8 @@ from .._backend import (
     call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
+from .._redis_client import connect
 from .memory import _check_ttl
-
-try:
-    import redis as _redis
-except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        'RedisResultBackend needs the redis package: pip install "stemnb[redis]"'
-    ) from None
 
 __all__ = ["RedisResultBackend"]
 
@@ -95,8 +89,7 @@ class RedisResultBackend(ResultBackend):
         self.group_ttl = _check_ttl(group_ttl, DEFAULT_GROUP_TTL)
         self.heartbeat_ttl = _check_ttl(heartbeat_ttl, DEFAULT_HEARTBEAT_TTL)
         self.namespace = namespace
-        self._owns_client = client is None
-        self._client: Any = client if client is not None else _redis.Redis.from_url(url)
+        self._client, self._owns_client = connect(url, client, "RedisResultBackend")
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
         self._set_status = self._client.register_script(_SET_STATUS)

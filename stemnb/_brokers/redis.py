@@ -24,14 +24,9 @@ from .._broker import (
 )
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError, EncodingError
+from .._redis_client import connect  # first: its ImportError names the extra to install
 from . import _redis_scripts as lua
-
-try:
-    import redis as _redis
-except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError('RedisBroker needs the redis package: pip install "stemnb[redis]"') from None
-
-from ._redis_consumer import _RedisConsumer  # noqa: E402 - after the friendly ImportError
+from ._redis_consumer import _RedisConsumer
 
 __all__ = ["RedisBroker", "MALFORMED_TASK_NAME"]
 
@@ -95,8 +90,7 @@ class RedisBroker(Broker):
     ) -> None:
         if not default_visibility_timeout > 0 or not claim_interval > 0:
             raise ValueError("default_visibility_timeout and claim_interval must be > 0 seconds")
-        self._owns_client = client is None
-        self._client: Any = client if client is not None else _redis.Redis.from_url(url)
+        self._client, self._owns_client = connect(url, client, "RedisBroker")
         self.namespace = namespace
         self.default_visibility_timeout = float(default_visibility_timeout)
         self.claim_interval = float(claim_interval)
