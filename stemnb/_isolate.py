@@ -22,7 +22,7 @@ from ._hub import hub
 from ._output import Origin, capture_origin
 from ._ports import ReceivePort, SendPort
 from ._process import ChildProcess, start_child, wait_connected
-from ._runtime import ensure_started
+from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, dumps, loads
 
 _ids = itertools.count(1)
@@ -169,11 +169,27 @@ _supervisor_port: SendPort | None = None
 _supervisor_lock = threading.Lock()
 
 
+class _EndIsolatesAtExit:
+    """Kills the isolates this process supervises when it exits, as Dart ends them with main.
+
+    Without it, ``multiprocessing``'s exit hook would wait forever for a still-running isolate.
+    """
+
+    def close(self) -> None:
+        for record in list(_supervised.values()):
+            if record.child is not None and record.alive:
+                record.child.kill()
+
+
+_end_at_exit = _EndIsolatesAtExit()
+
+
 def _supervisor_send_port() -> SendPort:
     """This process's supervisor port (a hub handler answering forwarded Isolate calls)."""
     global _supervisor_port
     with _supervisor_lock:
         if _supervisor_port is None or _supervisor_port._address != hub().address:
+            track_closeable(_end_at_exit)
             h = hub()
             port_id = h.register(_on_supervisor_message)
             _supervisor_port = SendPort(h.address, port_id, "isolate-supervisor")
