@@ -69,3 +69,26 @@ def test_a_result_that_cannot_be_pickled_fails_without_retries(h):
     assert status.state is TaskState.FAILED and status.attempt == 0
     assert status.error["type"] == "SerializationError"
     assert h.dead_letters()[0].reason == "not-serializable"
+
+
+def sleep_long(ctx, args):
+    ctx.heartbeat()
+    import time
+
+    time.sleep(120)
+
+
+def test_hard_shutdown_ends_running_isolate_tasks_and_requeues_them(h):
+    import psutil
+
+    h.registry.register("long", TaskHandler(sleep_long))
+    worker, rec = h.worker()
+    tid = h.stem.enqueue("long", {})
+    rec.wait_for(E.HEARTBEAT, tid, timeout=60)
+    pids = {e.data["pid"] for e in rec.of(E.CHILD_INIT)}
+    worker.shutdown(stemnb.WorkerShutdownMode.HARD).result(30)
+    assert h.broker.pending_count("default") == 1 and h.broker.inflight_count("default") == 0
+    assert worker.pool.closed
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    status = h.backend.get(tid)
+    assert status.state is TaskState.QUEUED and status.meta["requeued_by"] == worker.worker_id

@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from .._backend import TaskState
 from .._events import WorkerEventType
 from .._future import Future
 from ._config import WorkerShutdownMode
@@ -84,10 +85,15 @@ def _wait_drained(worker: Worker, timeout: float | None) -> None:
 
 def _hard_stop(worker: Worker) -> None:
     """Requeue every held delivery, stop isolate tasks by ending their processes, close the pool."""
+    from ._outcome import status_meta
+
     held = worker._active.snapshot()
     for task in held:
         task.abandoned = True
-        worker.broker.nack(task.delivery, requeue=True)
+        requeued = worker.broker.nack(task.delivery, requeue=True)
+        if requeued and task.running:  # deliberately handed back: queued again, not "interrupted"
+            meta = status_meta(worker, task, requeued_by=worker.worker_id)
+            worker.backend.set(task.id, TaskState.QUEUED, meta=meta, attempt=task.envelope.attempt)
     for task in held:
         if task.future is not None:
             task.future.cancel()
