@@ -94,7 +94,11 @@ class Envelope:
                 raise MalformedEnvelopeError(
                     f"envelope {name} must be a dict, got {type(value).__name__}"
                 )
-            object.__setattr__(self, name, dict(value))
+            copy = dict(value)
+            bad = [k for k in copy if not isinstance(k, str)]
+            if bad:
+                raise MalformedEnvelopeError(f"envelope {name} keys must be str, got {bad[0]!r}")
+            object.__setattr__(self, name, copy)
         for key, value in self.headers.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise MalformedEnvelopeError(

@@ -79,6 +79,8 @@ def test_is_due_follows_not_before():
         ({"id": "x", "name": 3}, "name must be a str"),
         ({"id": "x", "name": "t", "args": [1, 2]}, "args must be a dict"),
         ({"id": "x", "name": "t", "headers": {"h": 1}}, "headers must map str to str"),
+        ({"id": "x", "name": "t", "args": {1: "a"}}, "args keys must be str"),
+        ({"id": "x", "name": "t", "meta": {None: 1}}, "meta keys must be str"),
         ({"id": "x", "name": "t", "priority": 10}, "priority must be between 0 and 9"),
         ({"id": "x", "name": "t", "priority": "high"}, "priority must be an int"),
         ({"id": "x", "name": "t", "attempt": -1}, "attempt must be >= 0"),
