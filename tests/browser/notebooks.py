@@ -19,6 +19,20 @@ NOTEBOOKS: dict[str, list[str]] = {
         "dash = stemnb.PoolDashboard(pool, interval=0.2)\n"
         "dash",
     ],
+    "worker_dashboard.ipynb": [
+        "import stemnb\n"
+        "registry = stemnb.TaskRegistry()\n"
+        "def add(context, args):\n"
+        "    return args['a'] + args['b']\n"
+        "registry.register('add', stemnb.TaskHandler(add, isolate=False))\n"
+        "broker, backend = stemnb.InMemoryBroker(), stemnb.InMemoryResultBackend()\n"
+        "worker = stemnb.Worker(broker, registry, backend, concurrency=1).start()\n"
+        "stem = stemnb.Stem(broker, backend, registry=registry)",
+        "dash = stemnb.WorkerDashboard(worker, interval=0.2)\n"
+        "dash",
+        "ids = [stem.enqueue('add', {'a': i, 'b': i}) for i in range(3)]\n"
+        "assert [backend.wait_for(t, timeout=60).payload for t in ids] == [0, 2, 4]",
+    ],
     "progress.ipynb": [
         "import os, time\n"
         "from pathlib import Path\n"

@@ -42,6 +42,23 @@ def test_lab_pool_dashboard_renders_and_its_pause_button_pauses_the_pool(run_not
     assert not page.console_errors, page.console_errors
 
 
+def test_lab_worker_dashboard_queue_pause_button_pauses_the_queue(run_notebook_in_lab):
+    page = run_notebook_in_lab("worker_dashboard.ipynb")
+    queue_row = page.locator(".stemnb-worker-dashboard .stemnb-queue-row")
+    queue_row.wait_for(timeout=90_000)
+    page.wait_for_function(
+        "(document.querySelector('.stemnb-worker-dashboard .stemnb-events') || {}).textContent"
+        "?.split('completed').length === 4", timeout=60_000)  # three completed tasks listed
+    assert "default" in queue_row.inner_text()
+    queue_row.get_by_role("button", name="pause").click()
+    page.wait_for_function(
+        "document.querySelector('.stemnb-worker-dashboard .stemnb-queue-row').textContent"
+        ".includes('paused')", timeout=30_000)
+    queue_row.get_by_role("button", name="resume").wait_for(timeout=30_000)
+    assert_no_widget_errors(page)
+    assert not page.console_errors, page.console_errors
+
+
 def test_lab_progress_bar_advances_while_tasks_run(run_notebook_in_lab, notebook_dir):
     page = run_notebook_in_lab("progress.ipynb")
     page.wait_for_selector(BAR, state="attached", timeout=90_000)
