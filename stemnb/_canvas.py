@@ -54,11 +54,13 @@ class Signature:
         return TaskEnqueueOptions(**{**self.options, **{k: v for k, v in changes.items() if v is not None}})
 
     def to_dict(self) -> dict[str, Any]:
+        """The signature as JSON-safe data (how it travels in envelope meta)."""
         return {"name": self.name, "args": dict(self.args), "options": dict(self.options),
                 "headers": dict(self.headers), "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        """Rebuild a signature from :meth:`to_dict` output."""
         return cls(data["name"], data.get("args") or {}, data.get("options") or {},
                    data.get("headers") or {}, data.get("meta") or {})
 
@@ -81,9 +83,11 @@ class ChainResult:
 
     @property
     def id(self) -> str:
+        """The last step's id."""
         return self.ids[-1]
 
     def wait(self, timeout: float | None = None) -> Future[TaskStatus]:
+        """A Future of the last step's terminal status."""
         return self.stem.wait_for_task(self.ids[-1], timeout)
 
 
@@ -96,6 +100,7 @@ class GroupResult:
     ids: tuple[str, ...]
 
     def wait(self, timeout: float | None = None) -> Future[list[TaskStatus]]:
+        """A Future of every member's terminal status, in order."""
         return _gather([self.stem.wait_for_task(i, timeout) for i in self.ids])
 
 
@@ -109,6 +114,7 @@ class ChordResult:
     callback_id: str
 
     def wait(self, timeout: float | None = None) -> Future[TaskStatus]:
+        """A Future of the callback's terminal status."""
         return self.stem.wait_for_task(self.callback_id, timeout)
 
 

@@ -86,6 +86,7 @@ class TaskIsolatePool:
 
     @property
     def closed(self) -> bool:
+        """Whether the pool was closed."""
         return self._pool.closed
 
     @property
@@ -109,18 +110,23 @@ class TaskIsolatePool:
         self._pool.max_memory_per_isolate = max_memory_per_isolate
 
     def statistics(self) -> PoolStatistics:
+        """The pool's counters (:class:`stemnb.PoolStatistics`)."""
         return self._pool.statistics()
 
     def isolates(self) -> list[IsolateInfo]:
+        """One row per process (:class:`stemnb.IsolateInfo`)."""
         return self._pool.isolates()
 
     def on_recycle(self, callback: Callable[[IsolateRecycleEvent], Any], remove: bool = False) -> None:
+        """Call ``callback(IsolateRecycleEvent)`` whenever a process is ended (``remove=True`` stops it)."""
         self._pool.on_recycle(callback, remove)
 
     def on_spawned(self, callback: Callable[[int], Any], remove: bool = False) -> None:
+        """Call ``callback(pid)`` whenever a process starts."""
         self._pool.on_spawned(callback, remove)
 
     def on_disposed(self, callback: Callable[[int], Any], remove: bool = False) -> None:
+        """Call ``callback(pid)`` whenever a process is gone."""
         self._pool.on_disposed(callback, remove)
 
     # -- lifecycle ------------------------------------------------------------------------------

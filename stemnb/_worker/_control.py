@@ -28,14 +28,17 @@ REPLY = "__stem.control.reply__"
 
 
 def worker_queue(namespace: str, worker_id: str) -> str:
+    """The queue a single worker reads its control commands from."""
     return f"{namespace}.control.worker.{worker_id}"
 
 
 def broadcast_channel(namespace: str) -> str:
+    """The broadcast channel every worker of ``namespace`` listens to."""
     return f"{namespace}.control.broadcast"
 
 
 def reply_queue(namespace: str, request_id: str) -> str:
+    """The queue that collects the replies to one request."""
     return f"{namespace}.control.reply.{request_id}"
 
 
@@ -54,6 +57,7 @@ def start(worker: Worker) -> None:
 
 
 def stop(worker: Worker) -> None:
+    """Stop serving control commands (idempotent)."""
     consumer = getattr(worker, "_control_consumer", None)
     if consumer is not None:
         consumer.close()
@@ -135,10 +139,12 @@ def _dispatch(worker: Worker, command: Any, params: dict[str, Any]) -> tuple[dic
 
 
 def ping(worker: Worker) -> dict[str, Any]:
+    """The reply to ``ping``: worker id, primary queue, state and time."""
     return {"worker_id": worker.worker_id, "queue": worker.primary_queue, "state": worker.state.value, "timestamp": time.time()}
 
 
 def stats(worker: Worker) -> dict[str, Any]:
+    """The reply to ``stats``: counters, concurrency, queue depths and the held tasks."""
     active = worker._active.snapshot()
     depths: dict[str, int | None] = {}
     for queue in worker.subscription.queues:
@@ -167,6 +173,7 @@ def stats(worker: Worker) -> dict[str, Any]:
 
 
 def inspect(worker: Worker, include_revoked: bool = False) -> dict[str, Any]:
+    """The reply to ``inspect``: the running tasks (and the known revocations)."""
     out: dict[str, Any] = {"worker_id": worker.worker_id, "active": [t.describe() for t in worker._active.running()]}
     if include_revoked:
         out["revoked"] = worker._revocations.describe()
@@ -213,27 +220,35 @@ class ControlClient:
             self.broker.purge(reply_to)
 
     def ping(self, **kw: Any) -> list[dict[str, Any]]:
+        """Ask workers for a liveness reply."""
         return self.send("ping", **kw)
 
     def stats(self, **kw: Any) -> list[dict[str, Any]]:
+        """Ask workers for their stats snapshot."""
         return self.send("stats", **kw)
 
     def inspect(self, include_revoked: bool = False, **kw: Any) -> list[dict[str, Any]]:
+        """Ask workers for their running tasks (and revocations)."""
         return self.send("inspect", {"include_revoked": include_revoked}, **kw)
 
     def revoke(self, *task_ids: str, terminate: bool = False, reason: str = "revoked", **kw: Any) -> list[dict[str, Any]]:
+        """Revoke ``task_ids`` (persisted by the workers' revoke store); ``terminate`` stops running ones."""
         return self.send("revoke", {"task_ids": list(task_ids), "terminate": terminate, "reason": reason}, **kw)
 
     def pause_queue(self, *queues: str, **kw: Any) -> list[dict[str, Any]]:
+        """Pause ``queues`` (the workers' primary queue when none is given)."""
         return self.send("queue_pause", {"queues": list(queues)}, **kw)
 
     def resume_queue(self, *queues: str, **kw: Any) -> list[dict[str, Any]]:
+        """Resume ``queues``."""
         return self.send("queue_resume", {"queues": list(queues)}, **kw)
 
     def queue_status(self, **kw: Any) -> list[dict[str, Any]]:
+        """Ask workers which queues are paused."""
         return self.send("queue_status", **kw)
 
     def shutdown(self, mode: str = "warm", **kw: Any) -> list[dict[str, Any]]:
+        """Ask workers to shut down (``warm``, ``soft`` or ``hard``)."""
         return self.send("shutdown", {"mode": mode}, **kw)
 
 

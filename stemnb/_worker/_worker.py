@@ -165,10 +165,12 @@ class Worker:
 
     @property
     def subscription_queues(self) -> list[str]:
+        """The queues this worker consumes."""
         return list(self.subscription.queues)
 
     @property
     def subscription_broadcasts(self) -> list[str]:
+        """The broadcast channels this worker consumes."""
         return list(self.subscription.broadcasts)
 
     @property
@@ -286,6 +288,7 @@ class Worker:
         error: BaseException | None = None,
         progress: float | None = None,
     ) -> None:
+        """Emit a :class:`WorkerEvent` of ``type`` (about ``task`` when given) to every listener."""
         env = task.envelope if task is not None else None
         self.events.emit(
             WorkerEvent(
