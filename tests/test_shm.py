@@ -1,0 +1,325 @@
+"""Shared memory: arrays through /dev/shm, shared_array, TransferableTypedData, and clean-up."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import stemnb
+from stemnb import Isolate
+from stemnb._shm import session_segments, sweep_stale_sessions
+
+np = pytest.importorskip("numpy")
+cloudpickle = pytest.importorskip("cloudpickle")
+
+pytestmark = pytest.mark.timeout(180)
+
+WAIT = 30
+
+
+# ---------------------------------------------------------------------- functions run remotely
+def identity(x):
+    return x
+
+
+def try_write(a) -> tuple[bool, str]:
+    try:
+        a[0] = -1.0
+    except ValueError:
+        return a.flags.writeable, "read-only"
+    return a.flags.writeable, f"wrote {a[0]}"
+
+
+def set_first(a, value: float) -> float:
+    a[0] = value
+    return float(a.sum())
+
+
+def read_at(a, i: int) -> float:
+    return float(a[i])
+
+
+def materialize_and_sum(t) -> tuple[float, bool]:
+    arr = t.materialize()
+    arr[0] += 1  # writable and private to this process
+    return float(arr.sum()), bool(arr.flags.writeable)
+
+
+def hold_segments_until_killed(big: stemnb.SendPort, notice: stemnb.SendPort) -> None:
+    held = stemnb.shared_array(1 << 20)
+    big.send(np.arange(1 << 18, dtype=np.float64))  # queued, not yet read, when the worker dies
+    notice.send(("holding", os.getpid(), held._stemnb_segment[0]))  # same connection: arrives after
+    time.sleep(3600)  # the workload being killed; the test never waits on it
+
+
+_kept_alive: list = []  # in the isolate: what it holds when it crashes
+
+
+def hold_segments_then_crash(reply: stemnb.SendPort) -> None:
+    held = stemnb.shared_array(1 << 20)
+    kept = stemnb.TransferableTypedData(np.ones(1 << 18))
+    port = stemnb.ReceivePort()
+
+    def on_message(message: object) -> None:
+        import ctypes
+
+        ctypes.string_at(0)  # segfault while holding both segments
+
+    port.listen(on_message)
+    _kept_alive.append((held, kept))
+    reply.send((held._stemnb_segment[0], kept._name, port.send_port))
+
+
+def send_transferable_and_end(reply: stemnb.SendPort) -> None:
+    reply.send(stemnb.TransferableTypedData(np.full(1 << 18, 2.0)))
+
+
+def new_segments(before: set[str]) -> set[str]:
+    gc.collect()
+    return set(session_segments()) - before
+
+
+# ---------------------------------------------------------------------- arrays through run
+@pytest.mark.slow
+def test_a_200mb_array_round_trip_through_run_leaves_no_segment_once_dropped(pool):
+    before = set(session_segments())
+    big = np.arange(25_000_000, dtype=np.float64)  # 200 MB
+    back = pool.run(identity, big).result(WAIT)
+    assert back.shape == big.shape and np.array_equal(back[::1_000_003], big[::1_000_003])
+    assert back[-1] == 24_999_999.0
+    del back
+    pool.close(timeout=WAIT)
+    assert new_segments(before) == set()
+
+
+def test_a_received_result_array_is_read_only():
+    result = stemnb.run(np.ones, 1 << 20).result(WAIT)
+    assert not result.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        result[0] = 2.0
+
+
+def test_a_received_argument_array_is_read_only_in_the_worker():
+    a = np.zeros(1 << 20)
+    assert stemnb.run(try_write, a).result(WAIT) == (False, "read-only")
+
+
+def test_writable_arrays_are_copy_on_write_and_the_sender_does_not_see_writes():
+    before = set(session_segments())
+    a = np.zeros(1 << 20)
+    with stemnb.IsolatePool(1, writable_arrays=True, debug_name="cow") as pool:
+        assert pool.run(try_write, a).result(WAIT) == (True, "wrote -1.0")
+        assert a[0] == 0.0
+        result = pool.run(np.ones, 1 << 20).result(WAIT)
+        assert result.flags.writeable
+        result[0] = 5.0
+        again = pool.run(identity, a).result(WAIT)  # the reused segments were not written through
+        assert again[0] == 0.0 and a[0] == 0.0
+        del result, again
+    assert new_segments(before) == set()
+
+
+# ---------------------------------------------------------------------- shared_array
+def test_shared_array_writes_are_visible_across_processes():
+    sa = stemnb.shared_array(1000, fill=1.0)
+    assert stemnb.run(set_first, sa, 42.0).result(WAIT) == 1041.0
+    assert sa[0] == 42.0  # the worker wrote our memory
+    sa[1] = 7.0
+    assert stemnb.run(read_at, sa, 1).result(WAIT) == 7.0
+
+
+def test_shared_array_pickles_as_a_reference_whatever_its_size():
+    small = stemnb.shared_array(10)
+    large = stemnb.shared_array(8 << 20, dtype="uint8")
+    assert len(cloudpickle.dumps(large)) < 1024
+    assert abs(len(cloudpickle.dumps(large)) - len(cloudpickle.dumps(small))) < 64
+
+
+def test_a_shared_array_segment_is_unlinked_when_its_last_view_is_dropped():
+    before = set(session_segments())
+    sa = stemnb.shared_array((64, 64), dtype="int32", fill=3)
+    view = sa[10:20]
+    assert len(new_segments(before)) == 1
+    del sa
+    assert len(new_segments(before)) == 1  # the slice keeps it alive
+    assert int(view.sum()) == 3 * 10 * 64
+    del view
+    assert new_segments(before) == set()
+
+
+# ---------------------------------------------------------------------- TransferableTypedData
+def test_transferable_typed_data_materializes_once():
+    t = stemnb.TransferableTypedData(np.arange(10.0))
+    arr = t.materialize()
+    assert arr.tolist() == list(np.arange(10.0)) and arr.flags.writeable
+    with pytest.raises(stemnb.ClosedError, match="already materialized"):
+        t.materialize()
+    with pytest.raises(stemnb.SerializationError):
+        stemnb.ReceivePort().send_port.send(t)
+
+
+def test_transferable_typed_data_pickles_to_the_same_small_size_at_any_size():
+    before = set(session_segments())
+    sizes = {}
+    for n in (128, 8 << 20):
+        t = stemnb.TransferableTypedData(np.ones(n, dtype=np.uint8))
+        data = cloudpickle.dumps(t)
+        sizes[n] = len(data)
+        received = pickle.loads(data)  # the receiver owns it now; dropping it frees the segment
+        assert int(received.materialize().sum()) == n
+        del t, received
+    assert sizes[8 << 20] < 1024 and abs(sizes[8 << 20] - sizes[128]) < 32
+    assert new_segments(before) == set()
+
+
+def test_transferable_typed_data_travels_through_run_and_is_private_to_the_receiver():
+    before = set(session_segments())
+    t = stemnb.TransferableTypedData(np.ones(1 << 18))
+    assert stemnb.run(materialize_and_sum, t).result(WAIT) == (float(1 << 18) + 1, True)
+    del t
+    assert new_segments(before) == set()
+
+
+def test_a_dropped_transferable_typed_data_frees_its_segment():
+    before = set(session_segments())
+    t = stemnb.TransferableTypedData(np.ones(1 << 18))
+    assert len(new_segments(before)) == 1
+    del t
+    assert new_segments(before) == set()
+
+
+def test_a_transferable_sent_by_an_isolate_that_then_ended_can_still_be_materialized():
+    before = set(session_segments())
+    with stemnb.ReceivePort() as replies, stemnb.ReceivePort() as exit_port:
+        stemnb.spawn(send_transferable_and_end, replies.send_port, on_exit=exit_port.send_port).result(WAIT)
+        exit_port.receive(timeout=WAIT)
+        t = replies.receive(timeout=WAIT)
+        assert float(t.materialize().sum()) == 2.0 * (1 << 18)
+    del t
+    assert new_segments(before) == set()
+
+
+# ---------------------------------------------------------------------- clean-up after deaths
+def test_no_segment_is_left_after_a_worker_is_sigkilled_mid_call(pool, port):
+    before = set(session_segments())
+    notices = stemnb.ReceivePort("notices")
+    fut = pool.run(hold_segments_until_killed, port.send_port, notices.send_port)
+    kind, pid, name = notices.receive(timeout=WAIT)
+    notices.close()
+    assert kind == "holding" and name in session_segments()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(stemnb.IsolateExitedError) as info:
+        fut.result(WAIT)
+    assert info.value.signal == signal.SIGKILL
+    assert name not in session_segments()
+    in_flight = port.receive(timeout=WAIT)  # handed over to us before the worker died
+    assert np.array_equal(in_flight, np.arange(1 << 18, dtype=np.float64))
+    del in_flight
+    assert pool.run(identity, 1).result(WAIT) == 1
+    assert {n for n in new_segments(before) if f"-{pid}-" in n} == set()
+
+
+def test_no_segment_is_left_after_an_isolate_crashes_while_holding_segments():
+    before = set(session_segments())
+    with stemnb.ReceivePort() as replies, stemnb.ReceivePort() as exit_port:
+        stemnb.spawn(hold_segments_then_crash, replies.send_port, on_exit=exit_port.send_port).result(WAIT)
+        shared_name, transferable_name, port = replies.receive(timeout=WAIT)
+        assert {shared_name, transferable_name} <= set(session_segments())
+        port.send("crash")
+        exit_port.receive(timeout=WAIT)
+    assert new_segments(before) == set()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_segments_of_a_dead_session_are_swept():
+    dead = _dead_pid()
+    stale = f"/dev/shm/stemnb-{dead}xdeadbeef-{dead}-0"
+    foreign = f"/dev/shm/not-stemnb-{dead}-test"
+    live = stemnb.shared_array(16)
+    for path in (stale, foreign):
+        with open(path, "wb") as fh:
+            fh.write(b"x")
+    try:
+        assert sweep_stale_sessions() >= 1
+        assert not os.path.exists(stale)
+        assert os.path.exists(foreign)  # not ours: untouched
+        assert live._stemnb_segment[0] in session_segments()  # a live session is kept
+    finally:
+        for path in (stale, foreign):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def test_a_new_session_sweeps_stale_segments_when_it_starts():
+    dead = _dead_pid()
+    stale = f"/dev/shm/stemnb-{dead}xfeedf00d-{dead}-3"
+    with open(stale, "wb") as fh:
+        fh.write(b"x")
+    env = {k: v for k, v in os.environ.items() if k != "STEMNB_SESSION"}
+    try:
+        subprocess.run([sys.executable, "-c", "from stemnb._runtime import ensure_started; ensure_started()"],
+                       env=env, check=True, timeout=WAIT)
+        assert not os.path.exists(stale)
+    finally:
+        if os.path.exists(stale):
+            os.unlink(stale)
+
+
+# ---------------------------------------------------------------------- a /dev/shm that is too small
+@pytest.fixture
+def tiny_dir(tmp_path):
+    """A 1 MB tmpfs (needs root to mount; the test is skipped otherwise)."""
+    target = tmp_path / "tiny-shm"
+    target.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def point_shm_at(monkeypatch, directory) -> None:
+    """Make this process create its segments in ``directory`` (and warn afresh)."""
+    import stemnb._serialize
+    import stemnb._shm
+
+    monkeypatch.setattr(stemnb._shm, "SHM_DIR", str(directory))
+    monkeypatch.setattr(stemnb._serialize, "_warned", False)
+
+
+def test_a_too_small_dev_shm_falls_back_to_the_pipe_with_a_warning(tiny_dir, monkeypatch):
+    big = np.arange(1 << 19, dtype=np.float64)  # 4 MB, more than the 1 MB tmpfs holds
+    with monkeypatch.context() as patch, stemnb.ReceivePort() as port:
+        point_shm_at(patch, tiny_dir)
+        with pytest.warns(stemnb.SharedMemoryWarning, match="too small or full"):
+            port.send_port.send(big)
+        assert np.array_equal(port.receive(timeout=WAIT), big)
+        port.send_port.send(big)  # warned once; still works
+        assert np.array_equal(port.receive(timeout=WAIT), big)
+    assert os.listdir(tiny_dir) == []
+
+
+def test_a_too_small_dev_shm_still_runs_calls_with_large_arguments(tiny_dir, monkeypatch):
+    big = np.arange(1 << 19, dtype=np.float64)
+    with stemnb.IsolatePool(1, debug_name="tiny") as pool:
+        assert pool.run(identity, 1).result(WAIT) == 1  # the pool is up before /dev/shm "shrinks"
+        with monkeypatch.context() as patch:
+            point_shm_at(patch, tiny_dir)
+            with pytest.warns(stemnb.SharedMemoryWarning):
+                assert pool.run(np.sum, big).result(WAIT) == float(big.sum())
+            assert os.listdir(tiny_dir) == []
