@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import mmap
 import os
+import tempfile
 from typing import Any
 
-from ._shm import SHM_DIR, Segment
+from ._exceptions import SharedMemoryError
+from ._shm import Segment
 
 RING = 64  #: pipelining depth must stay below this
 
@@ -21,20 +23,38 @@ RING = 64  #: pipelining depth must stay below this
 class ClaimBoard:
     """One worker's board; the parent makes it, the worker attaches with :meth:`attach`."""
 
-    def __init__(self, lock: Any, name: str, owner: Segment | None, view: memoryview) -> None:
+    def __init__(self, lock: Any, path: str, owner: Segment | None, view: memoryview) -> None:
         self._lock = lock
-        self.name = name
+        self.name = path
+        self._temp_path: str | None = None
         self._owner = owner
         self._slots = view
 
     @classmethod
     def create(cls) -> ClaimBoard:
+        """A new board in ``/dev/shm``, or in a temporary file when shared memory is unavailable."""
         from loky.backend.context import get_context
 
-        seg = Segment(8 * (RING + 1))
+        lock = get_context("loky").Lock()
+        try:
+            seg = Segment(8 * (RING + 1))
+        except SharedMemoryError:
+            return cls._in_temp_file(lock)
         view = memoryview(seg.map).cast("q")
         view[0] = 0
-        return cls(get_context("loky").Lock(), seg.name, seg, view)
+        return cls(lock, seg.path, seg, view)
+
+    @classmethod
+    def _in_temp_file(cls, lock: Any) -> ClaimBoard:
+        fd, path = tempfile.mkstemp(prefix="stemnb-claim-")
+        try:
+            os.write(fd, bytes(8 * (RING + 1)))
+            m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
+        board = cls(lock, path, None, memoryview(m).cast("q"))
+        board._temp_path = path
+        return board
 
     def for_child(self) -> tuple[Any, str]:
         """What the worker needs (picklable while the worker is being spawned)."""
@@ -42,13 +62,13 @@ class ClaimBoard:
 
     @classmethod
     def attach(cls, spec: tuple[Any, str]) -> ClaimBoard:
-        lock, name = spec
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+        lock, path = spec
+        fd = os.open(path, os.O_RDWR)
         try:
             m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
         finally:
             os.close(fd)
-        return cls(lock, name, None, memoryview(m).cast("q"))
+        return cls(lock, path, None, memoryview(m).cast("q"))
 
     def claim(self, seq: int) -> bool:
         """Worker: start call ``seq`` unless it was revoked. True means it may run."""
@@ -87,3 +107,7 @@ class ClaimBoard:
             self._slots.release()
             self._owner.destroy()
             self._owner = None
+        elif self._temp_path is not None:
+            self._slots.release()
+            os.unlink(self._temp_path)
+            self._temp_path = None

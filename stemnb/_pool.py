@@ -176,6 +176,10 @@ class IsolatePool:
                 raise ClosedError(f"pool {self.debug_name!r} is closed")
             self._counts["submitted"] += 1
             self._queue.append(call)
+            if not self._workers:  # every process died at start before: try again for this call
+                self._spawn_failures = 0
+                while len(self._workers) < self._target:
+                    self._spawn_locked()
             self._pump_locked()
         return future
 
@@ -316,7 +320,6 @@ class IsolatePool:
             return
         self._emit("spawned", worker.pid)
         with self._lock:
-            self._spawn_failures = 0
             if worker.stop_reason is not None or self._state in ("closing", "closed"):
                 self._stop_locked(worker, worker.stop_reason or IsolateRecycleReason.SHUTDOWN)
             else:
@@ -357,6 +360,7 @@ class IsolatePool:
             call = worker.inflight.popleft() if worker.inflight else None
             if kind != "skipped":
                 worker.tasks_done += 1
+                self._spawn_failures = 0
             worker.started = time.time() if worker.inflight else None
         if call is None or call.id != call_id:
             raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
@@ -460,7 +464,12 @@ class IsolatePool:
         with self._lock:  # only now, with its call settled, does the worker leave the pool
             self._workers.remove(worker)
             self._counts["recycled"] += 1
-            if self._state == "running" or self._state == "paused":
+            if reason is IsolateRecycleReason.CRASHED and worker.tasks_done == 0 and running is None:
+                self._spawn_failures += 1  # it died before doing anything: do not respawn forever
+            if self._spawn_failures >= _MAX_SPAWN_FAILURES and not self._workers:
+                self._fail_queue_locked(IsolateExitedError.for_exit(
+                    f"every process of pool {self.debug_name!r} died at start; the last", child.pid, exitcode))
+            elif self._state == "running" or self._state == "paused":
                 while len(self._workers) < self._target:
                     self._spawn_locked()
             elif self._queue and not self._workers:

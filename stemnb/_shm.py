@@ -84,9 +84,10 @@ class Segment:
         session = current_session()
         self.name = f"{session.prefix}-{os.getpid()}-{next(_counter)}"
         self.capacity = capacity
-        fd = os.open(_path(self.name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        self._path = _path(self.name)
+        fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            _tracker_register(self.name)
+            _resource_tracker().register(self._path, "file")
             try:
                 os.posix_fallocate(fd, 0, capacity)
             except OSError as exc:
@@ -100,16 +101,21 @@ class Segment:
             os.close(fd)
         self.unlinked = False
 
+    @property
+    def path(self) -> str:
+        """Full path of the segment (the directory in force when it was made)."""
+        return self._path
+
     def write(self, data: memoryview) -> None:
         """Copy ``data`` (a contiguous buffer) to the start of the segment."""
         memoryview(self.map)[: data.nbytes] = data.cast("B")
 
     def _unlink(self) -> None:
         try:
-            os.unlink(_path(self.name))
+            os.unlink(self._path)
         except FileNotFoundError:
             return  # whoever unlinked it also unregistered it
-        _tracker_unregister(self.name)
+        (_tracker or _resource_tracker()).unregister(self._path, "file")
 
     def destroy(self) -> None:
         """Unlink the name and drop this process's mapping (idempotent)."""

@@ -363,3 +363,23 @@ def test_close_returns_only_once_every_running_call_is_settled(port):
         port.receive(30)
         p.close(timeout=0.05)
         assert running.done(), "close() returned before settling the call it ended"
+
+
+def test_processes_that_die_at_start_fail_the_queue_instead_of_respawning_forever(monkeypatch):
+    import stemnb._worker_loop as loop
+
+    p = stemnb.IsolatePool(1)
+    try:
+        assert p.run(abs, -1).result(60) == 1
+        # make every new process die at start: its claim board path points nowhere
+        monkeypatch.setattr("stemnb._claim.ClaimBoard.for_child", lambda self: (self._lock, "/nonexistent/board"))
+        pid = p.isolates()[0].pid
+        p.kill_isolate(pid)
+        fut = p.run(abs, -2)
+        with pytest.raises(stemnb.IsolateExitedError, match="died at start"):
+            fut.result(120)
+        assert p.statistics().recycled < 10
+    finally:
+        monkeypatch.undo()
+        p.close(timeout=30)
+    del loop
