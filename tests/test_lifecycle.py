@@ -1,0 +1,176 @@
+"""Process lifecycle: nothing outlives close(), a SIGKILLed parent, or a normal exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import stemnb
+from stemnb._session import pid_is_alive
+
+pytestmark = pytest.mark.timeout(180)
+
+WAIT = 30
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def listen_forever(reply: stemnb.SendPort) -> None:
+    port = stemnb.ReceivePort()
+    port.listen(lambda message: None)
+    reply.send(port.send_port)
+
+
+def wait_until(check, timeout: float = WAIT, what: str = "condition"):
+    """Poll ``check`` (no notification exists for a process vanishing) until truthy, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} still not true after {timeout}s")
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------- in this process
+def test_no_child_process_is_left_after_close():
+    import psutil
+
+    pool = stemnb.IsolatePool(2, debug_name="lifecycle")
+    assert [pool.run(square, i).result(WAIT) for i in range(4)] == [0, 1, 4, 9]
+    pids = {info.pid for info in pool.isolates()}
+    assert len(pids) == 2 and all(pid_is_alive(p) for p in pids)
+    pool.close()
+    pool.close()  # idempotent
+    assert not any(pid_is_alive(p) for p in pids)
+    assert pids.isdisjoint(c.pid for c in psutil.Process().children(recursive=True))
+    with pytest.raises(stemnb.ClosedError):
+        pool.run(square, 1)
+
+
+def test_an_isolate_process_is_gone_once_its_exit_is_reported():
+    with stemnb.ReceivePort() as replies, stemnb.ReceivePort() as exit_port:
+        iso = stemnb.spawn(listen_forever, replies.send_port, on_exit=exit_port.send_port).result(WAIT)
+        replies.receive(timeout=WAIT).send("hello")
+        iso.kill()
+        exit_port.receive(timeout=WAIT)
+    assert not pid_is_alive(iso.pid)
+
+
+# ---------------------------------------------------------------------- in a parent we kill
+PARENT_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import numpy as np
+    import stemnb
+    from stemnb._session import current_session
+
+    kept = []
+
+    def hold_and_listen(args):
+        reply, nested = args
+        kept.append(stemnb.shared_array(1 << 18, fill=1.0))
+        if nested:  # an isolate of the isolate
+            child = stemnb.spawn(hold_and_listen, (reply, False)).result(30)
+            kept.append(child)
+        port = stemnb.ReceivePort()
+        port.listen(lambda message: None)
+        reply.send(("isolate", os.getpid()))
+
+    def spawn_from_worker(reply):
+        iso = stemnb.spawn(hold_and_listen, (reply, False)).result(30)
+        return iso.pid
+
+    pool = stemnb.IsolatePool(2, debug_name="doomed")
+    assert pool.run(np.sum, np.ones(1 << 20)).result(30) == float(1 << 20)  # cached segments
+    replies = stemnb.ReceivePort()
+    iso = stemnb.spawn(hold_and_listen, (replies.send_port, True)).result(30)
+    worker_child = pool.run(spawn_from_worker, replies.send_port).result(30)
+    isolates = sorted(replies.receive(30)[1] for _ in range(3))
+    kept.append(stemnb.shared_array(1 << 18))
+    t = stemnb.TransferableTypedData(np.ones(1 << 18))
+    from loky.backend import resource_tracker
+    report = {
+        "session": current_session().prefix,
+        "workers": [i.pid for i in pool.isolates()],
+        "isolates": isolates,
+        "worker_child": worker_child,
+        "tracker": resource_tracker._resource_tracker._pid,
+    }
+    print(json.dumps(report), flush=True)
+    if sys.argv[1] == "wait":
+        sys.stdin.read()  # until we are killed
+    """
+)
+
+
+def run_parent(mode: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "STEMNB_SESSION"}  # its own session
+    return subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT, mode], cwd=REPO, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def read_report(proc: subprocess.Popen) -> dict:
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"parent script failed: {proc.communicate(timeout=WAIT)[1]}")
+    return json.loads(line)
+
+
+def session_files(prefix: str) -> list[str]:
+    return [n for n in os.listdir("/dev/shm") if n.startswith(prefix + "-")]
+
+
+@pytest.fixture
+def killed_parent():
+    """A parent with a pool, isolates (one nested, one started by a worker) and segments, SIGKILLed."""
+    proc = run_parent("wait")
+    try:
+        report = read_report(proc)
+        assert session_files(report["session"])  # it does hold segments
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(WAIT)
+        yield report
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)
+
+
+@pytest.mark.slow
+def test_every_child_ends_when_its_parent_is_sigkilled(killed_parent):
+    pids = killed_parent["workers"] + killed_parent["isolates"]
+    assert len(pids) == 5 and killed_parent["worker_child"] in pids
+    wait_until(lambda: not any(pid_is_alive(p) for p in pids), what=f"children {pids} ended")
+
+
+@pytest.mark.slow
+def test_nothing_is_left_in_dev_shm_once_the_tracker_cleans_up_after_a_sigkilled_parent(killed_parent):
+    prefix = killed_parent["session"]
+    wait_until(lambda: not pid_is_alive(killed_parent["tracker"]), what="the resource tracker ended")
+    assert session_files(prefix) == []
+
+
+@pytest.mark.slow
+def test_a_normal_exit_prints_no_resource_tracker_warning_and_leaves_nothing():
+    proc = run_parent("exit")
+    report = read_report(proc)
+    _, err = proc.communicate(timeout=WAIT)  # also waits for the tracker, which shares stderr
+    assert proc.returncode == 0, err
+    assert "resource_tracker" not in err and "Warning" not in err, err
+    assert session_files(report["session"]) == []
+    pids = report["workers"] + report["isolates"] + [report["tracker"]]
+    wait_until(lambda: not any(pid_is_alive(p) for p in pids), what=f"children {pids} ended")
