@@ -36,6 +36,7 @@ class ActiveTask:
         self.lease_length: float | None = None
         self.settled = threading.Event()
         self.revoke_reason: str | None = None
+        self.slot_held = False  # holds one of the worker's concurrency slots
         self.abandoned = False  # a hard shutdown requeued it: write nothing more
         self.lingering: threading.Thread | None = None  # an inline run that outlived its hard limit
 

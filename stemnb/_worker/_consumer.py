@@ -20,8 +20,10 @@ POLL = 0.25  # seconds a blocked get waits before re-checking that the worker st
 
 
 class ConsumerLoop:
-    """Receives deliveries into a local buffer; runner threads take them while holding a slot.
+    """Receives deliveries into a local buffer; runner threads take and handle them.
 
+    A runner holds one of the worker's concurrency slots only while its task runs (see
+    ``_pipeline``).
     The broker hands out at most ``prefetch`` unsettled deliveries; every held delivery has its
     lease renewed from receipt, so a buffered one does not expire while it waits for a slot.
     """
@@ -44,7 +46,9 @@ class ConsumerLoop:
         )
         receiver = threading.Thread(target=self._receive, name=f"stemnb-{w.worker_id}-consume", daemon=True)
         self._threads.append(receiver)
-        for i in range(w._max_slots):
+        # twice as many runners as slots: while some tasks run (holding a slot), others do their
+        # checks or store their results, so broker and backend round trips overlap the runs
+        for i in range(2 * w._max_slots):
             self._threads.append(
                 threading.Thread(target=self._run, name=f"stemnb-{w.worker_id}-runner-{i}", daemon=True)
             )
@@ -110,22 +114,20 @@ class ConsumerLoop:
 
         requeue_unstarted(w, [task])
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker stopped taking deliveries."""
+        return self._stopping
+
     def _run(self) -> None:
         w = self._worker
         from ._pipeline import handle
 
         while True:
-            if not w._slots.acquire(timeout=POLL):
-                if self._stopping:
-                    return
-                continue
-            try:
-                task = self._next()
-                if task is None:
-                    return
-                handle(w, task)
-            finally:
-                w._slots.release()
+            task = self._next()
+            if task is None:
+                return
+            handle(w, task)
 
     def _next(self) -> ActiveTask | None:
         with self._cond:

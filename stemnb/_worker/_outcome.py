@@ -250,6 +250,14 @@ def requeue_unstarted(worker: Worker, tasks: list[ActiveTask]) -> None:
             release(worker, task)
 
 
+def free_slot(worker: Worker, task: ActiveTask) -> None:
+    """Give back the task's concurrency slot, unless an inline run outlived its hard limit (it
+    keeps the slot until its thread returns, see :func:`release`)."""
+    if task.slot_held and task.lingering is None:
+        task.slot_held = False
+        worker._slots.release()
+
+
 def release(worker: Worker, task: ActiveTask) -> None:
     """Stop the task's timers and forget it (after waiting for an inline run past its limit)."""
     task.settled.set()
@@ -258,4 +266,7 @@ def release(worker: Worker, task: ActiveTask) -> None:
     if lingering is not None:
         task.lingering = None
         lingering.join()
+    if task.slot_held:
+        task.slot_held = False
+        worker._slots.release()
     worker._active.remove(task)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._backend import TaskState
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stemnb.worker")
 
 PAUSED_QUEUE_BACKOFF = 0.25
+SLOT_POLL = 0.25  # seconds between checks that the worker still runs while waiting for a slot
 EXPIRES_KEY = "stem.expiresAt"
 SOFT_LIMIT_KEY = "stem.softTimeLimit"
 HARD_LIMIT_KEY = "stem.timeLimit"
@@ -34,6 +37,10 @@ def handle(worker: Worker, task: ActiveTask) -> None:
     task leaves the active set.
     """
     try:
+        if not _wait_for_slot(worker, task):
+            if not task.abandoned:
+                _outcome.requeue_unstarted(worker, [task])
+            return
         _handle(worker, task)
     except BaseException as exc:  # the outcome step itself failed: give the delivery back
         log.exception("worker %s: settling task %s failed", worker.worker_id, task.id)
@@ -41,6 +48,19 @@ def handle(worker: Worker, task: ActiveTask) -> None:
         _outcome.requeue_unstarted(worker, [task])
     finally:
         _outcome.release(worker, task)
+
+
+def _wait_for_slot(worker: Worker, task: ActiveTask) -> bool:
+    """Take a concurrency slot for ``task``; False when the worker stops (or dropped the task) first."""
+    while True:
+        if task.abandoned or worker._consumer.stopping:
+            return False
+        if worker._slots.acquire(timeout=SLOT_POLL):
+            if task.abandoned or worker._consumer.stopping:
+                worker._slots.release()
+                return False
+            task.slot_held = True
+            return True
 
 
 def _handle(worker: Worker, task: ActiveTask) -> None:
@@ -100,14 +120,17 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
     start_task_timers(worker, task, soft_limit(env, handler.options))
     from ._execution import execute
 
+    settle: Callable[[], None]
     try:
         result = execute(worker, task, handler, args)
     except TaskRetryRequest as request:
-        _outcome.explicit_retry(worker, task, request)
+        settle = partial(_outcome.explicit_retry, worker, task, request)
     except BaseException as exc:  # noqa: BLE001 - SystemExit in a task is a task failure too
-        _outcome.failure(worker, task, exc)
+        settle = partial(_outcome.failure, worker, task, exc)
     else:
-        _outcome.success(worker, task, result)
+        settle = partial(_outcome.success, worker, task, result)
+    _outcome.free_slot(worker, task)  # the run is over: storing its outcome overlaps the next run
+    settle()
 
 
 def soft_limit(env: Any, options: Any) -> float | None:
