@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._claim import ClaimBoard
 from ._exceptions import (
     ClosedError,
     IsolateExitedError,
@@ -28,71 +27,26 @@ from ._exceptions import (
 from ._future import Future
 from ._interrupt import remember
 from ._output import capture_origin
+from ._pool_helpers import (
+    _apply_chunk,
+    _blame,
+    _check_positive,
+    _chunks,
+    _fn_name,
+    _ordered,
+    _unordered,
+)
+from ._pool_records import _Call, _Worker
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason, PoolStatistics
-from ._process import ChildProcess, start_child, wait_connected
+from ._process import start_child, wait_connected
 from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, discard, dumps, loads
 from ._shm import SegmentCache, SegmentRef, sweep_pid
-from ._timers import TimerHandle, call_later
+from ._timers import call_later
 
 _pool_ids = itertools.count(1)
 _MAX_SPAWN_FAILURES = 3
 PIPELINE_DEPTH = 4  #: calls a busy worker may hold while the pool has a backlog
-
-
-class _Call:
-    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
-                 "cancelled")
-
-    def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
-        self.id = cid
-        self.future = future
-        self.payload = payload
-        self.timeout = timeout
-        self.name = name
-        self.timer: TimerHandle | None = None
-        self.origin = future.origin
-        self.seq = 0  # its number on the worker it was last sent to
-        self.started = False  # set_running_or_notify_cancel() has been called
-        self.cancelled = False  # stopped by cancel(): nobody else settles it
-
-
-class _Worker:
-    __slots__ = ("name", "child", "state", "tasks_done", "rss", "inflight", "started", "stop_reason",
-                 "kill_reason", "lent", "released", "send_lock", "thread", "board", "seq", "stolen")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.child: ChildProcess | None = None
-        self.state = "starting"
-        self.tasks_done = 0
-        self.rss = 0
-        self.inflight: collections.deque[_Call] = collections.deque()  # head runs, the rest wait
-        self.started: float | None = None
-        self.stop_reason: IsolateRecycleReason | None = None  # stop after the current call
-        self.kill_reason: IsolateRecycleReason | None = None  # we killed it
-        self.lent: set[str] = set()  # our argument segments it may still map
-        self.released: collections.deque[str] = collections.deque()  # its result segments we dropped
-        self.send_lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-        self.board = ClaimBoard.create()
-        self.seq = 0
-        self.stolen: set[int] = set()  # ids of calls taken back whose "skipped" is still to come
-
-    @property
-    def call(self) -> _Call | None:
-        """The call this worker runs (or is about to run), if any."""
-        return self.inflight[0] if self.inflight else None
-
-    @property
-    def pid(self) -> int | None:
-        return self.child.pid if self.child else None
-
-    def send(self, msg: tuple) -> None:
-        assert self.child is not None and self.child.conn is not None
-        data = pickle.dumps(msg, protocol=5)
-        with self.send_lock:
-            self.child.conn.send_bytes(data)
 
 
 class IsolatePool:
@@ -678,56 +632,3 @@ class IsolatePool:
         return render_pool(self.statistics(), self.isolates(), name=self.debug_name)
 
 
-# ---------------------------------------------------------------------- helpers
-def _check_positive(label: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{label} must be a positive integer, not {value!r}")
-
-
-def _fn_name(fn: Callable) -> str:
-    return getattr(fn, "__qualname__", None) or type(fn).__name__
-
-
-def _blame(fn: Callable, args: tuple, kwargs: dict, exc: SerializationError) -> SerializationError:
-    """Re-word a pickling failure to name the culprit: the function, an argument or a keyword."""
-    import cloudpickle
-
-    parts: list[tuple[str, Any]] = [(f"function {_fn_name(fn)!r}", fn)]
-    parts += [(f"argument {i} ({type(a).__name__})", a) for i, a in enumerate(args)]
-    parts += [(f"keyword argument {k!r} ({type(v).__name__})", v) for k, v in kwargs.items()]
-    for label, obj in parts:
-        try:
-            cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda b: False)
-        except Exception as inner:  # noqa: BLE001
-            return SerializationError(f"cannot pickle {label}: {type(inner).__name__}: {inner}", "argument")
-    return exc
-
-
-def _apply_chunk(fn: Callable, chunk: list) -> list:
-    return [fn(item) for item in chunk]
-
-
-def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list]:
-    it = iter(iterable)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
-def _ordered(futures: list[Future]) -> Iterator[Any]:
-    try:
-        for fut in futures:
-            yield from fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()
-
-
-def _unordered(futures: list[Future]) -> Iterator[Any]:
-    from concurrent.futures import as_completed
-
-    try:
-        for fut in as_completed(futures):
-            yield from fut.result()
-    finally:
-        for fut in futures:
-            fut.cancel()

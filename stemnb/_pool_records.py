@@ -1,0 +1,69 @@
+"""The pool's book-keeping records: one per call, one per worker process."""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import threading
+
+from ._claim import ClaimBoard
+from ._future import Future
+from ._pool_types import IsolateRecycleReason
+from ._process import ChildProcess
+from ._serialize import Payload
+from ._timers import TimerHandle
+
+
+class _Call:
+    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
+                 "cancelled")
+
+    def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
+        self.id = cid
+        self.future = future
+        self.payload = payload
+        self.timeout = timeout
+        self.name = name
+        self.timer: TimerHandle | None = None
+        self.origin = future.origin
+        self.seq = 0  # its number on the worker it was last sent to
+        self.started = False  # set_running_or_notify_cancel() has been called
+        self.cancelled = False  # stopped by cancel(): nobody else settles it
+
+
+class _Worker:
+    __slots__ = ("name", "child", "state", "tasks_done", "rss", "inflight", "started", "stop_reason",
+                 "kill_reason", "lent", "released", "send_lock", "thread", "board", "seq", "stolen")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.child: ChildProcess | None = None
+        self.state = "starting"
+        self.tasks_done = 0
+        self.rss = 0
+        self.inflight: collections.deque[_Call] = collections.deque()  # head runs, the rest wait
+        self.started: float | None = None
+        self.stop_reason: IsolateRecycleReason | None = None  # stop after the current call
+        self.kill_reason: IsolateRecycleReason | None = None  # we killed it
+        self.lent: set[str] = set()  # our argument segments it may still map
+        self.released: collections.deque[str] = collections.deque()  # its result segments we dropped
+        self.send_lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.board = ClaimBoard.create()
+        self.seq = 0
+        self.stolen: set[int] = set()  # ids of calls taken back whose "skipped" is still to come
+
+    @property
+    def call(self) -> _Call | None:
+        """The call this worker runs (or is about to run), if any."""
+        return self.inflight[0] if self.inflight else None
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child else None
+
+    def send(self, msg: tuple) -> None:
+        assert self.child is not None and self.child.conn is not None
+        data = pickle.dumps(msg, protocol=5)
+        with self.send_lock:
+            self.child.conn.send_bytes(data)
