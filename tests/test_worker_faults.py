@@ -92,3 +92,38 @@ def test_hard_shutdown_ends_running_isolate_tasks_and_requeues_them(h):
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     status = h.backend.get(tid)
     assert status.state is TaskState.QUEUED and status.meta["requeued_by"] == worker.worker_id
+
+
+class FailingBackend(stemnb.InMemoryResultBackend):
+    """A real in-memory backend whose writes of one state fail a few times, like a dropped connection."""
+
+    def __init__(self, state, failures):
+        super().__init__()
+        self.fail_state, self.failures = state, failures
+
+    def set(self, task_id, state, **kw):
+        if stemnb.TaskState(state) is self.fail_state and self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("backend unreachable")
+        return super().set(task_id, state, **kw)
+
+
+def test_a_failed_result_write_requeues_the_task_and_nothing_is_lost():
+    from worker_support import FAST_LIFECYCLE, Recorder
+
+    broker = stemnb.InMemoryBroker(delayed_interval=0.005, claim_interval=0.02)
+    backend = FailingBackend(TaskState.SUCCEEDED, failures=2)
+    registry = stemnb.TaskRegistry()
+    registry.register("t", TaskHandler.inline(lambda ctx, a: "stored at last"))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    worker = stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=FAST_LIFECYCLE)
+    rec = Recorder(worker)
+    worker.start()
+    try:
+        tid = stem.enqueue("t", {})
+        assert stem.wait_for_task(tid, 30).result().payload == "stored at last"
+        assert len([e for e in rec.of(E.ERROR) if e.data.get("where") == "settle"]) == 2
+        assert broker.wait_drained("default", 10)
+    finally:
+        worker.close()
+        broker.close()

@@ -45,7 +45,10 @@ def handle(worker: Worker, task: ActiveTask) -> None:
     except BaseException as exc:  # the outcome step itself failed: give the delivery back
         log.exception("worker %s: settling task %s failed", worker.worker_id, task.id)
         worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
-        _outcome.requeue_unstarted(worker, [task])
+        try:
+            _outcome.requeue_unstarted(worker, [task])
+        except Exception:  # the broker is unreachable: its lease runs out and it comes back
+            log.exception("worker %s: could not requeue task %s", worker.worker_id, task.id)
     finally:
         _outcome.release(worker, task)
 
