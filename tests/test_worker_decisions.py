@@ -358,3 +358,15 @@ def test_retry_recovery_policy_counts_an_interrupted_run_as_a_failure(h, max_ret
     if state is TaskState.FAILED:
         assert status.error["type"] == "TaskInterruptedError"
         assert h.dead_letters()[0].reason == "max-retries-exhausted"
+
+
+def test_a_declared_rate_limit_is_honoured_without_a_configured_limiter(h):
+    h.registry.register("limited", TaskHandler.inline(lambda ctx, a: time.time(), TaskOptions(rate_limit="2/s")))
+    worker, rec = h.worker()
+    assert worker.rate_limiter is None
+    ids = [h.stem.enqueue("limited", {}) for _ in range(4)]
+    ran_at = sorted(h.wait(tid).payload for tid in ids)
+    limited = rec.of(E.RETRIED)
+    assert limited and all(e.data["rateLimited"] and e.data["rateKey"] == "limited:global" for e in limited)
+    assert isinstance(worker.rate_limiter, stemnb.TokenBucketRateLimiter)
+    assert ran_at[3] - ran_at[0] >= 0.9  # four runs of a 2/s bucket that starts full: two wait ~0.5 s each
