@@ -1,0 +1,56 @@
+"""The example notebooks: built from notebooks/build.py, committed with clean outputs.
+
+Their outputs are checked by ``pytest --nbval notebooks/ --nbval-sanitize-with
+notebooks/sanitize.cfg`` (part of CI); these tests keep the committed files honest.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = load_build()
+
+
+def test_the_four_example_notebooks_exist():
+    assert sorted(BUILD.NOTEBOOKS) == ["00_quickstart.ipynb", "01_isolate_run.ipynb",
+                                       "02_spawn_and_ports.ipynb", "03_worker_quickstart.ipynb"]
+
+
+@pytest.mark.parametrize("name", sorted(BUILD.NOTEBOOKS))
+def test_committed_notebook_matches_its_build_script(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    expected = [(BUILD.MD if kind == BUILD.MD else BUILD.PY, src) for kind, src in BUILD.NOTEBOOKS[name]]
+    actual = [(BUILD.MD if c.cell_type == "markdown" else BUILD.PY, c.source) for c in nb.cells]
+    assert actual == expected, f"{name} is stale: run python notebooks/build.py"
+
+
+@pytest.mark.parametrize("name", sorted(BUILD.NOTEBOOKS))
+def test_committed_notebook_was_executed_without_errors_or_stderr(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), "every code cell ran"
+    for cell in code:
+        for out in cell.outputs:
+            assert out.output_type != "error", cell.source
+            assert not (out.output_type == "stream" and out.name == "stderr"), (cell.source, out.text)
+
+
+def test_widget_cells_are_excluded_from_output_comparison():
+    for name, cells in BUILD.NOTEBOOKS.items():
+        for kind, src in cells:
+            if kind == BUILD.PY and ("Dashboard(" in src or "stemnb.progress(" in src):
+                assert src.startswith("# NBVAL_IGNORE_OUTPUT"), (name, src)
