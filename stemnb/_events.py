@@ -98,6 +98,11 @@ class EventHub:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def has_listeners(self) -> bool:
+        """Whether anything listens (lets emitters skip building events nobody reads)."""
+        return bool(self._sinks)
+
     def listen(self, callback: Callable[[WorkerEvent], Any]) -> Subscription:
         """Call ``callback(event)`` for each later event. Returns a Subscription."""
 

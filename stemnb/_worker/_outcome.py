@@ -91,7 +91,8 @@ def success(worker: Worker, task: ActiveTask, result: Any) -> None:
     status = _set(worker, task, TaskState.SUCCEEDED, payload=payload)
     worker.broker.ack(task.delivery)
     worker.count("succeeded")
-    log.info("Task %s succeeded", task.envelope.name, extra=log_context(worker, task))
+    if log.isEnabledFor(logging.INFO):
+        log.info("Task %s succeeded", task.envelope.name, extra=log_context(worker, task))
     worker.emit(WorkerEventType.COMPLETED, task, data={"result": None if ignore else result})
     _followups.after_terminal(worker, task, status, succeeded=True, result=result)
     _postrun(worker, task, TaskState.SUCCEEDED)
@@ -178,7 +179,8 @@ def terminal_failure(worker: Worker, task: ActiveTask, exc: BaseException, *, re
     status = _set(worker, task, TaskState.FAILED, error=error)
     worker.broker.dead_letter(task.delivery, reason, {"error": {k: error[k] for k in ("type", "message")}})
     worker.count("failed")
-    log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
+    if log.isEnabledFor(logging.INFO):
+        log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
     worker.emit(WorkerEventType.FAILED, task, error=exc, data={"reason": reason})
     worker.emit(WorkerEventType.DEAD_LETTERED, task, error=exc, data={"reason": reason, "queue": task.delivery.queue})
     if task.handler is not None:

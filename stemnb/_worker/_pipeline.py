@@ -119,7 +119,8 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
     worker.count("started")
     worker.backend.set(env.id, TaskState.RUNNING, meta=_outcome.status_meta(worker, task), attempt=env.attempt)
     worker.emit(WorkerEventType.PRERUN, task)
-    log.info("Task %s started", env.name, extra=log_context(worker, task))
+    if log.isEnabledFor(logging.INFO):
+        log.info("Task %s started", env.name, extra=log_context(worker, task))
     start_task_timers(worker, task, soft_limit(env, handler.options))
     from ._execution import execute
 

@@ -289,6 +289,8 @@ class Worker:
         progress: float | None = None,
     ) -> None:
         """Emit a :class:`WorkerEvent` of ``type`` (about ``task`` when given) to every listener."""
+        if not self.events.has_listeners:
+            return
         env = task.envelope if task is not None else None
         self.events.emit(
             WorkerEvent(
