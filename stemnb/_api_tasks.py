@@ -40,6 +40,7 @@ NAMES: dict[str, str] = {
     "HeartbeatTransport": "._worker",
     "NoopHeartbeatTransport": "._worker",
     "InMemoryHeartbeatTransport": "._worker",
+    "RedisHeartbeatTransport": "._worker",
     "WorkerEvent": "._events",
     "WorkerEventType": "._events",
     "TaskIsolatePool": "._task_pool",

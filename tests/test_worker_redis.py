@@ -199,3 +199,26 @@ def test_a_revocation_written_by_another_process_stops_a_running_task(rh):
         for worker in rh.workers:
             worker.close()
         store.close()
+
+
+def test_worker_heartbeats_are_published_on_redis(rh):
+    import json
+
+    listener = redis.Redis.from_url(REDIS_URL).pubsub()
+    listener.subscribe("stem:heartbeat:hb-redis")
+    assert listener.get_message(timeout=5)["type"] == "subscribe"
+    transport = stemnb.RedisHeartbeatTransport(REDIS_URL)
+    try:
+        rh.worker(consumer_name="hb-r", heartbeat_transport=transport, worker_heartbeat_interval=0.05,
+                  heartbeat_namespace="hb-redis")
+        message = listener.get_message(timeout=10)
+        while message is not None and message["type"] != "message":
+            message = listener.get_message(timeout=10)
+        beat = json.loads(message["data"])
+        assert beat["worker_id"] == "hb-r" and beat["namespace"] == "hb-redis"
+        assert rh.backend.get_worker_heartbeat("hb-r") is not None
+    finally:
+        for worker in rh.workers:
+            worker.close()
+        transport.close()
+        listener.close()

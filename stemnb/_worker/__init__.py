@@ -8,7 +8,12 @@ from ._config import (
     WorkerShutdownMode,
 )
 from ._control import ControlClient
-from ._heartbeat import HeartbeatTransport, InMemoryHeartbeatTransport, NoopHeartbeatTransport
+from ._heartbeat import (
+    HeartbeatTransport,
+    InMemoryHeartbeatTransport,
+    NoopHeartbeatTransport,
+    RedisHeartbeatTransport,
+)
 from ._worker import Worker, WorkerState
 
 __all__ = [
@@ -17,6 +22,7 @@ __all__ = [
     "InMemoryHeartbeatTransport",
     "NoopHeartbeatTransport",
     "ObservabilityConfig",
+    "RedisHeartbeatTransport",
     "RoutingSubscription",
     "Worker",
     "WorkerAutoscaleConfig",

@@ -116,3 +116,25 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+class RedisHeartbeatTransport(HeartbeatTransport):
+    """Publishes each heartbeat as JSON with Redis ``PUBLISH`` on its topic (Stem's Redis transport).
+
+    ``url`` or an existing ``client``; needs the redis package (``pip install "stemnb[redis]"``).
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, client: Any = None) -> None:
+        from .._redis_client import connect
+
+        self._client, self._owns_client = connect(url, client, "RedisHeartbeatTransport")
+
+    def publish(self, topic: str, heartbeat: WorkerHeartbeat) -> None:
+        import json
+
+        self._client.publish(topic, json.dumps(heartbeat.to_dict(), separators=(",", ":"), default=str))
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._owns_client = False
+            self._client.close()
