@@ -267,6 +267,7 @@ def test_tampered_signature_fails_and_dead_letters(h):
     [entry] = h.dead_letters()
     assert entry.reason == "signature-invalid" and entry.id == tampered.id
     assert ran == []
+    assert worker.counters["signature_invalid"] == 1 and worker.counters["dead_lettered"] == 1
 
 
 # 17
@@ -388,6 +389,7 @@ def test_group_rate_limit_key_is_shared_across_task_types(h):
     limited = rec.wait_for(E.RETRIED, where=lambda e: e.data.get("groupRateLimited"))[0]
     assert limited.data["groupKey"] == "group:acme"
     assert set(limiter.keys) == {"group:acme"}
+    assert worker.counters["rate_limited"] >= 1
 
 
 # 24
@@ -397,6 +399,7 @@ def test_group_limiter_failure_fails_open_by_default(h):
     tid = h.stem.enqueue("a", {})
     assert h.wait(tid).payload == "ran"
     assert rec.of(E.ERROR)[0].data["where"] == "rate-limiter"
+    assert worker.counters["rate_limiter_degraded"] == 1
 
 
 # 25

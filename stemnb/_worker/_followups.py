@@ -81,6 +81,7 @@ def _dispatch_chord(worker: Worker, group: GroupStatus) -> None:
             worker.backend.set(callback_id, TaskState.FAILED, error=error, meta={"task": callback.name, "chord": group.id})
         return
     results = [worker.codecs.decode_result_status(group.results[m]) for m in members]
+    worker.count("chords_dispatched")
     worker.enqueuer.enqueue(
         callback.name,
         callback.args,

@@ -182,6 +182,7 @@ def terminal_failure(worker: Worker, task: ActiveTask, exc: BaseException, *, re
     if log.isEnabledFor(logging.INFO):
         log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
     worker.emit(WorkerEventType.FAILED, task, error=exc, data={"reason": reason})
+    worker.count("dead_lettered")
     worker.emit(WorkerEventType.DEAD_LETTERED, task, error=exc, data={"reason": reason, "queue": task.delivery.queue})
     if task.handler is not None:
         _followups.after_terminal(worker, task, status, succeeded=False)
@@ -210,6 +211,7 @@ def unregistered(worker: Worker, task: ActiveTask) -> None:
 
 
 def signature_invalid(worker: Worker, task: ActiveTask, problem: str) -> None:
+    worker.count("signature_invalid")
     terminal_failure(worker, task, SignatureError(problem), reason="signature-invalid")
 
 

@@ -81,6 +81,7 @@ def _handle(worker: Worker, task: ActiveTask) -> None:
             return _outcome.already_terminal(worker, task, status)
         if status is not None and status.state is TaskState.RUNNING:
             prior = {"prior_state": status.state.value, "prior_worker": status.meta.get("worker"), "prior_attempt": status.attempt}
+            worker.count("interrupted")
             worker.emit(WorkerEventType.INTERRUPTED, task, data=prior)
             if handler.options.recovery_policy is TaskRecoveryPolicy.RETRY:
                 lost = TaskInterruptedError(f"task {env.id} was interrupted: its worker {prior['prior_worker']} ended mid-run")

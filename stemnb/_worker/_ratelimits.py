@@ -38,6 +38,7 @@ def admit(worker: Worker, task: ActiveTask, options: Any) -> bool:
                     state_meta={"rateLimiterFailed": True, "groupKey": key, "retryAfterMs": int(delay * 1000)},
                 )
                 return False
+            worker.count("rate_limiter_degraded")
             worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "rate-limiter", "degraded": True})
         else:
             if not decision.allowed:
@@ -54,6 +55,7 @@ def _deny(worker: Worker, task: ActiveTask, decision: Any, extra: dict[str, Any]
     delay = decision.retry_after
     if delay is None:
         delay = worker.retry_strategy.next_delay(task.envelope.attempt, RuntimeError("rate-limit"))
+    worker.count("rate_limited")
     meta = {"rateLimited": True, "retryAfterMs": int(delay * 1000), **extra}
     _outcome.republish_later(worker, task, delay, reason="rate-limited", state_meta=meta)
     return False

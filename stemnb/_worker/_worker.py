@@ -126,7 +126,14 @@ class Worker:
         self.events = EventHub()
         self.state = WorkerState.CREATED
         self.started_at: float | None = None
-        self.counters = {"received": 0, "started": 0, "succeeded": 0, "failed": 0, "retried": 0, "revoked": 0, "deduplicated": 0}
+        self.counters = {
+            name: 0
+            for name in (
+                "received", "started", "succeeded", "failed", "retried", "revoked", "deduplicated",
+                "dead_lettered", "signature_invalid", "rate_limited", "rate_limiter_degraded",
+                "chords_dispatched", "interrupted",
+            )
+        }
         self._counter_lock = threading.Lock()
         self._state_lock = threading.RLock()
         max_slots = max(self.concurrency, self.autoscale_config.max_concurrency or self.concurrency)
