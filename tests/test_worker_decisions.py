@@ -130,10 +130,12 @@ def ignore_everything(ctx, args):
     time.sleep(60)
 
 
-@pytest.mark.parametrize("fn", [heartbeat_forever, ignore_everything], ids=["cooperative", "by-ending-its-process"])
-def test_terminate_revocation_stops_an_isolate_task(h, fn):
+@pytest.mark.parametrize(
+    ("fn", "grace"), [(heartbeat_forever, 30.0), (ignore_everything, 1.0)], ids=["cooperative", "by-ending-its-process"]
+)
+def test_terminate_revocation_stops_an_isolate_task(h, fn, grace):
     h.registry.register("loop", TaskHandler(fn))
-    worker, rec = h.worker(lifecycle=FAST_LIFECYCLE.copy_with(force_shutdown_after=1.0))
+    worker, rec = h.worker(lifecycle=FAST_LIFECYCLE.copy_with(force_shutdown_after=grace))
     tid = h.stem.enqueue("loop", {})
     rec.wait_for(E.HEARTBEAT, tid, timeout=60)
     worker.revoke(tid, terminate=True, reason="enough")
