@@ -157,7 +157,7 @@ def test_heartbeat_transport_receives_worker_heartbeats(h):
 
 
 def test_soft_time_limit_emits_a_timeout_event_without_stopping_the_task(h):
-    h.registry.register("slowish", TaskHandler.inline(lambda ctx, a: time.sleep(0.3) or "finished",
+    h.registry.register("slowish", TaskHandler.inline(lambda ctx, a: time.sleep(1.0) or "finished",
                                                       stemnb.TaskOptions(soft_time_limit=0.05)))
     worker, rec = h.worker()
     tid = h.stem.enqueue("slowish", {})
