@@ -37,7 +37,7 @@ def test_nav_links_the_worker_page_and_the_notebooks():
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_mkdocs_build_strict_passes(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d",
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d",
                            str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (tmp_path / "site" / "api" / "notebook" / "index.html").exists()
