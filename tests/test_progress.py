@@ -160,3 +160,14 @@ def test_progress_over_task_ids_follows_a_real_result_backend():
         bar.close()
     finally:
         backend.close()
+
+
+def test_notebook_names_resolve_without_importing_ipython_or_ipywidgets():
+    import subprocess
+
+    code = ("import sys, stemnb\n"
+            "stemnb.progress, stemnb.ProgressBar, stemnb.PoolDashboard, stemnb.WorkerDashboard\n"
+            "heavy = [m for m in ('IPython', 'ipywidgets', 'numpy') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
