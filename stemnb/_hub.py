@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _shm
 from ._process import connect, listener
-from ._serialize import Payload, discard
+from ._serialize import Payload, discard, loads
 from ._shm import SegmentRef
 
 Handler = Callable[[Payload], None]
@@ -53,7 +53,7 @@ class Hub:
         with self._lock:
             handler = self._handlers.get(port_id)
         if handler is None:
-            discard(payload)  # closed port: the message is dropped, as in Dart
+            drop(payload)  # closed port: the message is dropped, as in Dart
         else:
             handler(payload)
 
@@ -88,7 +88,7 @@ class Hub:
                 return
             except OSError:
                 self._drop(address, conn)
-        discard(payload)  # the receiving process is gone
+        drop(payload)  # the receiving process is gone
 
     def _connection(self, address: str) -> tuple[Connection | None, threading.Lock]:
         with self._lock:
@@ -110,6 +110,24 @@ class Hub:
             if self._out.get(address, (None,))[0] is conn:
                 del self._out[address]
         conn.close()
+
+
+_TRANSFERABLE = b"_rebuild_transferable"
+
+
+def drop(payload: Payload) -> None:
+    """Free what a message nobody will read holds: its segments and any TransferableTypedData.
+
+    A TransferableTypedData travels inside the pickle, not as a buffer; the message is rebuilt
+    (only when it holds one) so that the object's release unlinks its segment.
+    """
+    if _TRANSFERABLE not in payload.data:
+        discard(payload)
+        return
+    try:
+        loads(payload, what="dropped message")
+    except Exception:  # noqa: BLE001 - nothing more can be freed; loads released its buffers
+        pass
 
 
 def _owner_pid(address: str) -> int | None:
