@@ -59,10 +59,10 @@ def start(worker: Worker) -> None:
 
 
 def beat(worker: Worker) -> WorkerHeartbeat:
-    """Build, publish and store one heartbeat; emit a WORKER_HEARTBEAT event. Returns it."""
+    """Build, store and publish one heartbeat; emit a WORKER_HEARTBEAT event. Returns it."""
     heartbeat = build(worker)
+    worker.backend.set_worker_heartbeat(heartbeat)  # stored first: whoever hears it can read it back
     worker.heartbeat_transport.publish(f"stem:heartbeat:{worker.namespace}", heartbeat)
-    worker.backend.set_worker_heartbeat(heartbeat)
     worker.emit(WorkerEventType.WORKER_HEARTBEAT, data=heartbeat.to_dict())
     return heartbeat
 
