@@ -129,6 +129,7 @@ def _control_loop(state: _IsolateState) -> None:
             _gate.pause(args[0])
         elif kind == "resume":
             _gate.resume(args[0])
+            _call_soon(state, _gate.at_boundary)  # an async entry's next boundary is on its loop
         elif kind == "errors_fatal":
             state.errors_fatal = args[0]
         elif kind == "kill":
