@@ -56,6 +56,39 @@ def echo(reply: stemnb.SendPort) -> None:
     reply.send(port.send_port)
 
 
+def echo_blocking(reply: stemnb.SendPort) -> None:
+    """``echo`` with a blocking ``for message in port`` loop."""
+    with stemnb.ReceivePort("echo-blocking") as port:
+        reply.send(port.send_port)
+        for message in port:
+            if message == "close":
+                return
+            reply.send(message)
+
+
+async def echo_async(reply: stemnb.SendPort) -> None:
+    """``echo`` with ``async for``."""
+    port = stemnb.ReceivePort("echo-async")
+    reply.send(port.send_port)
+    async for message in port:
+        if message == "close":
+            break
+        reply.send(message)
+    port.close()
+
+
+ECHOES = {"listen": echo, "blocking-receive": echo_blocking, "async-for": echo_async}
+
+
+async def raise_boom_async(_: object) -> None:
+    raise ValueError("async boom")
+
+
+def spawn_echo_and_return_it(reply: stemnb.SendPort) -> Isolate:
+    """In a pool worker: start an isolate (this worker supervises it) and hand back its handle."""
+    return stemnb.spawn(echo, reply).result(WAIT)
+
+
 def fragile_listener(reply: stemnb.SendPort) -> None:
     """Like ``echo`` but "bad" raises an uncaught error in the callback."""
     port = stemnb.ReceivePort("fragile")
@@ -341,8 +374,11 @@ def test_a_removed_error_listener_is_not_told(spawned, ports):
 
 
 # ---------------------------------------------------------------------- pause and resume
-def test_two_pause_capabilities_hold_messages_until_both_resume_and_keep_their_order(spawned, ports):
-    iso, port, replies = start_echo(spawned, ports)
+@pytest.mark.parametrize("style", list(ECHOES))
+def test_two_pause_capabilities_hold_messages_until_both_resume_and_keep_their_order(spawned, ports, style):
+    replies = ports("replies")
+    iso = spawned(ECHOES[style], replies.send_port)
+    port = replies.receive(timeout=WAIT)
     first, second = iso.pause(), iso.pause()
     assert first != second
     for i in range(50):
@@ -458,6 +494,29 @@ def test_kill_before_next_event_lets_the_current_event_finish_and_drops_later_on
     assert_quiet(replies)
 
 
+@pytest.mark.parametrize("style", list(ECHOES))
+def test_kill_before_next_event_ends_an_isolate_waiting_for_a_message(spawned, ports, style):
+    replies, exit_port = ports("replies"), ports("exit")
+    iso = spawned(ECHOES[style], replies.send_port, on_exit=exit_port.send_port)
+    port = replies.receive(timeout=WAIT)
+    port.send("one")
+    assert replies.receive(timeout=WAIT) == "one"
+    iso.kill(Isolate.BEFORE_NEXT_EVENT)
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+@pytest.mark.parametrize("style", list(ECHOES))
+def test_before_next_event_ping_waits_for_resume_whatever_the_isolate_waits_in(spawned, ports, style):
+    replies, pongs = ports("replies"), ports("pongs")
+    iso = spawned(ECHOES[style], replies.send_port)
+    replies.receive(timeout=WAIT)
+    cap = iso.pause()
+    iso.ping(pongs.send_port, "after resume", priority=Isolate.BEFORE_NEXT_EVENT)
+    assert_quiet(pongs)
+    iso.resume(cap)
+    assert pongs.receive(timeout=WAIT) == "after resume"
+
+
 def test_kill_rejects_an_unknown_priority(spawned, ports):
     iso, port, replies = start_echo(spawned, ports)
     with pytest.raises(ValueError, match="priority"):
@@ -548,6 +607,41 @@ def test_an_async_entry_reads_its_port_with_async_for(spawned, ports):
     port.send("stop")
     assert [replies.receive(timeout=WAIT) for _ in range(6)] == [0, 2, 4, 6, 8, "finished"]
     assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_an_error_in_an_async_entry_reaches_the_error_and_exit_ports(spawned, ports):
+    errors, exit_port = ports("errors"), ports("exit")
+    spawned(raise_boom_async, None, on_error=errors.send_port, on_exit=exit_port.send_port)
+    message, tb, err = errors.receive(timeout=WAIT)
+    assert message == "ValueError: async boom" and "raise_boom_async" in tb
+    assert err.type_name == "ValueError"
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_an_entry_defined_as_a_lambda_runs(spawned, ports):
+    replies = ports()
+    suffix = "from a closure"
+    spawned(lambda reply: reply.send(f"lambda {suffix}"), replies.send_port)
+    assert replies.receive(timeout=WAIT) == "lambda from a closure"
+
+
+def test_an_isolate_spawned_by_a_pool_worker_is_controlled_from_here(ports):
+    replies, pongs, exit_port = ports("replies"), ports("pongs"), ports("exit")
+    iso = stemnb.run(spawn_echo_and_return_it, replies.send_port).result(WAIT)
+    port = replies.receive(timeout=WAIT)
+    try:
+        cap = iso.pause()  # forwarded to the worker that supervises it
+        port.send("held")
+        iso.ping(pongs.send_port, "pong")
+        assert pongs.receive(timeout=WAIT) == "pong"
+        assert_quiet(replies)
+        iso.resume(cap)
+        assert replies.receive(timeout=WAIT) == "held"
+        iso.add_on_exit_listener(exit_port.send_port, "gone")
+    finally:
+        iso.kill(Isolate.IMMEDIATE)
+    assert exit_port.receive(timeout=WAIT) == "gone"
+    assert not iso.is_alive
 
 
 def test_an_isolate_handle_sent_to_another_isolate_controls_it_through_the_supervisor(spawned, ports):
