@@ -89,6 +89,17 @@ def spawn_echo_and_return_it(reply: stemnb.SendPort) -> Isolate:
     return stemnb.spawn(echo, reply).result(WAIT)
 
 
+def _refuse_to_load() -> None:
+    raise RuntimeError("cannot be rebuilt in the isolate")
+
+
+class LoadsOnlyHere:
+    def __reduce__(self):
+        from stemnb._runtime import role
+
+        return (_refuse_to_load, ()) if role() == "root" else (LoadsOnlyHere, ())
+
+
 def fragile_listener(reply: stemnb.SendPort) -> None:
     """Like ``echo`` but "bad" raises an uncaught error in the callback."""
     port = stemnb.ReceivePort("fragile")
@@ -517,6 +528,18 @@ def test_before_next_event_ping_waits_for_resume_whatever_the_isolate_waits_in(s
     assert pongs.receive(timeout=WAIT) == "after resume"
 
 
+@pytest.mark.parametrize("style", list(ECHOES))
+def test_kill_before_next_event_ends_a_paused_isolate(spawned, ports, style):
+    replies, exit_port = ports("replies"), ports("exit")
+    iso = spawned(ECHOES[style], replies.send_port, on_exit=exit_port.send_port)
+    port = replies.receive(timeout=WAIT)
+    iso.pause()
+    port.send("never echoed")
+    iso.kill(Isolate.BEFORE_NEXT_EVENT)
+    assert exit_port.receive(timeout=WAIT) is None
+    assert_quiet(replies)
+
+
 def test_kill_rejects_an_unknown_priority(spawned, ports):
     iso, port, replies = start_echo(spawned, ports)
     with pytest.raises(ValueError, match="priority"):
@@ -670,6 +693,15 @@ def test_spawn_rejects_an_unpicklable_message():
 def test_spawn_rejects_a_listener_that_is_not_a_send_port(option, ports):
     with pytest.raises(TypeError, match=f"{option} must be a stemnb.SendPort, not ReceivePort"):
         stemnb.spawn(say_ran, None, **{option: ports()})
+
+
+def test_a_message_that_cannot_be_rebuilt_in_the_isolate_is_reported_and_ends_it(spawned, ports):
+    errors, exit_port = ports("errors"), ports("exit")
+    spawned(say_ran, LoadsOnlyHere(), on_error=errors.send_port, on_exit=exit_port.send_port)
+    message, tb, err = errors.receive(timeout=WAIT)
+    assert err.type_name == "SerializationError"
+    assert "cannot unpickle the spawn message" in message and "cannot be rebuilt" in message
+    assert exit_port.receive(timeout=WAIT) is None
 
 
 def test_the_runtime_still_spawns_after_bad_input(spawned, ports):

@@ -39,6 +39,14 @@ def echo_through_own_port(parent: stemnb.SendPort) -> str:
     return "done"
 
 
+def send_mixed_sizes(port: stemnb.SendPort, n: int) -> int:
+    import numpy as np
+
+    for i in range(n):
+        port.send(np.full(1 << 16, i, dtype=np.float64) if i % 3 == 0 else i)  # 512 KiB or tiny
+    return n
+
+
 def mutate_and_return(message: dict) -> dict:
     message["items"].append("worker")
     return message
@@ -239,6 +247,14 @@ def test_a_message_sent_to_a_worker_is_a_copy():
 def test_one_senders_thousand_messages_arrive_in_order(port):
     assert stemnb.run(send_range, port.send_port, 1000).result(WAIT) == 1000
     assert [port.receive(timeout=WAIT) for _ in range(1000)] == list(range(1000))
+
+
+def test_large_and_small_messages_from_one_sender_keep_their_order(port):
+    pytest.importorskip("numpy")
+    assert stemnb.run(send_mixed_sizes, port.send_port, 30).result(WAIT) == 30
+    for i in range(30):
+        message = port.receive(timeout=WAIT)
+        assert (int(message[0]) if i % 3 == 0 else message) == i
 
 
 def test_messages_from_two_senders_each_keep_their_own_order(port):

@@ -300,6 +300,21 @@ def _dead_pid() -> int:
     return proc.pid
 
 
+def test_large_messages_queued_in_a_paused_isolate_are_freed_when_it_is_killed():
+    before = set(session_segments())
+    with stemnb.ReceivePort() as replies, stemnb.ReceivePort() as exit_port:
+        iso = stemnb.spawn(listen_quietly, replies.send_port, on_exit=exit_port.send_port).result(WAIT)
+        inbox = replies.receive(timeout=WAIT)
+        iso.pause()
+        for _ in range(3):
+            inbox.send(np.ones(1 << 18))
+        # handed over on sending: the three segments now belong to the isolate
+        assert len([n for n in session_segments() if f"-{iso.pid}-h" in n]) == 3
+        iso.kill(Isolate.IMMEDIATE)
+        exit_port.receive(timeout=WAIT)
+    assert new_segments(before) == set()
+
+
 def test_stale_segments_of_a_dead_session_are_swept():
     dead = _dead_pid()
     stale = f"/dev/shm/stemnb-{dead}xdeadbeef-{dead}-0"
