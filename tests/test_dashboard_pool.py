@@ -16,6 +16,11 @@ def block(seconds: float) -> None:
     time.sleep(seconds)  # the workload of a busy isolate; the tests never wait on it
 
 
+def announce_then_block(port, seconds: float) -> None:
+    port.send("started")
+    time.sleep(seconds)
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -87,8 +92,10 @@ def test_resize_button_resizes_the_pool_and_rows_follow(pool, dash):
 
 
 def test_kill_button_ends_that_isolate_and_fails_its_call(pool, dash):
-    fut = pool.run(block, 60)
-    eventually(lambda: pool.statistics().busy == 1, timeout=60)
+    started = stemnb.ReceivePort()
+    fut = pool.run(announce_then_block, started.send_port, 60)
+    assert started.receive(timeout=60) == "started"  # the call runs: killing now fails it
+    started.close()
     dash.refresh()
     killed_pid = int(cells(dash)[1])
     dash.rows.children[0].children[-1].click()
