@@ -114,8 +114,9 @@ class Stem:
     ) -> Envelope:
         data, enc_headers, enc_meta = self.codecs.encode_args(args, handler, args_encoder)
         if not isinstance(data, dict):
+            encoder_id = next(iter(enc_headers.values()))
             raise EncodingError(
-                f"task args must be a dict for the {enc_headers} encoder, got {type(args).__name__}; "
+                f"task args must be a dict for the {encoder_id!r} encoder, got {type(args).__name__}; "
                 "pass a dict, or args_encoder='cloudpickle' for other values"
             )
         now = time.time()

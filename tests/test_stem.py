@@ -128,3 +128,9 @@ def test_worker_start_returns_at_once_and_cannot_restart(h):
     with pytest.raises(stemnb.ClosedError, match="stopped"):
         worker.start()
     assert worker.shutdown().done()
+
+
+def test_non_dict_args_need_the_cloudpickle_encoder(h):
+    with pytest.raises(stemnb.EncodingError, match="args must be a dict for the 'json' encoder, got list"):
+        h.stem.enqueue("t", [1, 2, 3])
+    assert h.stem.enqueue("t", [1, 2, 3], args_encoder="cloudpickle")
