@@ -269,3 +269,21 @@ def test_broadcast_tasks_run_on_every_subscribed_worker(h):
     envelope = stemnb.Envelope("announce", {})
     assert h.broker.broadcast("news", envelope) == 2  # start() subscribes before it returns
     assert both.wait(10) and ran == [envelope.id, envelope.id]
+
+
+def test_higher_priority_tasks_run_first(h):
+    order = []
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: order.append(a["p"])))
+    ids = [h.stem.enqueue("t", {"p": p}, priority=p) for p in (1, 9, 5, 0)]
+    h.worker(concurrency=1, prefetch=1)  # started after the enqueues: it sees them all
+    for tid in ids:
+        assert h.wait(tid).state is TaskState.SUCCEEDED
+    assert order == [9, 5, 1, 0]
+
+
+def test_countdown_delays_the_run(h):
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: time.time()))
+    worker, rec = h.worker()
+    before = time.time()
+    tid = h.stem.enqueue("t", {}, countdown=0.3)
+    assert h.wait(tid).payload >= before + 0.3
