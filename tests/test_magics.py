@@ -316,3 +316,30 @@ def test_dashboard_without_a_worker_shows_the_pool(pooled):
         assert isinstance(dash, stemnb.PoolDashboard) and dash.pool is magics(pooled).pool
     finally:
         dash.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_magics_in_a_real_jupyter_kernel_show_output_in_the_cell_and_talk_to_isolates(tmp_path):
+    """In ipykernel an asyncio loop runs while cells execute; the magics must not wait on it."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [
+        "%load_ext stemnb\nimport stemnb\nresults = stemnb.ReceivePort()\nout = results.send_port",
+        "%%stem run --name greeter\nprint('hello from the isolate')",
+        "%%stem spawn doubler --push out\nfor message in inbox:\n    out.send(message * 2)",
+        "%stem send doubler 21\nprint(results.receive(timeout=60))",
+        "%stem pause doubler\n%stem send doubler 5\n%stem resume doubler\nprint(results.receive(timeout=60))",
+        "t = %stem ps\nprint(t.rows[0][0], t.rows[0][2])",
+        "%stem kill doubler\n%unload_ext stemnb",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts = ["".join(o.get("text", "") for o in c.outputs if o.output_type == "stream") for c in nb.cells]
+    errors = [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors
+    assert texts[1] == "hello from the isolate\n"  # shown in the cell that ran it
+    assert texts[3] == "42\n" and texts[4] == "10\n" and texts[5] == "doubler running\n"
