@@ -322,7 +322,6 @@ def test_dashboard_without_a_worker_shows_the_pool(pooled):
 @pytest.mark.timeout(300)
 def test_magics_in_a_real_jupyter_kernel_show_output_in_the_cell_and_talk_to_isolates(tmp_path):
     """In ipykernel an asyncio loop runs while cells execute; the magics must not wait on it."""
-    import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
 
