@@ -372,3 +372,21 @@ def test_a_declared_rate_limit_is_honoured_without_a_configured_limiter(h):
     assert limited and all(e.data["rateLimited"] and e.data["rateKey"] == "limited:global" for e in limited)
     assert isinstance(worker.rate_limiter, stemnb.TokenBucketRateLimiter)
     assert ran_at[3] - ran_at[0] >= 0.9  # four runs of a 2/s bucket that starts full: two wait ~0.5 s each
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [{"stem.expiresAt": "tomorrow"}, {"stem.timeLimit": -1}, {"stem.retryPolicy": {"max_retries": "many"}},
+     {"stem.link": [{"no": "name"}]}],
+    ids=["expiry", "time-limit", "retry-policy", "link"],
+)
+def test_a_malformed_task_meta_dead_letters_once_instead_of_looping(h, meta):
+    ran = []
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: ran.append(1)))
+    worker, rec = h.worker()
+    envelope = stemnb.Envelope("t", {}, meta=meta)
+    h.broker.publish(envelope)
+    status = h.wait(envelope.id)
+    assert status.state is TaskState.FAILED and status.error["type"] == "MalformedEnvelopeError"
+    [entry] = h.dead_letters()
+    assert entry.reason == "malformed-envelope" and ran == []

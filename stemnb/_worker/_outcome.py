@@ -16,6 +16,7 @@ from .._backend import TaskState, TaskStatus
 from .._context import TaskContext, TaskRetryRequest
 from .._events import WorkerEventType
 from .._exceptions import (
+    MalformedEnvelopeError,
     RemoteError,
     SerializationError,
     SignatureError,
@@ -213,6 +214,11 @@ def unregistered(worker: Worker, task: ActiveTask) -> None:
 def signature_invalid(worker: Worker, task: ActiveTask, problem: str) -> None:
     worker.count("signature_invalid")
     terminal_failure(worker, task, SignatureError(problem), reason="signature-invalid")
+
+
+def malformed(worker: Worker, task: ActiveTask, problem: str) -> None:
+    """Dead-letter a task whose envelope meta cannot be used (reason ``malformed-envelope``)."""
+    terminal_failure(worker, task, MalformedEnvelopeError(f"task {task.id}: {problem}"), reason="malformed-envelope")
 
 
 def undecodable(worker: Worker, task: ActiveTask, exc: BaseException) -> None:

@@ -86,6 +86,9 @@ def _handle(worker: Worker, task: ActiveTask) -> None:
             if handler.options.recovery_policy is TaskRecoveryPolicy.RETRY:
                 lost = TaskInterruptedError(f"task {env.id} was interrupted: its worker {prior['prior_worker']} ended mid-run")
                 return _outcome.failure(worker, task, lost)
+    problem = _meta_problem(env)
+    if problem is not None:
+        return _outcome.malformed(worker, task, problem)
     entry = worker._revocations.revocation_for(env.id)
     if entry is not None:
         return _outcome.revoked(worker, task, entry.reason or "revoked")
@@ -136,6 +139,36 @@ def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
         settle = partial(_outcome.success, worker, task, result)
     _outcome.free_slot(worker, task)  # the run is over: storing its outcome overlaps the next run
     settle()
+
+
+def _meta_problem(env: Any) -> str | None:
+    """Why the envelope's ``stem.*`` meta cannot be used (None when it can).
+
+    Checked before anything relies on it, so a bad value dead-letters the task once instead of
+    failing every delivery (a poison message).
+    """
+    meta = env.meta
+    for key in (EXPIRES_KEY, SOFT_LIMIT_KEY, HARD_LIMIT_KEY):
+        value = meta.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"meta {key!r} must be a number of seconds, got {value!r}"
+        if key != EXPIRES_KEY and value <= 0:
+            return f"meta {key!r} must be > 0 seconds, got {value!r}"
+    try:
+        from ._retries import POLICY_KEY, resolve_policy
+
+        if meta.get(POLICY_KEY) is not None:
+            resolve_policy(env, None)
+        from .._canvas import Signature
+
+        for key in ("stem.link", "stem.linkError", "stem.chain"):
+            for item in meta.get(key) or ():
+                Signature.from_dict(item)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        return f"bad task meta: {type(exc).__name__}: {exc}"
+    return None
 
 
 def soft_limit(env: Any, options: Any) -> float | None:
