@@ -9,6 +9,7 @@ on the pool directly, so they work while other cells run.
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from typing import Any
 
@@ -128,8 +129,8 @@ class PoolDashboard(Dashboard):
             seen.add(pid)
             row = self._rows.get(pid)
             if row is None:
-                row = self._rows[pid] = _IsolateRow(self._widgets, pid, self._action(
-                    lambda pid=pid: self._kill(pid)))
+                row = self._rows[pid] = _IsolateRow(
+                    self._widgets, pid, self._action(functools.partial(self._kill, pid)))
             row.update(iso, now)
         for pid in [p for p in self._rows if p not in seen]:
             self._rows.pop(pid).close()

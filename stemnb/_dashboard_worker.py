@@ -10,6 +10,7 @@ background thread redraws a few times a second.
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 from typing import Any
@@ -165,7 +166,7 @@ class WorkerDashboard(Dashboard):
             row = self._queue_rows.get(queue)
             if row is None:
                 row = self._queue_rows[queue] = _QueueRow(
-                    self._widgets, queue, self._action(lambda q=queue: self._toggle_queue(q)))
+                    self._widgets, queue, self._action(functools.partial(self._toggle_queue, queue)))
             row.update(depths.get(queue), queue in paused)
         self.queues.children = tuple(r.box for r in self._queue_rows.values())
 
@@ -176,7 +177,7 @@ class WorkerDashboard(Dashboard):
             row = self._task_rows.get(task_id)
             if row is None:
                 row = self._task_rows[task_id] = _TaskRow(
-                    self._widgets, task_id, self._action(lambda t=task_id: self._revoke(t)))
+                    self._widgets, task_id, self._action(functools.partial(self._revoke, task_id)))
             row.update(task, self.progress.get(task_id), now)
         for task_id in [t for t in self._task_rows if t not in active]:
             self._task_rows.pop(task_id).close()

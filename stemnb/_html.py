@@ -117,10 +117,11 @@ class Raw(str):
     """A table cell that is already HTML (e.g. a :func:`state_badge`); shown unescaped."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, markup: str, text: str = "") -> Raw:
         obj = super().__new__(cls, markup)
-        obj.text = text  # type: ignore[misc]
+        obj.text = text
         return obj
 
 

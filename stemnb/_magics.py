@@ -174,6 +174,7 @@ class StemMagics(Magics):
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
+        self.ip: Any = shell  # typed Any: IPython declares ``shell`` optional
         self.pool: Any = None
         self.owns_pool = False
         self.isolates: dict[str, _Spawned] = {}
@@ -245,14 +246,14 @@ class StemMagics(Magics):
         except KeyboardInterrupt:
             future.cancel()  # ends the process running the cell; the pool replaces it
             raise
-        self.shell.user_ns.update(pulled)
+        self.ip.user_ns.update(pulled)
 
     def _user_values(self, names: list[str], option: str) -> dict[str, Any]:
-        missing = [n for n in names if n not in self.shell.user_ns]
+        missing = [n for n in names if n not in self.ip.user_ns]
         if missing:
             raise UsageError(f"{option}: no variable named {', '.join(missing)} in the notebook; "
                              "define it first or fix the name")
-        return {n: self.shell.user_ns[n] for n in names}
+        return {n: self.ip.user_ns[n] for n in names}
 
     # -- spawned isolates -----------------------------------------------------------------------
     def _do_spawn(self, args: Any, cell: str) -> Any:
@@ -297,7 +298,7 @@ class StemMagics(Magics):
             raise UsageError(f"isolate {args.name!r} has exited; spawn it again with "
                              f"'%%stem spawn {args.name}'")
         expr = " ".join(args.expr)
-        value = self.shell.ev(expr)
+        value = self.ip.ev(expr)
         record.inbox.send(value)
         with record._lock:
             record.sent += 1
@@ -364,7 +365,7 @@ class StemMagics(Magics):
                                queue=args.queue, **kwargs)
         worker.start()
         self.worker, self.worker_var = worker, args.var
-        self.shell.user_ns[args.var] = worker
+        self.ip.user_ns[args.var] = worker
         return worker
 
     def _worker_stop(self, args: Any) -> None:
