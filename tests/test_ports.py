@@ -191,14 +191,24 @@ def test_raw_receive_port_calls_its_handler_for_every_message():
 
 def test_raw_receive_port_handler_can_be_replaced():
     first: list[str] = []
-    second = threading.Event()
-    raw = stemnb.RawReceivePort(first.append)
+    second: list[str] = []
+    handled = {"one": threading.Event(), "two": threading.Event()}
+
+    def record(into: list[str]):
+        def handler(message: str) -> None:
+            into.append(message)
+            handled[message].set()
+
+        return handler
+
+    raw = stemnb.RawReceivePort(record(first))
     try:
         raw.send_port.send("one")
-        raw.handler = lambda message: second.set()
+        assert handled["one"].wait(WAIT)
+        raw.handler = record(second)
         raw.send_port.send("two")
-        assert second.wait(WAIT)
-        assert first in ([], ["one"])  # "one" may have been handled before the swap
+        assert handled["two"].wait(WAIT)
+        assert (first, second) == (["one"], ["two"])
     finally:
         raw.close()
 
