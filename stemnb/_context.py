@@ -136,10 +136,20 @@ class TaskContext:
 
         When retries are exhausted the task fails and is dead-lettered like any other failure.
         """
-        if countdown is not None and countdown < 0:
-            raise ValueError(f"countdown must be non-negative, got {countdown!r}")
+        from ._options import to_seconds
+        from ._retry import TaskRetryPolicy
+
+        countdown = to_seconds("countdown", countdown)
+        time_limit = to_seconds("time_limit", time_limit, allow_zero=False)
+        soft_time_limit = to_seconds("soft_time_limit", soft_time_limit, allow_zero=False)
+        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if retry_policy is not None and not isinstance(retry_policy, TaskRetryPolicy):
+            retry_policy = TaskRetryPolicy.from_dict(retry_policy)
         if isinstance(eta, _dt.datetime):
             eta = (eta if eta.tzinfo else eta.astimezone()).timestamp()
+        elif eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float))):
+            raise TypeError(f"eta must be a datetime or epoch seconds, got {eta!r}")
         raise TaskRetryRequest(countdown, eta, retry_policy, max_retries, time_limit, soft_time_limit)
 
     def enqueue(

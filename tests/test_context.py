@@ -74,3 +74,18 @@ def test_enqueue_records_the_parent():
     assert ctx.enqueue("child", {"x": 1}) == "child-id"
     name, meta = sink.calls[0][1], sink.calls[0][2]
     assert name == "child" and meta["stem.parentTaskId"] == "t1" and meta["stem.rootTaskId"] == "t1"
+
+
+def test_retry_arguments_are_checked_inside_the_task():
+    ctx, _, _ = make()
+    with pytest.raises(TypeError, match="retry policy"):
+        ctx.retry(retry_policy="fast please")
+    with pytest.raises(ValueError, match="time_limit"):
+        ctx.retry(time_limit=0)
+    with pytest.raises(ValueError, match="max_retries"):
+        ctx.retry(max_retries=-1)
+    with pytest.raises(TypeError, match="eta"):
+        ctx.retry(eta="soon")
+    with pytest.raises(TaskRetryRequest) as info:
+        ctx.retry(retry_policy={"default_delay": 0.5})
+    assert isinstance(info.value.retry_policy, stemnb.TaskRetryPolicy)

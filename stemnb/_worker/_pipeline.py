@@ -190,5 +190,7 @@ def _signature_problem(worker: Worker, env: Any) -> str | None:
         worker.signer.verify(env)
     except SignatureError as exc:
         return str(exc)
+    except Exception as exc:  # e.g. a garbled signature header: still a bad signature
+        return f"signature could not be checked: {type(exc).__name__}: {exc}"
     return None
 
