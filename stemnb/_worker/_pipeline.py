@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stemnb.worker")
 
 PAUSED_QUEUE_BACKOFF = 0.25
+SETTLE_BACKOFF_MAX = 5.0
 SLOT_POLL = 0.25  # seconds between checks that the worker still runs while waiting for a slot
 EXPIRES_KEY = "stem.expiresAt"
 SOFT_LIMIT_KEY = "stem.softTimeLimit"
@@ -42,9 +43,13 @@ def handle(worker: Worker, task: ActiveTask) -> None:
                 _outcome.requeue_unstarted(worker, [task])
             return
         _handle(worker, task)
+        worker._settle_failures = 0
     except BaseException as exc:  # the outcome step itself failed: give the delivery back
         log.exception("worker %s: settling task %s failed", worker.worker_id, task.id)
         worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
+        # back off before handing it back, so an unreachable backend is not hammered in a loop
+        worker._settle_failures += 1
+        worker._escalate.wait(min(SETTLE_BACKOFF_MAX, 0.05 * 2 ** min(worker._settle_failures, 7)))
         try:
             _outcome.requeue_unstarted(worker, [task])
         except Exception:  # the broker is unreachable: its lease runs out and it comes back

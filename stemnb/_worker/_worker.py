@@ -147,7 +147,8 @@ class Worker:
         self._pool_lock = threading.Lock()
         self._shutdown_future: Future[None] | None = None
         self._shutdown_mode: WorkerShutdownMode | None = None
-        self._escalate = threading.Event()
+        self._escalate = threading.Event()  # set by a HARD request during a shutdown
+        self._settle_failures = 0  # consecutive failures to settle a task (backs off requeues)
         self._signal_previous: dict[int, Any] = {}
         self._autoscaler: Any = None
         self._control_consumer: Any = None
