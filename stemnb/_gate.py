@@ -58,6 +58,21 @@ def wait_open() -> None:
     _opened.wait()
 
 
+def hold_while_paused() -> None:
+    """Block the main thread, as between events, until no capability pauses this process.
+
+    Run as a callback on an isolate's event loop, it keeps timers and task steps of async code
+    from running while paused. A pending kill still happens (the thread counts as idle).
+    """
+    with _lock:
+        if not _paused:
+            return
+        was_in_event = _in_event
+    set_in_event(False)
+    _opened.wait()
+    set_in_event(was_in_event)
+
+
 def paused_by(capability: Any) -> bool:
     with _lock:
         return capability in _paused

@@ -127,6 +127,7 @@ def _control_loop(state: _IsolateState) -> None:
             os._exit(1)  # the supervisor is gone
         if kind == "pause":
             _gate.pause(args[0])
+            _call_soon(state, _gate.hold_while_paused)  # async code's timers are events too
         elif kind == "resume":
             _gate.resume(args[0])
             _call_soon(state, _gate.at_boundary)  # an async entry's next boundary is on its loop
