@@ -77,6 +77,17 @@ async def echo_async(reply: stemnb.SendPort) -> None:
     port.close()
 
 
+async def count_with_timers(reply: stemnb.SendPort) -> None:
+    """Send 0, 1, 2, ... with an asyncio timer between numbers (events that a pause must hold)."""
+    import asyncio
+
+    i = 0
+    while True:
+        reply.send(i)
+        i += 1
+        await asyncio.sleep(0.01)
+
+
 ECHOES = {"listen": echo, "blocking-receive": echo_blocking, "async-for": echo_async}
 
 
@@ -399,6 +410,25 @@ def test_two_pause_capabilities_hold_messages_until_both_resume_and_keep_their_o
     assert_quiet(replies)
     iso.resume(second)
     assert [replies.receive(timeout=WAIT) for _ in range(50)] == list(range(50))
+
+
+def test_pause_holds_the_timers_of_an_async_entry_and_resume_continues_where_it_stopped(spawned, ports):
+    replies = ports("counts")
+    iso = spawned(count_with_timers, replies.send_port)
+    assert replies.receive(timeout=WAIT) == 0
+    cap = iso.pause()
+    last = None
+    for _ in range(20):  # at most a step or two was under way when the pause took effect
+        try:
+            last = replies.receive(timeout=QUIET)
+        except TimeoutError:
+            break
+    else:
+        pytest.fail("the isolate kept counting while paused")
+    assert_quiet(replies)
+    iso.resume(cap)
+    following = replies.receive(timeout=WAIT)
+    assert following == (last if last is not None else 0) + 1
 
 
 def test_pause_with_a_given_capability_returns_it(spawned, ports):
