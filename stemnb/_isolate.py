@@ -16,13 +16,15 @@ from collections.abc import Callable
 from concurrent.futures import Future as _CFuture
 from typing import Any
 
-from ._exceptions import CapabilityError, ClosedError, RemoteError
+import cloudpickle
+
+from ._exceptions import CapabilityError, ClosedError, RemoteError, SerializationError
 from ._future import Future
 from ._hub import hub
 from ._output import Origin, capture_origin
 from ._ports import ReceivePort, SendPort
 from ._process import ChildProcess, start_child, wait_connected
-from ._runtime import ensure_started, track_closeable
+from ._runtime import ensure_started, report_uncaught, track_closeable
 from ._serialize import Payload, dumps, loads
 
 _ids = itertools.count(1)
@@ -82,6 +84,8 @@ class Isolate:
 
         Messages sent to a paused isolate queue up; none is lost. Returns the capability.
         """
+        if capability is not None and not isinstance(capability, Capability):
+            raise TypeError(f"capability must be a stemnb.Capability, not {type(capability).__name__}")
         cap = capability or Capability()
         self._call("pause", cap)
         return cap
@@ -97,18 +101,33 @@ class Isolate:
         self._call("kill", priority)
 
     def ping(self, send_port: SendPort, response: Any = None, priority: str = IMMEDIATE) -> None:
-        """Ask the isolate to send ``response`` to ``send_port`` (now, or at its next event)."""
+        """Ask the isolate to send ``response`` to ``send_port`` (now, or at its next event).
+
+        Raises TypeError for a ``send_port`` that is not a SendPort, ValueError for an unknown
+        priority, SerializationError if ``response`` cannot be sent.
+        """
+        _check_port("send_port", send_port)
+        if priority not in (Isolate.IMMEDIATE, Isolate.BEFORE_NEXT_EVENT):
+            raise ValueError(f"priority must be Isolate.IMMEDIATE or Isolate.BEFORE_NEXT_EVENT, not {priority!r}")
+        _check_sendable(response, "ping response")
         self._call("ping", send_port, response, priority)
 
     def add_error_listener(self, port: SendPort) -> None:
         """Send ``[message, stack trace, RemoteError]`` to ``port`` for each uncaught error."""
+        _check_port("port", port)
         self._call("add_error_listener", port)
 
     def remove_error_listener(self, port: SendPort) -> None:
         self._call("remove_error_listener", port)
 
     def add_on_exit_listener(self, port: SendPort, response: Any = None) -> None:
-        """Send ``response`` to ``port`` once the isolate has ended, however it ends."""
+        """Send ``response`` to ``port`` once the isolate has ended, however it ends.
+
+        Raises TypeError if ``port`` is not a SendPort, SerializationError if ``response``
+        cannot be sent.
+        """
+        _check_port("port", port)
+        _check_sendable(response, "exit response")
         self._call("add_on_exit_listener", port, response)
 
     def remove_on_exit_listener(self, port: SendPort) -> None:
@@ -152,6 +171,22 @@ class Isolate:
         from ._isolate_child import exit_current
 
         exit_current(port, message)
+
+
+def _check_port(label: str, port: Any) -> None:
+    if not isinstance(port, SendPort):
+        raise TypeError(f"{label} must be a stemnb.SendPort, not {type(port).__name__}")
+
+
+def _check_sendable(obj: Any, what: str) -> None:
+    """Raise SerializationError now if ``obj`` could not be sent later (buffers are not copied)."""
+    if obj is None:
+        return
+    try:
+        cloudpickle.dumps(obj, protocol=5, buffer_callback=lambda buf: False)
+    except Exception as exc:
+        raise SerializationError(f"cannot pickle the {what} ({type(obj).__name__}): "
+                                 f"{type(exc).__name__}: {exc}", what) from exc
 
 
 def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple) -> Any:
@@ -314,8 +349,8 @@ class _Supervised:
         with self.send_lock:
             self.sent += 1
             seq = self.sent
-            try:
-                self.child.conn.send_bytes(pickle.dumps((seq, *msg)))  # type: ignore[union-attr]
+            try:  # cloudpickle: a ping response may be a lambda, as in any message
+                self.child.conn.send_bytes(cloudpickle.dumps((seq, *msg), protocol=5))  # type: ignore[union-attr]
             except OSError:
                 raise ClosedError(f"isolate {self.name!r} has ended") from None
         if wait:
@@ -359,7 +394,10 @@ class _Supervised:
             listeners, self.exit_listeners = self.exit_listeners, []
             self.lock.notify_all()
         for port, response in listeners:
-            port.send(response)
+            try:
+                port.send(response)
+            except Exception as exc:  # noqa: BLE001 - one bad listener must not silence the others
+                report_uncaught(exc, f"exit listener of isolate {self.name!r}")
         _supervised.pop(self.id, None)
 
 
