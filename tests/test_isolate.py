@@ -734,6 +734,35 @@ def test_a_message_that_cannot_be_rebuilt_in_the_isolate_is_reported_and_ends_it
     assert exit_port.receive(timeout=WAIT) is None
 
 
+def test_control_calls_reject_bad_input_at_the_call_site_and_the_isolate_keeps_working(spawned, ports):
+    iso, port, replies = start_echo(spawned, ports)
+    pongs = ports("pongs")
+    with pytest.raises(TypeError, match="send_port must be a stemnb.SendPort, not ReceivePort"):
+        iso.ping(pongs)
+    with pytest.raises(ValueError, match="priority"):
+        iso.ping(pongs.send_port, priority="whenever")
+    with pytest.raises(stemnb.SerializationError, match="ping response"):
+        iso.ping(pongs.send_port, threading.Lock())
+    with pytest.raises(TypeError, match="port must be a stemnb.SendPort, not str"):
+        iso.add_error_listener("errors")
+    with pytest.raises(TypeError, match="port must be a stemnb.SendPort"):
+        iso.add_on_exit_listener(pongs)
+    with pytest.raises(stemnb.SerializationError, match="exit response"):
+        iso.add_on_exit_listener(pongs.send_port, threading.Lock())
+    with pytest.raises(TypeError, match="capability must be a stemnb.Capability"):
+        iso.pause("token")
+    port.send("still here")
+    assert replies.receive(timeout=WAIT) == "still here"
+
+
+def test_a_ping_response_may_be_a_lambda_as_in_any_message(spawned, ports):
+    iso, _, _ = start_echo(spawned, ports)
+    pongs = ports("pongs")
+    factor = 3
+    iso.ping(pongs.send_port, lambda x: x * factor)
+    assert pongs.receive(timeout=WAIT)(5) == 15
+
+
 def test_the_runtime_still_spawns_after_bad_input(spawned, ports):
     with pytest.raises(TypeError):
         stemnb.spawn("not callable", None)
