@@ -16,6 +16,28 @@ pytestmark = pytest.mark.timeout(120)
 WAIT = 30  # seconds a test waits for a message that must come
 
 
+def run_async(main):
+    """``asyncio.run(main())``; on a helper thread if this thread already runs a loop (another suite's)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(WAIT * 2)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 # ---------------------------------------------------------------------- functions run remotely
 def send_range(port: stemnb.SendPort, n: int) -> int:
     for i in range(n):
@@ -87,7 +109,7 @@ def test_async_for_reads_messages_sent_from_another_process():
         assert await fut == 20
         return seen
 
-    assert asyncio.run(main()) == list(range(20))
+    assert run_async(main) == list(range(20))
 
 
 def test_async_for_ends_when_the_port_is_closed_from_another_thread():
@@ -100,7 +122,7 @@ def test_async_for_ends_when_the_port_is_closed_from_another_thread():
             threading.Thread(target=port.close).start()
         return seen
 
-    assert asyncio.run(main()) == ["a"]
+    assert run_async(main) == ["a"]
 
 
 def test_first_resolves_with_the_next_message_and_closes_the_port():
@@ -119,7 +141,7 @@ def test_first_can_be_awaited():
         port.send_port.send("x")
         return await port.first()
 
-    assert asyncio.run(main()) == "x"
+    assert run_async(main) == "x"
 
 
 def test_listen_runs_callbacks_on_the_running_event_loop():
@@ -143,7 +165,7 @@ def test_listen_runs_callbacks_on_the_running_event_loop():
         assert threads == {loop_thread}
         return seen, threads
 
-    seen, _ = asyncio.run(main())
+    seen, _ = run_async(main)
     assert seen == list(range(10))
 
 
