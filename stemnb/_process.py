@@ -128,7 +128,11 @@ def listener() -> _Listener:
 def connect(address: str, kind: str, info: Any) -> Connection:
     """Connect to the listener at ``address`` and say hello as ``(kind, info)``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(address)
+    try:
+        sock.connect(address)
+    except BaseException:
+        sock.close()  # the listener's process is gone: leave no descriptor behind
+        raise
     conn = Connection(sock.detach())
     conn.send_bytes(pickle.dumps((kind, info)))
     return conn
