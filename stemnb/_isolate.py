@@ -22,7 +22,7 @@ from ._exceptions import CapabilityError, ClosedError, RemoteError, Serializatio
 from ._future import Future
 from ._hub import hub
 from ._output import Origin, capture_origin
-from ._ports import ReceivePort, SendPort
+from ._ports import SendPort
 from ._process import ChildProcess, start_child, wait_connected
 from ._runtime import ensure_started, report_uncaught, track_closeable
 from ._serialize import Payload, dumps, loads
@@ -190,9 +190,20 @@ def _check_sendable(obj: Any, what: str) -> None:
 
 
 def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple) -> Any:
-    with ReceivePort(debug_name="isolate-control-reply") as reply:
-        supervisor.send((isolate_id, method, args, reply.send_port))
-        ok, value = reply.receive(timeout=60)
+    """Forward a control call to the supervising process and return its answer.
+
+    The answer arrives on a bare hub handler, not a ReceivePort: waiting for it is part of the
+    caller's event (not a boundary where a pending kill would strike) and is not held by a pause,
+    so an isolate can pause or kill itself.
+    """
+    h = hub()
+    answer: _CFuture = _CFuture()
+    port_id = h.register(lambda payload: answer.done() or answer.set_result(payload))
+    try:
+        supervisor.send((isolate_id, method, args, SendPort(h.address, port_id, "isolate-control-reply")))
+        ok, value = loads(answer.result(timeout=60), what="isolate control reply")
+    finally:
+        h.unregister(port_id)
     if not ok:
         raise value
     return value
