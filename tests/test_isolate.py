@@ -88,6 +88,22 @@ async def count_with_timers(reply: stemnb.SendPort) -> None:
         await asyncio.sleep(0.01)
 
 
+def pause_self(reply: stemnb.SendPort) -> None:
+    """Pause this isolate from inside; the current event still runs to its end."""
+    port = stemnb.ReceivePort("self-paused")
+    port.listen(reply.send)
+    cap = Isolate.current().pause()
+    reply.send((cap, port.send_port))
+    reply.send("rest of the event")
+
+
+def kill_self_before_next_event(reply: stemnb.SendPort) -> None:
+    port = stemnb.ReceivePort("never read")
+    port.listen(reply.send)
+    Isolate.current().kill(Isolate.BEFORE_NEXT_EVENT)
+    reply.send("rest of the event")
+
+
 ECHOES = {"listen": echo, "blocking-receive": echo_blocking, "async-for": echo_async}
 
 
@@ -568,6 +584,24 @@ def test_kill_before_next_event_ends_a_paused_isolate(spawned, ports, style):
     iso.kill(Isolate.BEFORE_NEXT_EVENT)
     assert exit_port.receive(timeout=WAIT) is None
     assert_quiet(replies)
+
+
+def test_an_isolate_killing_itself_before_next_event_finishes_the_current_event(spawned, ports):
+    replies, exit_port = ports(), ports("exit")
+    spawned(kill_self_before_next_event, replies.send_port, on_exit=exit_port.send_port)
+    assert replies.receive(timeout=WAIT) == "rest of the event"
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def test_an_isolate_can_pause_itself_and_be_resumed_from_outside(spawned, ports):
+    replies = ports()
+    iso = spawned(pause_self, replies.send_port)
+    cap, port = replies.receive(timeout=WAIT)
+    assert replies.receive(timeout=WAIT) == "rest of the event"
+    port.send("held")
+    assert_quiet(replies)
+    iso.resume(cap)
+    assert replies.receive(timeout=WAIT) == "held"
 
 
 def test_kill_rejects_an_unknown_priority(spawned, ports):
