@@ -155,6 +155,38 @@ def test_shared_array_writes_are_visible_across_processes():
     assert stemnb.run(read_at, sa, 1).result(WAIT) == 7.0
 
 
+def fill_column(a, value: float) -> list:
+    a[:] = value
+    return a.tolist()
+
+
+def test_a_strided_view_of_a_shared_array_is_the_same_memory_in_the_worker():
+    sa = stemnb.shared_array((4, 6), dtype="float32", fill=0.0)
+    column = sa[1:, 2]  # an offset and a stride
+    assert stemnb.run(fill_column, column, 9.0).result(WAIT) == [9.0, 9.0, 9.0]
+    assert sa[:, 2].tolist() == [0.0, 9.0, 9.0, 9.0]
+    assert float(sa.sum()) == 27.0
+
+
+def test_empty_arrays_travel_as_shared_and_transferable_data():
+    before = set(session_segments())
+    empty = stemnb.shared_array(0)
+    assert stemnb.run(len, empty).result(WAIT) == 0
+    t = stemnb.TransferableTypedData(np.zeros((0, 3), dtype=np.int16))
+    back = pickle.loads(cloudpickle.dumps(t)).materialize()
+    assert back.shape == (0, 3) and back.dtype == np.int16
+    del empty, t, back
+    assert new_segments(before) == set()
+
+
+def test_transferable_typed_data_keeps_shape_and_dtype_of_a_non_contiguous_array():
+    source = np.arange(24, dtype=np.int32).reshape(4, 6)[:, ::2]
+    t = stemnb.TransferableTypedData(source)
+    assert t.nbytes == source.nbytes
+    back = stemnb.run(lambda x: x.materialize(), t).result(WAIT)
+    assert back.dtype == np.int32 and np.array_equal(back, source)
+
+
 def test_shared_array_pickles_as_a_reference_whatever_its_size():
     small = stemnb.shared_array(10)
     large = stemnb.shared_array(8 << 20, dtype="uint8")
