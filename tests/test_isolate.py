@@ -104,6 +104,24 @@ def kill_self_before_next_event(reply: stemnb.SendPort) -> None:
     reply.send("rest of the event")
 
 
+def stage(args: tuple) -> None:
+    """One pipeline stage: apply ``fn`` to each message and pass it on; None ends the stage."""
+    fn, downstream, announce = args
+    with stemnb.ReceivePort("stage") as inbox:
+        announce.send(inbox.send_port)
+        for message in inbox:
+            downstream.send(message if message is None else fn(message))
+            if message is None:
+                return
+
+
+def publisher(args: tuple) -> None:
+    subscribers, n = args
+    for i in range(n):
+        for sub in subscribers:
+            sub.send(i)
+
+
 ECHOES = {"listen": echo, "blocking-receive": echo_blocking, "async-for": echo_async}
 
 
@@ -293,6 +311,27 @@ def test_producer_and_consumer_isolates_talk_directly_through_a_port_passed_betw
     # the producer holds its own connection to the consumer's process (no relay through us)
     assert consumer_port._address in addresses
     assert f"-{consumer_iso.pid}-" in consumer_port._address
+
+
+def test_a_three_stage_pipeline_of_isolates_passes_messages_straight_through(spawned, ports):
+    results, announcements = ports("results"), ports("announcements")
+    downstream = results.send_port
+    stages = [lambda x: -x, lambda x: x * 10, lambda x: x + 1]  # applied in this order
+    for fn in reversed(stages):  # built back to front: each stage needs its successor's port
+        spawned(stage, (fn, downstream, announcements.send_port))
+        downstream = announcements.receive(timeout=WAIT)
+    for i in range(50):
+        downstream.send(i)
+    downstream.send(None)
+    got = [results.receive(timeout=WAIT) for _ in range(51)]
+    assert got == [-i * 10 + 1 for i in range(50)] + [None]
+
+
+def test_one_publisher_isolate_reaches_every_subscriber_in_order(spawned, ports):
+    subscribers = [ports(f"sub{i}") for i in range(3)]
+    spawned(publisher, ([s.send_port for s in subscribers], 100))
+    for sub in subscribers:
+        assert [sub.receive(timeout=WAIT) for _ in range(100)] == list(range(100))
 
 
 # ---------------------------------------------------------------------- exit port
