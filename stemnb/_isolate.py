@@ -198,7 +198,12 @@ def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple
     """
     h = hub()
     answer: _CFuture = _CFuture()
-    port_id = h.register(lambda payload: answer.done() or answer.set_result(payload))
+
+    def on_answer(payload: Payload) -> None:
+        if not answer.done():
+            answer.set_result(payload)
+
+    port_id = h.register(on_answer)
     try:
         supervisor.send((isolate_id, method, args, SendPort(h.address, port_id, "isolate-control-reply")))
         ok, value = loads(answer.result(timeout=60), what="isolate control reply")
