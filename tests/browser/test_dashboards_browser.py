@@ -98,3 +98,17 @@ def test_static_html_export_shows_the_saved_dashboard(page, widget_js, notebook_
     page.wait_for_selector(ROWS, timeout=60_000)
     assert "IsolatePool lab" in page.locator(".stemnb-pool-dashboard").first.inner_text()
     assert_no_widget_errors(page)
+
+
+def test_voila_worker_dashboard_shows_events_and_pauses_a_queue(voila_server, page):
+    page.goto(voila_server.url("voila/render/worker_dashboard.ipynb"))
+    queue_row = page.locator(".stemnb-worker-dashboard .stemnb-queue-row")
+    queue_row.wait_for(timeout=90_000)
+    page.wait_for_function(
+        "(document.querySelector('.stemnb-worker-dashboard .stemnb-events') || {}).textContent"
+        "?.split('completed').length === 4", timeout=60_000)
+    queue_row.get_by_role("button", name="pause").click()
+    page.wait_for_function(
+        "document.querySelector('.stemnb-worker-dashboard .stemnb-queue-row').textContent"
+        ".includes('paused')", timeout=30_000)
+    assert_no_widget_errors(page)
