@@ -281,8 +281,6 @@ def test_large_messages_between_two_isolates_leave_no_segment():
     assert new_segments(before) == set()
 
 
-@pytest.mark.xfail(strict=True, reason="_process.connect leaks its socket when the peer is gone "
-                   "(ResourceWarning); reported in .team/runtime-bugs.md")
 def test_a_large_message_to_the_port_of_an_ended_isolate_is_dropped_and_freed():
     before = set(session_segments())
     with stemnb.ReceivePort() as replies, stemnb.ReceivePort() as exit_port:
