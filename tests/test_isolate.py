@@ -122,6 +122,13 @@ def publisher(args: tuple) -> None:
             sub.send(i)
 
 
+def print_and_end(_: object) -> None:
+    import sys
+
+    print("hello from the isolate")
+    print("and its stderr", file=sys.stderr)
+
+
 ECHOES = {"listen": echo, "blocking-receive": echo_blocking, "async-for": echo_async}
 
 
@@ -779,6 +786,15 @@ def test_an_isolate_handle_sent_to_another_isolate_controls_it_through_the_super
     assert replies.receive(timeout=WAIT) == ("alive", True)
     assert exit_port.receive(timeout=WAIT) == "target ended"
     assert not target.is_alive
+
+
+def test_an_isolates_print_appears_in_the_spawners_output(spawned, ports, capsys):
+    exit_port = ports("exit")
+    spawned(print_and_end, None, on_exit=exit_port.send_port)
+    exit_port.receive(timeout=WAIT)  # its output travels ahead of the end on the same connection
+    out, err = capsys.readouterr()
+    assert "hello from the isolate\n" in out
+    assert "and its stderr\n" in err
 
 
 # ---------------------------------------------------------------------- bad input
