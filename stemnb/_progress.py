@@ -1,6 +1,6 @@
 """``stemnb.progress``: a progress bar over futures or task ids, as a widget in a kernel, else as text.
 
-Futures report through their done-callbacks; task ids are polled from a result backend. A
+Futures report through their done-callbacks, task ids through result-backend watches. A
 background thread redraws at most a few times a second, so the kernel is never blocked and
 thousands of completions cost a handful of redraws.
 """
@@ -30,7 +30,7 @@ def progress(futures_or_task_ids: Any, *, backend: Any = None, label: str = "",
     In a Jupyter kernel (or with ``notebook=True``) this displays an ipywidgets bar that a
     background thread updates; elsewhere it writes a text bar to ``file`` (default stderr) and,
     unless ``wait=False``, blocks until everything has finished. Task ids need ``backend=`` (a
-    result backend whose ``get(task_id)`` returns a status with a ``state``).
+    result backend; its ``watch`` reports each task's terminal state).
 
     Returns:
         The :class:`ProgressBar`; ``wait()`` blocks until all are done.
@@ -59,6 +59,9 @@ class ProgressBar:
         if interval < 0.1:
             raise ValueError(f"interval must be at least 0.1 s, got {interval!r}")
         task_ids = [i for i in items if isinstance(i, str)]
+        duplicates = sorted({t for t in task_ids if task_ids.count(t) > 1})
+        if duplicates:
+            raise ValueError(f"task id {duplicates[0]!r} is listed more than once")
         if task_ids and backend is None:
             raise ValueError(f"task ids ({task_ids[0]!r}, ...) need backend=<result backend> "
                              "to read their states from")
@@ -67,7 +70,8 @@ class ProgressBar:
         self.succeeded = 0
         self.failed = 0
         self._backend = backend
-        self._pending_ids = task_ids
+        self._pending_ids = set(task_ids)
+        self._watches: list[Any] = []
         self._lock = threading.Lock()
         self._finished = threading.Event()
         self._file = file
@@ -77,6 +81,8 @@ class ProgressBar:
         for item in items:
             if isinstance(item, concurrent.futures.Future):
                 item.add_done_callback(self._future_done)
+        for task_id in task_ids:
+            self._watch_task(task_id)
         self._refresher.start()
 
     # -- counting ---------------------------------------------------------------------------
@@ -99,28 +105,38 @@ class ProgressBar:
                 self.failed += 1
         self._refresher.wake()
 
-    def _poll_tasks(self) -> None:
-        still = []
-        for task_id in self._pending_ids:
-            outcome = task_outcome(self._backend.get(task_id))
-            if outcome is None:
-                still.append(task_id)
-                continue
-            with self._lock:
-                if outcome:
-                    self.succeeded += 1
-                else:
-                    self.failed += 1
-        self._pending_ids = still
+    def _watch_task(self, task_id: str) -> None:
+        # watch first, then read: a status set in between reaches one of the two
+        self._watches.append(self._backend.watch(
+            task_id, lambda status, task_id=task_id: self._task_status(task_id, status)))
+        self._task_status(task_id, self._backend.get(task_id))
+
+    def _task_status(self, task_id: str, status: Any) -> None:
+        outcome = task_outcome(status)
+        if outcome is None:
+            return
+        with self._lock:
+            if task_id not in self._pending_ids:
+                return  # already counted (the watch and the first read both saw it)
+            self._pending_ids.discard(task_id)
+            if outcome:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+        self._refresher.wake()
 
     def _tick(self) -> bool:
-        if self._pending_ids:
-            self._poll_tasks()
         complete = self.done >= self.total
         self._draw(final=complete)
         if complete:
             self._finished.set()
+            self._close_watches()
         return not complete
+
+    def _close_watches(self) -> None:
+        watches, self._watches = self._watches, []
+        for watch in watches:
+            watch.close()
 
     # -- drawing ----------------------------------------------------------------------------
     def _build_widgets(self) -> tuple[Any, Any, Any]:
@@ -155,6 +171,7 @@ class ProgressBar:
     def close(self) -> None:
         """Stop updating (the futures and tasks are unaffected) and close the widgets; idempotent."""
         self._refresher.stop()
+        self._close_watches()
         if self._widgets is not None:
             close_tree(self._widgets[0])
 

@@ -113,6 +113,25 @@ def test_task_ids_without_a_backend_are_rejected():
         progress(["t-1"], wait=False)
 
 
+def test_a_task_id_listed_twice_is_rejected():
+    backend = stemnb.InMemoryResultBackend()
+    try:
+        with pytest.raises(ValueError, match="task id 'a' is listed more than once"):
+            progress(["a", "b", "a"], backend=backend, wait=False)
+    finally:
+        backend.close()
+
+
+def test_progress_counts_tasks_that_finished_before_it_started():
+    backend = stemnb.InMemoryResultBackend()
+    try:
+        backend.set("done", stemnb.TaskState.SUCCEEDED)
+        bar = progress(["done"], backend=backend, file=io.StringIO())
+        assert bar.finished and bar.succeeded == 1
+    finally:
+        backend.close()
+
+
 def test_items_that_are_not_futures_or_task_ids_are_rejected():
     with pytest.raises(TypeError, match="got int: 3"):
         progress([3])
