@@ -190,3 +190,29 @@ def test_notebook_names_resolve_without_importing_ipython_or_ipywidgets():
             "assert not heavy, heavy\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.redis
+def test_progress_over_task_ids_follows_a_real_redis_backend():
+    import uuid
+
+    redis = pytest.importorskip("redis")
+    url = "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis server at {url}")
+    namespace = f"stemnb-test-progress-{uuid.uuid4().hex[:8]}"
+    backend = stemnb.RedisResultBackend(url, namespace=namespace)
+    try:
+        backend.set("r1", stemnb.TaskState.RUNNING)
+        bar = progress(["r1", "r2"], backend=backend, file=io.StringIO(), wait=False)
+        backend.set("r2", stemnb.TaskState.FAILED)
+        backend.set("r1", stemnb.TaskState.SUCCEEDED)
+        assert bar.wait(timeout=30)
+        assert (bar.succeeded, bar.failed) == (1, 1)
+        bar.close()
+    finally:
+        for task_id in ("r1", "r2"):
+            backend.forget(task_id)
+        backend.close()
