@@ -54,3 +54,18 @@ def test_widget_cells_are_excluded_from_output_comparison():
         for kind, src in cells:
             if kind == BUILD.PY and ("Dashboard(" in src or "stemnb.progress(" in src):
                 assert src.startswith("# NBVAL_IGNORE_OUTPUT"), (name, src)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_notebooks_reproduce_their_committed_outputs_under_nbval():
+    """``pytest --nbval notebooks/`` (sanitised) as part of the one test command."""
+    import subprocess
+    import sys
+
+    root = NOTEBOOKS.parent
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+                           "--nbval-current-env", "notebooks/", "--nbval-sanitize-with",
+                           "notebooks/sanitize.cfg"], cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
