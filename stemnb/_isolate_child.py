@@ -69,7 +69,10 @@ def serve_isolate(conn: Connection, bootstrap: dict[str, Any]) -> None:
     if config["pause"] is not None:
         _gate.pause(config["pause"])
     threading.Thread(target=_control_loop, args=(state,), daemon=True, name="stemnb-control").start()
+    _gate.set_in_event(False)  # waiting to start (spawned paused) is between events: kills happen now
     _gate.wait_open()
+    _gate.at_boundary()  # work held for the next event (a ping) goes before the entry runs
+    _gate.set_in_event(True)
     try:
         entry, message = loads(config["payload"], what="spawn message")
         result = entry(message)
