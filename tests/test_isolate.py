@@ -524,6 +524,24 @@ def test_spawn_paused_runs_nothing_until_resumed_with_the_pause_capability(spawn
     assert replies.receive(timeout=WAIT) == "ran"
 
 
+def test_a_spawn_paused_isolate_can_be_killed_before_its_entry_runs(spawned, ports):
+    replies, exit_port = ports(), ports("exit")
+    iso = spawned(say_ran, replies.send_port, paused=True, on_exit=exit_port.send_port)
+    iso.kill(Isolate.BEFORE_NEXT_EVENT)
+    assert exit_port.receive(timeout=WAIT) is None
+    assert_quiet(replies)
+
+
+def test_a_before_next_event_ping_to_a_spawn_paused_isolate_is_answered_on_resume(spawned, ports):
+    replies, pongs = ports(), ports("pongs")
+    iso = spawned(say_ran, replies.send_port, paused=True)
+    iso.ping(pongs.send_port, "before the entry", priority=Isolate.BEFORE_NEXT_EVENT)
+    assert_quiet(pongs)
+    iso.resume(iso.pause_capability)
+    assert pongs.receive(timeout=WAIT) == "before the entry"
+    assert replies.receive(timeout=WAIT) == "ran"
+
+
 def test_an_unpaused_spawn_has_no_pause_capability(spawned, ports):
     iso, _, _ = start_echo(spawned, ports)
     assert iso.pause_capability is None
