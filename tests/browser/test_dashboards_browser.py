@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import ARTIFACTS
 from .notebooks import GATES
 
 ROWS = ".stemnb-pool-dashboard .stemnb-isolate-row"
@@ -39,6 +40,8 @@ def test_lab_pool_dashboard_renders_and_its_pause_button_pauses_the_pool(run_not
     page = run_notebook_in_lab("pool_dashboard.ipynb")
     assert_pool_dashboard_rendered(page)
     click_pause_and_see_it(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".stemnb-pool-dashboard").first.screenshot(path=str(ARTIFACTS / "pool_dashboard.png"))
     assert not page.console_errors, page.console_errors
 
 
@@ -57,6 +60,8 @@ def test_lab_worker_dashboard_queue_pause_button_pauses_the_queue(run_notebook_i
     queue_row.get_by_role("button", name="resume").wait_for(timeout=30_000)
     assert_no_widget_errors(page)
     assert not page.console_errors, page.console_errors
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".stemnb-worker-dashboard").first.screenshot(path=str(ARTIFACTS / "worker_dashboard.png"))
 
 
 def test_lab_progress_bar_advances_while_tasks_run(run_notebook_in_lab, notebook_dir):
