@@ -12,7 +12,9 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import sys
 import threading
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -54,8 +56,13 @@ class Hub:
             handler = self._handlers.get(port_id)
         if handler is None:
             drop(payload)  # closed port: the message is dropped, as in Dart
-        else:
+            return
+        try:
             handler(payload)
+        except Exception:  # noqa: BLE001 - the reading thread must go on with later frames
+            print(f"stemnb: a message to port #{port_id} could not be delivered and was dropped:",
+                  file=sys.stderr)
+            traceback.print_exc()
 
     # -- incoming connections -------------------------------------------------------------------
     def _accept(self, conn: Connection, info: Any) -> None:
