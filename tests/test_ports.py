@@ -69,6 +69,24 @@ def send_mixed_sizes(port: stemnb.SendPort, n: int) -> int:
     return n
 
 
+def _refuse_in_root() -> None:
+    from stemnb._runtime import role
+
+    if role() == "root":
+        raise RuntimeError("cannot be rebuilt in the parent")
+
+
+class LoadsOnlyInWorkers:
+    def __reduce__(self):
+        return (_refuse_in_root, ())
+
+
+def poison_then_send(poisoned: stemnb.SendPort, port: stemnb.SendPort) -> str:
+    poisoned.send(("not a control request", LoadsOnlyInWorkers()))
+    port.send("after the poison")
+    return "sent"
+
+
 def mutate_and_return(message: dict) -> dict:
     message["items"].append("worker")
     return message
@@ -362,6 +380,16 @@ def test_closing_a_port_wakes_a_blocked_receive(port):
     t.join(WAIT)
     assert not t.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], stemnb.ClosedError)
+
+
+def test_a_message_a_hub_handler_cannot_load_does_not_stop_later_messages_from_that_process(port, capsys):
+    from stemnb._isolate import _supervisor_send_port
+
+    supervisor = _supervisor_send_port()  # a hub handler that unpickles on the reading thread
+    assert stemnb.run(poison_then_send, supervisor, port.send_port).result(WAIT) == "sent"
+    assert port.receive(timeout=WAIT) == "after the poison"  # read after the poison, same connection
+    err = capsys.readouterr().err
+    assert "could not be delivered and was dropped" in err and "cannot be rebuilt in the parent" in err
 
 
 def test_a_send_port_inside_a_run_argument_is_used_from_the_worker(port):
