@@ -216,3 +216,31 @@ def test_progress_over_task_ids_follows_a_real_redis_backend():
         for task_id in ("r1", "r2"):
             backend.forget(task_id)
         backend.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_in_a_real_kernel_progress_displays_its_widget_once_with_a_text_fallback(tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[
+        new_code_cell("import concurrent.futures, stemnb\n"
+                      "futures = [concurrent.futures.Future() for _ in range(3)]\n"
+                      "bar = stemnb.progress(futures, label='tasks')\n"
+                      "bar"),  # shown by progress() already: not a second time
+        new_code_cell("for f in futures:\n    f.set_result(None)\n"
+                      "bar.wait(timeout=60)\nprint(bar.done, bar.widget.children[0].bar_style)"),
+        new_code_cell("bar"),  # a later cell shows it again
+    ])
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    first, second, third = (cell.outputs for cell in nb.cells)
+    assert len(first) == 1 and first[0].output_type == "display_data"
+    data = first[0].data
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert data["text/plain"] == "<ProgressBar tasks: 0 / 3 done>"
+    assert "0 / 3 done" in data["text/html"]
+    assert second[0].text == "3 success\n"
+    assert len(third) == 1 and "application/vnd.jupyter.widget-view+json" in third[0].data
