@@ -87,6 +87,11 @@ def poison_then_send(poisoned: stemnb.SendPort, port: stemnb.SendPort) -> str:
     return "sent"
 
 
+def send_unloadable_then_fine(port: stemnb.SendPort) -> None:
+    port.send(LoadsOnlyInWorkers())
+    port.send("fine")
+
+
 def mutate_and_return(message: dict) -> dict:
     message["items"].append("worker")
     return message
@@ -348,6 +353,13 @@ def test_an_unpicklable_message_raises_serialization_error_at_send(port):
     assert isinstance(info.value, TypeError)
     port.send_port.send("still usable")
     assert port.receive(timeout=WAIT) == "still usable"
+
+
+def test_a_message_that_cannot_be_unpickled_here_raises_serialization_error_at_receive(port):
+    stemnb.run(send_unloadable_then_fine, port.send_port).result(WAIT)
+    with pytest.raises(stemnb.SerializationError, match="cannot unpickle the message"):
+        port.receive(timeout=WAIT)
+    assert port.receive(timeout=WAIT) == "fine"
 
 
 def test_receive_with_a_timeout_raises_timeout_error(port):
