@@ -221,7 +221,6 @@ def test_progress_over_task_ids_follows_a_real_redis_backend():
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_in_a_real_kernel_progress_displays_its_widget_once_with_a_text_fallback(tmp_path):
-    import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
 
