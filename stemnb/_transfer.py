@@ -55,7 +55,10 @@ def _shared_class() -> type:
             _stemnb_segment: Any = None
 
             def __array_finalize__(self, obj: Any) -> None:
-                self._stemnb_segment = getattr(obj, "_stemnb_segment", None)
+                # a view keeps referring to the segment; a new array made from it (``a + 1``,
+                # ``a.copy()``) lives in ordinary memory and must pickle as its values
+                seg = getattr(obj, "_stemnb_segment", None)
+                self._stemnb_segment = seg if seg is not None and np.may_share_memory(self, obj) else None
 
             def __reduce__(self) -> Any:
                 seg = self._stemnb_segment
