@@ -187,6 +187,20 @@ def test_transferable_typed_data_keeps_shape_and_dtype_of_a_non_contiguous_array
     assert back.dtype == np.int32 and np.array_equal(back, source)
 
 
+def test_arrays_computed_from_a_shared_array_travel_as_their_own_values():
+    sa = stemnb.shared_array(1 << 16, fill=1.0)
+    derived = {"sum": sa + 1, "copy": sa.copy(), "astype": sa.astype("int32"), "product": sa * 5}
+    expected = {"sum": 2.0, "copy": 1.0, "astype": 1, "product": 5.0}
+    for name, arr in derived.items():
+        assert pickle.loads(cloudpickle.dumps(arr))[-1] == expected[name], name
+        assert stemnb.run(read_at, arr, (1 << 16) - 1).result(WAIT) == expected[name], name
+    sa[-1] = 3.0  # the derived arrays are independent of the shared memory
+    assert derived["copy"][-1] == 1.0
+    view = sa[-4:]
+    assert len(cloudpickle.dumps(view)) < 1024  # a view is still a reference
+    assert stemnb.run(read_at, view, 3).result(WAIT) == 3.0
+
+
 def test_shared_array_pickles_as_a_reference_whatever_its_size():
     small = stemnb.shared_array(10)
     large = stemnb.shared_array(8 << 20, dtype="uint8")
