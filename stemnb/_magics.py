@@ -7,7 +7,7 @@ Subcommands::
     %stem send NAME EXPR                send the value of EXPR to isolate NAME's inbox
     %stem pause|resume|kill NAME        pause, resume or kill isolate NAME
     %stem ps                            table of live isolates: name, pid, state, CPU, RSS, queued
-    %stem pool [--size N]               show (or create / resize) the pool %%stem run uses
+    %stem pool [--size N]               show the pool %%stem run uses; --size gives it its own
     %stem dashboard [--pool | --worker] a live dashboard of that pool or of the %stem worker
     %stem worker start|stop|status      run a task worker from this notebook
 """
@@ -70,9 +70,9 @@ def _ps_parser(line: str) -> None:
 
 @magic_arguments.magic_arguments(name="stem pool")
 @magic_arguments.argument("--size", type=int, default=None, metavar="N",
-                          help="create the pool with N isolates, or resize it to N")
+                          help="give the magics their own pool of N isolates, or resize it to N")
 def _pool_parser(line: str) -> None:
-    """Show the pool that %%stem run uses; --size creates or resizes it."""
+    """Show the pool that %%stem run uses (stemnb's default pool until --size makes one)."""
 
 
 @magic_arguments.magic_arguments(name="stem dashboard")
@@ -176,7 +176,6 @@ class StemMagics(Magics):
         super().__init__(shell)
         self.ip: Any = shell  # typed Any: IPython declares ``shell`` optional
         self.pool: Any = None
-        self.owns_pool = False
         self.isolates: dict[str, _Spawned] = {}
         self.worker: Any = None
         self.worker_var: str | None = None
@@ -216,24 +215,26 @@ class StemMagics(Magics):
 
     # -- pool and run ---------------------------------------------------------------------------
     def current_pool(self) -> Any:
-        """Return the pool ``%%stem run`` uses: the ``%stem pool`` one, else a new default-sized one."""
-        if self.pool is None or self.pool.closed:
-            import stemnb
+        """Return the pool ``%%stem run`` uses: the one ``%stem pool --size`` made, else the default pool.
 
-            self.pool = stemnb.IsolatePool(debug_name="%stem")
-            self.owns_pool = True
-        return self.pool
+        The default pool is the one behind ``stemnb.run``, so the magics start no extra processes.
+        """
+        if self.pool is not None and not self.pool.closed:
+            return self.pool
+        import stemnb
+
+        return stemnb.default_pool()
 
     def _do_pool(self, args: Any) -> Any:
         if args.size is not None and args.size < 1:
             raise UsageError(f"--size must be >= 1, got {args.size}")
-        if args.size is not None and self.pool is not None and not self.pool.closed:
-            self.pool.resize(args.size)
-        elif args.size is not None:
-            import stemnb
+        if args.size is not None:
+            if self.pool is not None and not self.pool.closed:
+                self.pool.resize(args.size)
+            else:
+                import stemnb
 
-            self.pool = stemnb.IsolatePool(args.size, debug_name="%stem")
-            self.owns_pool = True
+                self.pool = stemnb.IsolatePool(args.size, debug_name="%stem")
         return self.current_pool()
 
     def _do_run(self, args: Any, cell: str) -> None:
@@ -384,7 +385,7 @@ class StemMagics(Magics):
 
     # -- clean-up -----------------------------------------------------------------------------
     def close(self) -> None:
-        """Kill spawned isolates, stop the worker and close the pool this object created."""
+        """Kill spawned isolates, stop the worker and close the pool ``%stem pool --size`` made."""
         import stemnb
 
         for record in self.isolates.values():
@@ -398,7 +399,7 @@ class StemMagics(Magics):
         if self.worker is not None:
             worker, self.worker = self.worker, None
             worker.shutdown(mode=stemnb.WorkerShutdownMode.HARD).result()
-        if self.pool is not None and self.owns_pool:
+        if self.pool is not None:  # made by %stem pool --size; the default pool stays
             self.pool.close()
         self.pool = None
 

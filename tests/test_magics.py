@@ -174,14 +174,23 @@ def test_run_shows_the_cells_output(pooled, capfd):
     assert "hello from the isolate" in capfd.readouterr().out
 
 
-def test_run_without_a_pool_command_makes_one_and_unload_closes_it(shell):
-    shell.run_cell_magic("stem", "run --pull stem_test_v", "stem_test_v = 5\n")
-    pool = magics(shell).pool
-    assert shell.user_ns["stem_test_v"] == 5 and not pool.closed
+def test_run_without_a_pool_command_uses_the_default_pool_and_unload_leaves_it(shell):
+    shell.run_cell_magic("stem", "run --pull stem_test_v stem_test_pid",
+                         "import os\nstem_test_v = 5\nstem_test_pid = os.getpid()\n")
+    default = stemnb.default_pool()
+    assert magics(shell).current_pool() is default
+    assert shell.user_ns["stem_test_v"] == 5
+    assert shell.user_ns["stem_test_pid"] in [i.pid for i in default.isolates()]
     shell.run_line_magic("unload_ext", "stemnb")
-    assert pool.closed
+    assert not default.closed
     shell.run_line_magic("load_ext", "stemnb")
 
+
+def test_unload_closes_the_pool_that_pool_size_made(pooled):
+    pool = magics(pooled).pool
+    pooled.run_line_magic("unload_ext", "stemnb")
+    assert pool.closed
+    pooled.run_line_magic("load_ext", "stemnb")
 
 def test_interrupt_during_run_stops_the_remote_cell(pooled):
     import os
