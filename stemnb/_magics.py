@@ -308,6 +308,8 @@ class StemMagics(Magics):
         import stemnb
 
         record = self._spawned(args.name)
+        if record.exited:
+            raise UsageError(f"isolate {args.name!r} has exited; nothing to {action}")
         if action == "pause":
             record.capabilities.append(record.isolate.pause())
         elif action == "resume":

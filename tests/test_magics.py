@@ -273,6 +273,15 @@ def test_kill_ends_the_isolate_and_later_sends_are_usage_errors(echo):
         shell.run_line_magic("stem", "send echo 1")
 
 
+def test_a_spawned_cell_that_closes_its_inbox_exits_and_ps_shows_it(shell):
+    shell.run_cell_magic("stem", "spawn brief", "inbox.close()\n")
+    eventually(lambda: ps_row(shell, "brief")["state"] == "exited", timeout=60)
+    assert ps_row(shell, "brief")["CPU"] == "-"
+    with pytest.raises(UsageError, match="'brief' has exited; nothing to kill"):
+        shell.run_line_magic("stem", "kill brief")
+    shell.run_cell_magic("stem", "spawn brief", "inbox.close()\n")  # the name can be reused
+
+
 def test_spawn_under_a_running_name_is_a_usage_error(echo):
     shell = echo[0]
     with pytest.raises(UsageError, match="an isolate named 'echo' is running; '%stem kill echo'"):
