@@ -11,6 +11,17 @@ from stemnb._magics import StemMagics
 from stemnb.testing import eventually
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_process_state():
+    """An in-process InteractiveShell replaces ``__main__``; put it back for the tests that follow."""
+    import sys
+
+    main = sys.modules["__main__"]
+    yield
+    InteractiveShell.clear_instance()
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture
 def shell():
     ip = InteractiveShell.instance()
