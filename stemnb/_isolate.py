@@ -227,9 +227,12 @@ class _EndIsolatesAtExit:
     """
 
     def close(self) -> None:
-        for record in list(_supervised.values()):
-            if record.child is not None and record.alive:
-                record.child.kill()
+        records = [r for r in list(_supervised.values()) if r.child is not None and r.alive]
+        for record in records:
+            record.child.kill()  # type: ignore[union-attr]
+        for record in records:  # their exit listeners (maybe in other processes) are told first
+            if record.thread is not None and record.thread is not threading.current_thread():
+                record.thread.join(10.0)
 
 
 _end_at_exit = _EndIsolatesAtExit()
@@ -298,6 +301,7 @@ class _Supervised:
         self.sent = 0
         self.send_lock = threading.Lock()
         self.ready: _CFuture = _CFuture()
+        self.thread: threading.Thread | None = None  # runs serve(), then tells the exit listeners
 
     # -- requests from handles ------------------------------------------------------------------
     def handle(self, method: str, args: tuple) -> Any:
@@ -465,7 +469,8 @@ def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, er
         future._settle(Isolate(supervisor, isolate_id, record.child.pid, name, cap))
         record.serve()
 
-    threading.Thread(target=start, daemon=True, name=f"stemnb-supervise-{name}").start()
+    record.thread = threading.Thread(target=start, daemon=True, name=f"stemnb-supervise-{name}")
+    record.thread.start()
     return future
 
 
