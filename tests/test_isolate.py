@@ -152,6 +152,11 @@ class LoadsOnlyHere:
         return (_refuse_to_load, ()) if role() == "root" else (LoadsOnlyHere, ())
 
 
+def spawn_echo_with_exit_port(args: tuple) -> int:
+    reply, exit_port = args
+    return stemnb.spawn(echo, reply, on_exit=exit_port).result(WAIT).pid
+
+
 def fragile_listener(reply: stemnb.SendPort) -> None:
     """Like ``echo`` but "bad" raises an uncaught error in the callback."""
     port = stemnb.ReceivePort("fragile")
@@ -793,6 +798,20 @@ def test_an_isolate_spawned_by_a_pool_worker_is_controlled_from_here(ports):
         iso.kill(Isolate.IMMEDIATE)
     assert exit_port.receive(timeout=WAIT) == "gone"
     assert not iso.is_alive
+
+
+def test_an_isolate_started_by_a_pool_worker_ends_and_reports_its_exit_when_the_pool_closes(ports):
+    replies, exit_port = ports("replies"), ports("exit")
+    pool = stemnb.IsolatePool(1, debug_name="supervisors")
+    try:
+        pid = pool.run(spawn_echo_with_exit_port, (replies.send_port, exit_port.send_port)).result(WAIT)
+        replies.receive(timeout=WAIT)
+    finally:
+        pool.close(timeout=WAIT)
+    assert exit_port.receive(timeout=WAIT) is None
+    from stemnb._session import pid_is_alive
+
+    assert not pid_is_alive(pid)
 
 
 def test_an_isolate_handle_sent_to_another_isolate_controls_it_through_the_supervisor(spawned, ports):
