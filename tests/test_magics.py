@@ -239,6 +239,15 @@ def echo(shell):
     results.close()
 
 
+def process_gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def ps_row(shell, name):
     table = shell.run_line_magic("stem", "ps")
     return dict(zip(table.HEADERS, next(r for r in table.rows if r[0] == name), strict=True))
@@ -273,13 +282,10 @@ def test_pause_queues_messages_and_resume_delivers_them(echo):
 
 
 def test_kill_ends_the_isolate_and_later_sends_are_usage_errors(echo):
-    import psutil
-
     shell, isolate, _ = echo
     shell.run_line_magic("stem", "kill echo")
     assert ps_row(shell, "echo")["state"] == "exited"
-    eventually(lambda: not psutil.pid_exists(isolate.pid) or
-               psutil.Process(isolate.pid).status() == psutil.STATUS_ZOMBIE, timeout=60)
+    eventually(lambda: process_gone(isolate.pid), timeout=60)
     with pytest.raises(UsageError, match="'echo' has exited; spawn it again"):
         shell.run_line_magic("stem", "send echo 1")
 
@@ -300,12 +306,9 @@ def test_spawn_under_a_running_name_is_a_usage_error(echo):
 
 
 def test_unload_kills_spawned_isolates(echo):
-    import psutil
-
     shell, isolate, _ = echo
     shell.run_line_magic("unload_ext", "stemnb")
-    eventually(lambda: not psutil.pid_exists(isolate.pid) or
-               psutil.Process(isolate.pid).status() == psutil.STATUS_ZOMBIE, timeout=60)
+    eventually(lambda: process_gone(isolate.pid), timeout=60)
     shell.run_line_magic("load_ext", "stemnb")
 
 
