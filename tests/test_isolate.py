@@ -235,6 +235,21 @@ def spawn_grandchild(reply: stemnb.SendPort) -> None:
     reply.send(("middle", os.getpid(), child.pid))
 
 
+def spawn_grandchild_reporting_to(args: tuple) -> None:
+    """Start an isolate of our own; on our port "exit" calls Isolate.exit(), anything else raises."""
+    reply, exit_port = args
+    grandchild = stemnb.spawn(echo, reply, on_exit=exit_port).result(WAIT)
+    port = stemnb.ReceivePort("middle")
+
+    def on_message(message: object) -> None:
+        if message == "exit":
+            Isolate.exit()
+        raise RuntimeError(f"told to {message}")  # uncaught: ends this isolate
+
+    port.listen(on_message)
+    reply.send(("middle", port.send_port, grandchild.pid))
+
+
 async def async_doubler(reply: stemnb.SendPort) -> None:
     port = stemnb.ReceivePort("async")
     reply.send(port.send_port)
@@ -752,6 +767,24 @@ def test_an_isolate_can_spawn_its_own_isolate(spawned, ports):
     kind, grandchild_pid, grandchild_parent = replies.receive(timeout=WAIT)
     assert kind == "grandchild" and grandchild_parent == iso.pid
     assert replies.receive(timeout=WAIT) == ("middle", iso.pid, grandchild_pid)
+
+
+@pytest.mark.parametrize("how", ["kill", "error", "exit"])
+def test_an_isolate_that_ends_takes_its_own_isolates_with_it_and_their_exit_is_reported(spawned, ports, how):
+    replies, grandchild_exit = ports("replies"), ports("grandchild-exit")
+    middle = spawned(spawn_grandchild_reporting_to, (replies.send_port, grandchild_exit.send_port))
+    got = [replies.receive(timeout=WAIT) for _ in range(2)]  # the grandchild's port, and ours
+    (_, middle_port, grandchild_pid), = [m for m in got if isinstance(m, tuple)]
+    if how == "kill":
+        middle.kill(Isolate.BEFORE_NEXT_EVENT)
+    elif how == "error":
+        middle_port.send("fail")
+    else:
+        middle_port.send("exit")
+    assert grandchild_exit.receive(timeout=WAIT) is None
+    from stemnb._session import pid_is_alive
+
+    assert not pid_is_alive(grandchild_pid)
 
 
 def test_an_async_entry_reads_its_port_with_async_for(spawned, ports):
