@@ -10,6 +10,12 @@ import stemnb
 from stemnb._shm import session_segments
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Run the real-browser tests last: playwright's sync API drives an event loop on the main
+    thread, and no other test should ever run beside it."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+
+
 @pytest.fixture
 def pool():
     """A two-process pool, closed after the test; the test fails if it leaks a segment."""

@@ -101,7 +101,7 @@ def _isolated_env(root: Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- browser
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # playwright's loop must be gone before any other test runs
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM}: run tests/browser/setup_browser.sh")
@@ -183,7 +183,7 @@ def notebook_dir(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jupyter_lab(notebook_dir, tmp_path_factory):
     state = tmp_path_factory.mktemp("labstate")
     env = _isolated_env(state)
@@ -229,7 +229,7 @@ def run_notebook_in_lab(jupyter_lab, page):
         jupyter_lab.api("DELETE", f"/api/sessions/{s['id']}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def voila_server(notebook_dir, tmp_path_factory):
     state = tmp_path_factory.mktemp("voilastate")
     port, token = _free_port(), secrets.token_hex(16)
