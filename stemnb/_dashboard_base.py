@@ -1,8 +1,10 @@
 """What every stemnb dashboard shares: kernel detection, lazy ipywidgets, a throttled refresher thread.
 
 Widget *values* may be set from any thread (ipywidgets syncs them through the kernel's comm), so
-dashboards refresh from a daemon thread and never block the kernel. A dashboard whose pool or
-worker went away shows "closed" and stops refreshing instead of raising.
+dashboards refresh from a daemon thread and never block the kernel. Their controls take their
+messages on the kernel subshell the frontend picked (see :func:`follow_frontend_subshell`), so a
+click acts while another cell blocks. A dashboard whose pool or worker went away shows "closed"
+and stops refreshing instead of raising.
 """
 
 from __future__ import annotations
@@ -43,6 +45,29 @@ def close_tree(widget: Any) -> None:
     for child in getattr(widget, "children", ()):
         close_tree(child)
     widget.close()
+
+
+def follow_frontend_subshell(widget: Any) -> Any:
+    """Have ``widget``'s frontend messages (clicks, typed values), and its children's, handled on the
+    kernel subshell the frontend addressed them to; returns ``widget``.
+
+    JupyterLab (4.6 checked) sends widget messages to a subshell thread (``commsOverSubshells``,
+    default ``perCommTarget``), but ipykernel 7.4 re-routes an incoming comm message to the subshell
+    that last *published* on that comm (``Comm._reply_subshell_for``): for a widget displayed by a
+    cell that is the main shell, so its clicks would wait for whatever cell is running. A message
+    that names no subshell (the setting ``disabled``, frontends without subshells) still goes to
+    the main shell; kernels without this routing are left as they are.
+    """
+    comm = getattr(widget, "comm", None)
+    if comm is not None and callable(getattr(comm, "_reply_subshell_for", None)):
+        comm._reply_subshell_for = _subshell_in_header
+    for child in getattr(widget, "children", ()):
+        follow_frontend_subshell(child)
+    return widget
+
+
+def _subshell_in_header(_data: Any, subshell_id: str | None) -> str | None:
+    return subshell_id
 
 
 class Refresher:
@@ -129,6 +154,7 @@ class Dashboard:
         self.widget = w.VBox([self.title, *self._build(), self.error])
         self.widget.add_class("stemnb-dashboard")
         self.widget.add_class(f"stemnb-{self.kind}")
+        follow_frontend_subshell(self.widget)
         self._refresher = Refresher(self._tick, interval=interval, on_error=self.show_error,
                                     name=f"stemnb-{self.kind}")
         self.refresh()

@@ -3,7 +3,7 @@
 One row per isolate (name, pid, state, tasks done, RSS, current call with its elapsed time and a
 kill button), the queue depth and counters, a throughput sparkline, and buttons to resize and
 pause/resume the pool. A background thread refreshes it a few times a second; the buttons act
-on the pool directly, so they work while other cells run.
+on the pool directly, on a kernel subshell in JupyterLab, so they work while another cell blocks.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from . import _html
-from ._dashboard_base import Dashboard
+from ._dashboard_base import Dashboard, follow_frontend_subshell
 from ._exceptions import ClosedError
 
 COLUMNS = (("name", "110px"), ("pid", "70px"), ("state", "80px"), ("tasks", "50px"),
@@ -158,6 +158,7 @@ class _IsolateRow:
         self.kill.on_click(on_kill)
         self.box = w.HBox([*self.cells, self.kill])
         self.box.add_class("stemnb-isolate-row")
+        follow_frontend_subshell(self.box)
         self._values: list[str] = [""] * len(COLUMNS)
 
     def update(self, iso: Any, now: float) -> None:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from . import _html
-from ._dashboard_base import Dashboard
+from ._dashboard_base import Dashboard, follow_frontend_subshell
 
 #: the event types the "recent events" table lists.
 LISTED_EVENTS = ("completed", "retried", "failed", "revoked", "dead_lettered", "timeout", "error")
@@ -218,6 +218,7 @@ class _QueueRow:
         self.button.on_click(on_click)
         self.box = w.HBox([self.name, self.depth, self.button])
         self.box.add_class("stemnb-queue-row")
+        follow_frontend_subshell(self.box)
 
     def update(self, depth: Any, paused: bool) -> None:
         state = _html.state_badge("paused") if paused else _html.state_badge("running")
@@ -240,6 +241,7 @@ class _TaskRow:
         self.revoke.on_click(on_revoke)
         self.box = w.HBox([self.label, self.bar, self.revoke])
         self.box.add_class("stemnb-task-row")
+        follow_frontend_subshell(self.box)
 
     def update(self, task: dict[str, Any], fraction: float | None, now: float) -> None:
         started = task.get("started_at")

@@ -190,6 +190,10 @@ def jupyter_lab(notebook_dir, tmp_path_factory):
     (state / ".jupyter-config/labconfig").mkdir(parents=True)
     (state / ".jupyter-config/labconfig/page_config.json").write_text(json.dumps(
         {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    # widget messages go to a kernel subshell (Lab's default, stated so a changed default shows up)
+    kernels_settings = state / ".lab-settings/@jupyterlab/apputils-extension/kernels.jupyterlab-settings"
+    kernels_settings.parent.mkdir(parents=True)
+    kernels_settings.write_text(json.dumps({"commsOverSubshells": "perCommTarget"}))
     port, token = _free_port(), secrets.token_hex(16)
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
@@ -214,12 +218,18 @@ KERNEL_IDLE = """() => { const w = window.jupyterapp && window.jupyterapp.shell.
 
 @pytest.fixture
 def run_notebook_in_lab(jupyter_lab, page):
-    """Open ``name`` in JupyterLab, run all cells, wait until the kernel is idle; returns the page."""
-    def run(name: str, timeout_ms: int = 120_000):
+    """Open ``name`` in JupyterLab, run all cells, wait until the kernel is idle; returns the page.
+
+    With ``wait=False`` it returns once the run has started (for notebooks whose last cell blocks).
+    """
+    def run(name: str, timeout_ms: int = 120_000, wait: bool = True):
         page.goto(jupyter_lab.url(f"lab/tree/{name}?reset"))
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout_ms)
         page.wait_for_function(KERNEL_IDLE, timeout=timeout_ms)
-        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        # not awaited in the page: the command's promise settles only when every cell has run
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        if not wait:
+            return page
         page.wait_for_function(f"""() => ({KERNEL_IDLE})() &&
             ![...document.querySelectorAll('.jp-InputArea-prompt')].some(p => p.textContent.includes('*'))""",
                                timeout=timeout_ms)

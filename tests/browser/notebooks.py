@@ -33,6 +33,21 @@ NOTEBOOKS: dict[str, list[str]] = {
         "ids = [stem.enqueue('add', {'a': i, 'b': i}) for i in range(3)]\n"
         "assert [backend.wait_for(t, timeout=60).payload for t in ids] == [0, 2, 4]",
     ],
+    "pool_dashboard_busy.ipynb": [
+        "import time\n"
+        "from pathlib import Path\n"
+        "import stemnb\n"
+        f"GATE = Path({GATES!r}).resolve() / 'busy'\n"
+        "def wait_for_gate(gate):\n"
+        "    while not gate.exists():\n"
+        "        time.sleep(0.02)  # the call's own work: waiting for the test to release it\n"
+        "    return 'released'\n"
+        "pool = stemnb.IsolatePool(2, debug_name='busy')\n"
+        "dash = stemnb.PoolDashboard(pool, interval=0.2)\n"
+        "dash",
+        "print('cell blocks', flush=True)\n"
+        "print(stemnb.run(wait_for_gate, GATE).result(), 'with pool', pool.statistics().state)",
+    ],
     "progress.ipynb": [
         "import os, time\n"
         "from pathlib import Path\n"

@@ -45,6 +45,26 @@ def test_lab_pool_dashboard_renders_and_its_pause_button_pauses_the_pool(run_not
     assert not page.console_errors, page.console_errors
 
 
+def test_lab_pool_dashboard_pause_acts_while_another_cell_blocks_on_a_run(run_notebook_in_lab,
+                                                                          notebook_dir):
+    gate = notebook_dir / GATES / "busy"
+    page = run_notebook_in_lab("pool_dashboard_busy.ipynb", wait=False)
+    try:
+        assert page.evaluate("window.jupyterapp.serviceManager.kernels.commsOverSubshells") == "perCommTarget"
+        blocking_cell = page.locator(".jp-Notebook .jp-Cell").nth(1)
+        blocking_cell.locator(".jp-OutputArea-output").get_by_text("cell blocks").wait_for(timeout=120_000)
+        page.wait_for_function(f"document.querySelectorAll('{ROWS}').length === 2", timeout=90_000)
+        click_pause_and_see_it(page)  # the click is handled while the cell waits on .result()
+        assert "*" in blocking_cell.locator(".jp-InputArea-prompt").inner_text()
+        assert "released" not in blocking_cell.inner_text()
+    finally:
+        gate.touch()  # releases the blocked call (also when the test failed)
+    blocking_cell.locator(".jp-OutputArea-output").get_by_text("released with pool paused").wait_for(
+        timeout=60_000)
+    assert_no_widget_errors(page)
+    assert not page.console_errors, page.console_errors
+
+
 def test_lab_worker_dashboard_queue_pause_button_pauses_the_queue(run_notebook_in_lab):
     page = run_notebook_in_lab("worker_dashboard.ipynb")
     queue_row = page.locator(".stemnb-worker-dashboard .stemnb-queue-row")
