@@ -55,7 +55,7 @@ class Future(cf.Future, Generic[T]):
                     return self._state in (CANCELLED, "CANCELLED_AND_NOTIFIED")
                 self._state = CANCELLED
                 self._condition.notify_all()
-        self._invoke_callbacks()
+        self._invoke_callbacks()  # type: ignore[attr-defined]  # concurrent.futures' own hook
         return True
 
     # -- safe completion (work may finish after a cancel raced it) -------------------------------

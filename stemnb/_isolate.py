@@ -381,6 +381,7 @@ class _Supervised:
     # -- the isolate's messages -----------------------------------------------------------------
     def serve(self) -> None:
         conn = self.child.conn  # type: ignore[union-attr]
+        assert conn is not None, "serve() runs once the isolate has connected"
         while True:
             try:
                 msg = pickle.loads(conn.recv_bytes())

@@ -9,6 +9,7 @@ is open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import pickle
@@ -88,8 +89,12 @@ def _run_events(loop: asyncio.AbstractEventLoop) -> None:
 
     done = loop.create_future()
 
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
     def wake() -> None:
-        loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+        loop.call_soon_threadsafe(finish)
 
     _open_ports.on_empty = wake
     if _open_ports.count() == 0:
@@ -147,7 +152,7 @@ def _control_loop(state: _IsolateState) -> None:
             if priority == Isolate.IMMEDIATE:
                 port.send(response)
             else:
-                _gate.defer(lambda p=port, r=response: p.send(r))
+                _gate.defer(functools.partial(port.send, response))
                 _call_soon(state, _gate.at_boundary)
         try:
             state.send(("ack", seq))

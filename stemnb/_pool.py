@@ -95,7 +95,7 @@ class IsolatePool:
         self._call_ids = itertools.count()
         self._worker_ids = itertools.count(1)
         self._cache = SegmentCache()
-        self._counts = collections.Counter()
+        self._counts: collections.Counter[str] = collections.Counter()
         self._spawn_failures = 0
         self._listeners: dict[str, list[Callable[[Any], None]]] = {"recycle": [], "spawned": [], "disposed": []}
         self._all_stopped = threading.Condition(self._lock)
@@ -285,6 +285,7 @@ class IsolatePool:
 
     def _read(self, worker: _Worker) -> None:
         conn = worker.child.conn  # type: ignore[union-attr]
+        assert conn is not None, "a worker is read only once it has connected"
         while True:
             try:
                 msg = pickle.loads(conn.recv_bytes())

@@ -125,7 +125,7 @@ def loads(
     Shared-memory buffers are mapped zero-copy: read-only unless ``writable`` (then copy-on-write).
     ``on_release(name)`` runs when a cached segment's last view is gone. Raises SerializationError.
     """
-    views = []
+    views: list[Any] = []
     try:
         for buf in payload.buffers:
             if isinstance(buf, SegmentRef):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from typing import Any
+from typing import Any, SupportsIndex
 
 from ._exceptions import ClosedError, SharedMemoryError
 from ._hub import hand_over
@@ -68,7 +68,7 @@ def _shared_class() -> type:
                 offset = self.__array_interface__["data"][0] - base_addr
                 return (_attach_shared, (name, nbytes, offset, self.shape, self.dtype.str, self.strides))
 
-            def __reduce_ex__(self, protocol: int) -> Any:
+            def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
                 return self.__reduce__()
 
         SharedArray.__module__ = "stemnb"
@@ -130,7 +130,7 @@ class TransferableTypedData:
         self._nbytes = arr.nbytes
         seg = Segment(max(arr.nbytes, 1))
         if arr.nbytes:
-            seg.write(memoryview(arr).cast("B"))
+            seg.write(arr.data.cast("B"))
         seg.unlinked = True  # from now on unlinked by whoever materializes it (or drops it)
         seg.destroy()
         self._name: str | None = seg.name
