@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from redis_support import REDIS_URL
+from redis_support import drop_namespace as _drop_namespace
 
 from stemnb import EncodingError, TaskState
 from stemnb.testing.backend_contract import ResultBackendContract
@@ -12,26 +14,6 @@ from stemnb.testing.backend_contract import ResultBackendContract
 redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.redis
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _server_available() -> bool:
-    try:
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-if not _server_available():
-    pytest.skip(f"no Redis server at {REDIS_URL}", allow_module_level=True)
-
-
-def _drop_namespace(namespace: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _make():

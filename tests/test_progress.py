@@ -196,12 +196,8 @@ def test_notebook_names_resolve_without_importing_ipython_or_ipywidgets():
 def test_progress_over_task_ids_follows_a_real_redis_backend():
     import uuid
 
-    redis = pytest.importorskip("redis")
-    url = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"no Redis server at {url}")
+    from redis_support import REDIS_URL as url
+
     namespace = f"stemnb-test-progress-{uuid.uuid4().hex[:8]}"
     backend = stemnb.RedisResultBackend(url, namespace=namespace)
     try:

@@ -10,6 +10,8 @@ import textwrap
 import uuid
 
 import pytest
+from redis_support import REDIS_URL
+from redis_support import drop_namespace as _drop
 from worker_support import FAST_LIFECYCLE, Recorder
 
 import stemnb
@@ -17,16 +19,8 @@ from stemnb import TaskHandler, TaskOptions, TaskState, WorkerEventType
 
 redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.redis
-REDIS_URL = "redis://127.0.0.1:6379/0"
+
 E = WorkerEventType
-
-
-def _drop(namespace: str) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 class RedisHarness:
@@ -62,10 +56,6 @@ class RedisHarness:
 
 @pytest.fixture
 def rh():
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except Exception:
-        pytest.skip("no Redis server on 127.0.0.1:6379")
     harness = RedisHarness()
     yield harness
     harness.close()
