@@ -387,16 +387,24 @@ class _Supervised:
                 msg = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 break
-            kind = msg[0]
-            if kind == "ack":
-                with self.lock:
-                    self.acks = msg[1]
-                    self.lock.notify_all()
-            elif kind == "out":
-                self.origin.write(msg[1], msg[2])
-            elif kind == "error":
-                self._report_error(*msg[1:])
+            try:
+                self._handle_message(msg)
+            except Exception as exc:  # noqa: BLE001 - this thread must live until the isolate ends
+                from ._runtime import report_uncaught
+
+                report_uncaught(exc, f"supervisor of isolate {self.name!r}")
         self._ended()
+
+    def _handle_message(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "ack":
+            with self.lock:
+                self.acks = msg[1]
+                self.lock.notify_all()
+        elif kind == "out":
+            self.origin.write(msg[1], msg[2])
+        elif kind == "error":
+            self._report_error(*msg[1:])
 
     def _report_error(self, type_name: str, message: str, tb: str) -> None:
         with self.lock:

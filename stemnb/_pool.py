@@ -291,17 +291,26 @@ class IsolatePool:
                 msg = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 return
-            if msg[0] == "out":
-                self._output(worker, msg[2], msg[3])
-            else:
-                self._finished(worker, msg)
+            try:
+                if msg[0] == "out":
+                    self._output(worker, msg[2], msg[3])
+                else:
+                    self._finished(worker, msg)
+            except Exception as exc:  # noqa: BLE001 - this thread must live until the process ends
+                from ._runtime import report_uncaught
+
+                report_uncaught(exc, f"{self.debug_name} reader of {worker.name}")
+                worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
+                worker.child.kill()  # type: ignore[union-attr]  # its end settles or requeues its calls
 
     def _output(self, worker: _Worker, stream: str, text: str) -> None:
+        """Show a worker's output where its call came from; output is best effort, never fatal."""
         call = worker.call
-        if call is not None and call.origin is not None:
-            call.origin.write(stream, text)
-        else:
-            capture_origin().write(stream, text)
+        origin = call.origin if call is not None and call.origin is not None else capture_origin()
+        try:
+            origin.write(stream, text)
+        except Exception:  # noqa: BLE001 - a closed or broken stream loses the text, not the call
+            pass
 
     def _finished(self, worker: _Worker, msg: tuple) -> None:
         kind, call_id = msg[0], msg[1]
@@ -318,6 +327,9 @@ class IsolatePool:
                 self._spawn_failures = 0
             worker.started = time.time() if worker.inflight else None
         if call is None or call.id != call_id:
+            if call is not None:
+                with self._lock:
+                    worker.inflight.appendleft(call)  # leave it to the worker's end to settle or requeue
             raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
         if call.timer is not None:
             call.timer.cancel()

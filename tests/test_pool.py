@@ -383,3 +383,21 @@ def test_processes_that_die_at_start_fail_the_queue_instead_of_respawning_foreve
         monkeypatch.undo()
         p.close(timeout=30)
     del loop
+
+
+def test_a_broken_stdout_in_the_caller_loses_output_but_not_the_call(pool, monkeypatch):
+    class Broken:
+        def write(self, text):
+            raise ValueError("I/O operation on closed file")
+
+        def flush(self):
+            raise ValueError("I/O operation on closed file")
+
+    def chatty():
+        print("lost")
+        return "kept"
+
+    monkeypatch.setattr(sys, "stdout", Broken())
+    assert pool.run(chatty).result(30) == "kept"
+    monkeypatch.undo()
+    assert pool.run(abs, -7).result(30) == 7
