@@ -41,6 +41,9 @@ class _RedisConsumer(Consumer):
         self._cond = threading.Condition()
         self._unacked = 0
         self._inbox: deque[Delivery] = deque()
+        # after a take that left the queues with nothing ready: look again only once woken (or
+        # at this monotonic time, the next due envelope or lease expiry), which saves a round trip
+        self._idle_until: float | None = None
         self._closed = False
         self._pubsub = None
         if channels:
@@ -129,24 +132,40 @@ class _RedisConsumer(Consumer):
                     continue
             keys = [self._private_wake]
             wait = 5.0
-            if self._queues:
-                with self._cond:
-                    want = min(self._prefetch - self._unacked, _MAX_BATCH)
-                taken, sleep = broker._take(self, want)
-                if taken:
-                    with self._cond:
-                        self._unacked += len(taken)
-                        extra: list[Delivery] = taken[1:] if self._closed else []
-                        if not self._closed:
-                            self._inbox.extend(taken[1:])
-                    self._requeue(extra)
-                    return taken[0]
-                keys, wait = self._wake_keys, sleep
-            wait = self._remaining(deadline, wait)
-            if wait <= 0:
+            if self._queues and self._idle_until is None:
+                taken = self._take()
+                if taken is not None:
+                    return taken
+            if self._queues and self._idle_until is not None:
+                keys, wait = self._wake_keys, self._idle_until - time.monotonic()
+                if wait <= 0:  # an envelope or a lease is due: look again
+                    self._idle_until = None
+                    continue
+            limit = self._remaining(deadline, wait)
+            if limit <= 0:
                 return None
-            broker._client.blpop(keys, timeout=max(wait, 0.01))
+            woken = broker._client.blpop(keys, timeout=max(limit, 0.01))
+            if woken or limit >= wait:
+                self._idle_until = None  # woken, or due: look again
         return None
+
+    def _take(self) -> Delivery | None:
+        """Lease a batch; return its first delivery (the rest go to the inbox), or None when
+        nothing was ready (then ``_idle_until`` says until when to block on the wake lists)."""
+        with self._cond:
+            want = min(self._prefetch - self._unacked, _MAX_BATCH)
+        taken, sleep, drained = self._broker._take(self, want)
+        if drained or not taken:
+            self._idle_until = time.monotonic() + sleep
+        if not taken:
+            return None
+        with self._cond:
+            self._unacked += len(taken)
+            extra: list[Delivery] = taken[1:] if self._closed else []
+            if not self._closed:
+                self._inbox.extend(taken[1:])
+        self._requeue(extra)
+        return taken[0]
 
     def _requeue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:  # leased in a batch but never handed out

@@ -42,26 +42,28 @@ local function maintain(o, now)
 end
 """
 
-# KEYS: per queue (ready delayed inflight env info); ARGV: now default_vt nqueues max_count
-# Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due}:
-# taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json}; next_due (when
-# nothing was taken) is the earliest delayed or lease-expiry time, or ''.
+# KEYS: per queue (ready delayed inflight env info wake); ARGV: now default_vt nqueues max_count
+# Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due,
+# drained}: taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json};
+# next_due is the earliest delayed or lease-expiry time, or ''; drained is 1 when no queue has a
+# ready envelope left. A drained queue's wake tokens are stale (nothing is left to wake for), so
+# they are dropped: the caller can then block on the wake lists without looking again first.
 TAKE = (
     _MAINTAIN
     + """
 local now, dvt, n, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for i = 0, n - 1 do maintain(i * 5, now) end
+for i = 0, n - 1 do maintain(i * 6, now) end
 local taken = {}
 while #taken < want do
   local best, best_score = nil, nil
   for i = 0, n - 1 do
-    local head = redis.call('ZRANGE', KEYS[i * 5 + 1], 0, 0, 'WITHSCORES')
+    local head = redis.call('ZRANGE', KEYS[i * 6 + 1], 0, 0, 'WITHSCORES')
     if head[1] and (best == nil or tonumber(head[2]) < best_score) then
       best, best_score = i, tonumber(head[2])
     end
   end
   if best == nil then break end
-  local o = best * 5
+  local o = best * 6
   local ready, inflight, env, info = KEYS[o + 1], KEYS[o + 3], KEYS[o + 4], KEYS[o + 5]
   local tok = redis.call('ZRANGE', ready, 0, 0)[1]
   redis.call('ZREM', ready, tok)
@@ -72,18 +74,24 @@ while #taken < want do
   local count = redis.call('HINCRBY', info, tok .. ':n', 1)
   taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
 end
+local drained = 1
+for i = 0, n - 1 do
+  if redis.call('ZCARD', KEYS[i * 6 + 1]) == 0 then
+    redis.call('DEL', KEYS[i * 6 + 6])
+  else
+    drained = 0
+  end
+end
 local next_due = ''
-if #taken == 0 then  -- tell the caller when to look again (next due envelope or lease expiry)
-  for i = 0, n - 1 do
-    for _, zset in ipairs({KEYS[i * 5 + 2], KEYS[i * 5 + 3]}) do
-      local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
-      if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
-        next_due = head[2]
-      end
+for i = 0, n - 1 do  -- when to look again without a wake: next due envelope or lease expiry
+  for _, zset in ipairs({KEYS[i * 6 + 2], KEYS[i * 6 + 3]}) do
+    local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+    if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
+      next_due = head[2]
     end
   end
 end
-return {taken, next_due}
+return {taken, next_due, drained}
 """
 )
 

@@ -119,16 +119,18 @@ class RedisBroker(Broker):
         if self._closed:
             raise ClosedError(f"cannot {what}: the RedisBroker is closed")
 
-    def _take(self, consumer: _RedisConsumer, want: int) -> tuple[list[Delivery], float]:
+    def _take(self, consumer: _RedisConsumer, want: int) -> tuple[list[Delivery], float, bool]:
         """Lease up to ``want`` of the best ready envelopes of the consumer's queues in one
         round trip; undecodable ones are dead-lettered (reason ``malformed-envelope``).
 
-        Returns the deliveries and, when there were none, how long to sleep before looking again.
+        Returns the deliveries, how long the consumer may block on its wake lists before it must
+        look again (next due envelope or lease expiry, at most ``claim_interval``), and whether
+        the queues were left with nothing ready (then a wake token is the only reason to look).
         """
-        keys = [k for q in consumer.queues for k in self._queue_keys(q)]
+        keys = [k for q in consumer.queues for k in self._queue_keys(q, "wake")]
         now = time.time()
         args = [repr(now), repr(self.default_visibility_timeout), len(consumer.queues), want]
-        taken, next_due = self._scripts["TAKE"](keys=keys, args=args)
+        taken, next_due, drained = self._scripts["TAKE"](keys=keys, args=args)
         deliveries = []
         for index, token, count, expires, text in taken:
             queue, token = consumer.queues[int(index)], token.decode()
@@ -146,7 +148,7 @@ class RedisBroker(Broker):
         sleep = self.claim_interval
         if next_due:
             sleep = min(sleep, float(next_due) - now)
-        return deliveries, max(sleep, 0.001)
+        return deliveries, max(sleep, 0.001), bool(drained)
 
     def _dead_letter_raw(self, queue: str, token: str, count: Any, entry: DeadLetterEntry) -> None:
         keys = self._queue_keys(queue, "wake", "dead", "deadenv")
