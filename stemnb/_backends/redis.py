@@ -54,6 +54,24 @@ return redis.call('HSETNX', KEYS[1], 'claimed', '1')
 """
 
 
+_ID_PREFIX = b'{"id":'
+_DECODER = json.JSONDecoder()
+
+
+def _status_id(data: bytes) -> str | None:
+    """The task id of a published status (its JSON starts with the id), or None if unreadable.
+
+    Lets the watch listener skip statuses nobody watches without decoding them whole.
+    """
+    if not data.startswith(_ID_PREFIX):
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(data[: len(_ID_PREFIX) + 512].decode("utf-8", "replace"), 6)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
 def _ms(seconds: float) -> int:
     return max(1, int(round(seconds * 1000)))
 
@@ -181,6 +199,9 @@ class RedisResultBackend(ResultBackend):
                 return
             if message is None or message["type"] != "message":
                 continue
+            task_id = _status_id(message["data"])
+            if task_id is not None and task_id not in self._watchers:
+                continue  # nobody here watches that task (a dict lookup is atomic)
             status = TaskStatus.from_dict(json.loads(message["data"]))
             with self._lock:
                 callbacks = list(self._watchers.get(status.id, ()))
