@@ -1,7 +1,15 @@
-"""The one place the Redis-backed parts get their client from."""
+"""The one place the Redis-backed parts get their client from, and how they send commands.
+
+:class:`Commands` sends the hot-path commands (scripts, GET) on connections of its own, taken
+from a small free list instead of the client's pool: the pool's bookkeeping on every command
+(fork check, lock, metrics, events) cost about as much CPU as the command itself, and a worker
+sharing its process with the producer is bound by that CPU.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -11,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         'the Redis parts of stemnb need the redis package: pip install "stemnb[redis]"'
     ) from None
 
-__all__ = ["connect"]
+__all__ = ["Commands", "connect"]
 
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
@@ -26,3 +34,100 @@ def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
     if kwargs.get("decode_responses"):
         raise ValueError(f"{what} needs a redis client with decode_responses=False")
     return client, False
+
+
+class Commands:
+    """Runs commands for one Redis part on connections configured like ``client``'s own.
+
+    Each call borrows an idle connection (or opens one), so there are at most as many as
+    threads ever called at once. Errors and retries are the client's: its retry policy applies,
+    a failed connection is dropped and reopened on next use, and a reply error leaves the
+    connection usable. Clients with a client-side cache go through the client unchanged.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        pool = getattr(client, "connection_pool", None)
+        direct = pool is not None and getattr(pool, "cache", None) is None
+        self._pool = pool if direct else None
+        self._idle: list[Any] = []
+        self._every: list[Any] = []
+        self._lock = threading.Lock()
+
+    def script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a registered ``script`` (``client.register_script``); return its reply.
+
+        Raises:
+            redis.RedisError: the script failed, or Redis could not be reached.
+        """
+        if self._pool is None:
+            return script(keys=keys, args=args)
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return self._run(command)
+        except _redis.exceptions.NoScriptError:  # Redis lost its script cache (restart, flush)
+            self._client.script_load(script.script)
+            return self._run(command)
+
+    def command(self, *args: Any) -> Any:
+        """Run one command (``"GET", key``) and return its reply without response callbacks.
+
+        Raises:
+            redis.RedisError: the command failed, or Redis could not be reached.
+        """
+        if self._pool is None:
+            return self._client.execute_command(*args)
+        return self._run(args)
+
+    def _run(self, args: tuple[Any, ...]) -> Any:
+        conn = self._borrow()
+        try:
+            return conn.retry.call_with_retry(
+                lambda: _send(conn, args), lambda _error: conn.disconnect()
+            )
+        except _redis.ResponseError:
+            raise  # the reply was read whole: the connection is still in step
+        except BaseException:
+            conn.disconnect()  # a reply may be left unread: reconnect on next use
+            raise
+        finally:
+            with self._lock:
+                self._idle.append(conn)
+
+    def _borrow(self) -> Any:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is not None:
+            _drop_if_stale(conn)
+            return conn
+        assert self._pool is not None
+        conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        with self._lock:
+            self._every.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Disconnect every connection opened so far (idempotent; later calls reconnect)."""
+        with self._lock:
+            every = list(self._every)
+        for conn in every:
+            try:
+                conn.disconnect()
+            except Exception:  # pragma: no cover - a socket that will not close is gone anyway
+                pass
+
+
+def _drop_if_stale(conn: Any) -> None:
+    """Disconnect an idle connection the server closed (or that has stray data), as the
+    client's pool checks on every checkout; the next command then reconnects."""
+    try:
+        stale = conn.can_read()
+    except (_redis.ConnectionError, _redis.TimeoutError, OSError):
+        stale = True
+    if stale:
+        conn.disconnect()
+
+
+def _send(conn: Any, args: tuple[Any, ...]) -> Any:
+    conn.send_command(*args)
+    return conn.read_response()

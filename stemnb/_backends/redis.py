@@ -28,7 +28,7 @@ from .._backend import (
     call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import connect
+from .._redis_client import Commands, connect
 from .memory import _check_ttl
 
 __all__ = ["RedisResultBackend"]
@@ -111,6 +111,7 @@ class RedisResultBackend(ResultBackend):
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
         self._set_status = self._client.register_script(_SET_STATUS)
+        self._commands = Commands(self._client)
         self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
         self._lock = threading.Lock()
         self._pubsub: Any = None
@@ -147,12 +148,13 @@ class RedisResultBackend(ResultBackend):
             raise EncodingError(f"the status of task {task_id} is not JSON data: {exc}") from exc
         self._check_open()
         keys = [self._key("task", task_id), self._key("tasks"), self._key("task-events")]
-        self._set_status(keys=keys, args=[text, _ms(ttl_s), task_id, repr(status.updated_at)])
+        args = [text, _ms(ttl_s), task_id, repr(status.updated_at)]
+        self._commands.script(self._set_status, keys, args)
         return status
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
-        text = self._client.get(self._key("task", task_id))
+        text = self._commands.command("GET", self._key("task", task_id))
         return None if text is None else TaskStatus.from_dict(json.loads(text))
 
     def watch(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
@@ -334,6 +336,7 @@ class RedisResultBackend(ResultBackend):
                 pubsub.close()
             except Exception:
                 log.debug("closing the watch connection failed", exc_info=True)
+        self._commands.close()
         if self._owns_client:
             self._client.close()
 

@@ -24,7 +24,7 @@ from .._broker import (
 )
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import connect  # first: its ImportError names the extra to install
+from .._redis_client import Commands, connect  # first: its ImportError names the extra to install
 from . import _redis_scripts as lua
 from ._redis_consumer import _RedisConsumer
 
@@ -99,6 +99,7 @@ class RedisBroker(Broker):
             for name in ("PUBLISH", "TAKE", "COUNTS", "ACK", "NACK", "DEAD_LETTER", "EXTEND")
             + ("PURGE", "REPLAY_ONE")
         }
+        self._commands = Commands(self._client)
         self._consumers: set[_RedisConsumer] = set()
         self._holders: dict[tuple[str, str], _RedisConsumer] = {}
         self._lock = threading.Lock()
@@ -130,7 +131,7 @@ class RedisBroker(Broker):
         keys = [k for q in consumer.queues for k in self._queue_keys(q, "wake")]
         now = time.time()
         args = [repr(now), repr(self.default_visibility_timeout), len(consumer.queues), want]
-        taken, next_due, drained = self._scripts["TAKE"](keys=keys, args=args)
+        taken, next_due, drained = self._run("TAKE", keys, args)
         deliveries = []
         for index, token, count, expires, text in taken:
             queue, token = consumer.queues[int(index)], token.decode()
@@ -150,10 +151,13 @@ class RedisBroker(Broker):
             sleep = min(sleep, float(next_due) - now)
         return deliveries, max(sleep, 0.001), bool(drained)
 
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        return self._commands.script(self._scripts[script], keys, args)
+
     def _dead_letter_raw(self, queue: str, token: str, count: Any, entry: DeadLetterEntry) -> None:
         keys = self._queue_keys(queue, "wake", "dead", "deadenv")
         args = [token, count, entry.envelope.id, _entry_to_json(entry), repr(entry.dead_at)]
-        self._scripts["DEAD_LETTER"](keys=keys, args=args)
+        self._run("DEAD_LETTER", keys, args)
         log.warning(
             "dead-lettered an undecodable message on queue %r: %s", queue, entry.meta["error"]
         )
@@ -162,7 +166,7 @@ class RedisBroker(Broker):
         if not isinstance(delivery, Delivery):
             raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
         token, _, count = delivery.receipt.partition(":")
-        held = bool(self._scripts[script](keys=keys, args=[token, count, *extra_args]))
+        held = bool(self._run(script, keys, [token, count, *extra_args]))
         with self._lock:
             consumer = self._holders.pop((delivery.queue, delivery.receipt), None)
         if consumer is not None:
@@ -181,7 +185,7 @@ class RedisBroker(Broker):
         if queue is not None and queue != envelope.queue:
             envelope = envelope.replace(queue=queue)
         args = self._publish_args(envelope)
-        self._scripts["PUBLISH"](keys=self._publish_keys(envelope.queue), args=args)
+        self._run("PUBLISH", self._publish_keys(envelope.queue), args)
 
     def _publish_args(self, envelope: Envelope) -> list[Any]:
         nb = "" if envelope.not_before is None else repr(envelope.not_before)
@@ -253,7 +257,7 @@ class RedisBroker(Broker):
         token, _, count = delivery.receipt.partition(":")
         expires = time.time() + seconds
         keys = self._queue_keys(delivery.queue)
-        if not self._scripts["EXTEND"](keys=keys, args=[token, count, f"{expires:.6f}"]):
+        if not self._run("EXTEND", keys, [token, count, f"{expires:.6f}"]):
             return False
         delivery.lease_expires_at = expires
         return True
@@ -340,6 +344,7 @@ class RedisBroker(Broker):
             consumers = list(self._consumers)
         for consumer in consumers:
             consumer.close()
+        self._commands.close()
         if self._owns_client:
             self._client.close()
 
