@@ -60,6 +60,30 @@ _TERMINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLE
 TERMINAL_STATES: frozenset[TaskState] = _TERMINAL
 
 
+def _check_ttl(ttl: float | None, default: float) -> float:
+    """``ttl`` in seconds (``default`` when None); ValueError unless a number > 0."""
+    if ttl is None:
+        return default
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
+        raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
+    return float(ttl)
+
+
+def _check_task_id(task_id: object) -> None:
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError(f"task_id must be a non-empty str, got {task_id!r}")
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}")
+
+
+def _check_expected(expected: object) -> None:
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise ValueError(f"expected must be an int >= 0, got {expected!r}")
+
+
 def _coerce_state(state: TaskState | str) -> TaskState:
     try:
         return TaskState(state)

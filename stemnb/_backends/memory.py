@@ -20,20 +20,16 @@ from .._backend import (
     TaskStatus,
     Watch,
     WorkerHeartbeat,
+    _check_expected,
+    _check_page,
+    _check_task_id,
+    _check_ttl,
     _coerce_state,
     call_watchers,
 )
 from .._exceptions import ClosedError
 
 __all__ = ["InMemoryResultBackend"]
-
-
-def _check_ttl(ttl: float | None, default: float) -> float:
-    if ttl is None:
-        return default
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-        raise ValueError(f"ttl must be a number of seconds > 0, got {ttl!r}")
-    return float(ttl)
 
 
 @dataclass
@@ -136,8 +132,7 @@ class InMemoryResultBackend(ResultBackend):
         attempt: int = 0,
         ttl: float | None = None,
     ) -> TaskStatus:
-        if not isinstance(task_id, str) or not task_id:
-            raise ValueError(f"task_id must be a non-empty str, got {task_id!r}")
+        _check_task_id(task_id)
         ttl_s = _check_ttl(ttl, self.default_ttl)
         state = _coerce_state(state)
         with self._notify_lock:
@@ -183,8 +178,7 @@ class InMemoryResultBackend(ResultBackend):
         limit: int = 100,
         offset: int = 0,
     ) -> list[TaskStatus]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}")
+        _check_page(limit, offset)
         wanted = None if state is None else _coerce_state(state)
         with self._lock:
             self._check_open()
@@ -228,8 +222,7 @@ class InMemoryResultBackend(ResultBackend):
         meta: dict[str, Any] | None = None,
         ttl: float | None = None,
     ) -> GroupStatus:
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-            raise ValueError(f"expected must be an int >= 0, got {expected!r}")
+        _check_expected(expected)
         ttl_s = _check_ttl(ttl, self.group_ttl)
         with self._lock:
             self._check_open()
