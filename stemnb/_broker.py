@@ -104,6 +104,24 @@ class Consumer(abc.ABC):
         self.close()
 
 
+def consume_args(
+    queues: str | Sequence[str], broadcasts: str | Sequence[str], prefetch: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Check ``consume()``'s arguments; return the queue names (deduplicated) and channels.
+
+    Raises ValueError for no queue and no channel, an empty or non-str name, or prefetch < 1.
+    """
+    names = (queues,) if isinstance(queues, str) else tuple(dict.fromkeys(queues))
+    channels = (broadcasts,) if isinstance(broadcasts, str) else tuple(broadcasts)
+    if not names and not channels:
+        raise ValueError("consume() needs at least one queue or broadcast channel")
+    if any(not isinstance(n, str) or not n for n in names + channels):
+        raise ValueError(f"queue and channel names must be non-empty str, got {names + channels}")
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+        raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+    return names, channels
+
+
 class Broker(abc.ABC):
     """Abstract task broker (Stem's ``Broker`` contract). All methods are thread-safe.
 

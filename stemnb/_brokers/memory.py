@@ -22,6 +22,7 @@ from .._broker import (
     Consumer,
     DeadLetterEntry,
     QueueStatistics,
+    consume_args,
 )
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError
@@ -216,16 +217,7 @@ class InMemoryBroker(Broker):
         consumer_name: str | None = None,
         broadcasts: Sequence[str] = (),
     ) -> Consumer:
-        names = (queues,) if isinstance(queues, str) else tuple(dict.fromkeys(queues))
-        channels = (broadcasts,) if isinstance(broadcasts, str) else tuple(broadcasts)
-        if not names and not channels:
-            raise ValueError("consume() needs at least one queue or broadcast channel")
-        if any(not isinstance(n, str) or not n for n in names + channels):
-            raise ValueError(
-                f"queue and channel names must be non-empty str, got {names + channels}"
-            )
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        names, channels = consume_args(queues, broadcasts, prefetch)
         with self._lock:
             if self._closed:
                 raise ClosedError("cannot consume: the InMemoryBroker is closed")
