@@ -8,8 +8,10 @@ sharing its process with the producer is bound by that CPU.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -131,3 +133,44 @@ def _drop_if_stale(conn: Any) -> None:
 def _send(conn: Any, args: tuple[Any, ...]) -> Any:
     conn.send_command(*args)
     return conn.read_response()
+
+
+_log = logging.getLogger("stemnb.redis")
+
+
+def subscribe_live(client: Any, channel: str, timeout: float = 5.0) -> Any:
+    """A pub/sub connection subscribed to ``channel``, returned once Redis has confirmed it.
+
+    Waits at most ``timeout`` seconds, so a watcher registered after this returns misses nothing.
+    """
+    pubsub = client.pubsub()
+    pubsub.subscribe(channel)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=1.0)
+        if message is not None and message["type"] == "subscribe":
+            break
+    return pubsub
+
+
+def start_listener(pubsub: Any, *, closed: Callable[[], bool], handle: Callable[[Any], None],
+                   what: str) -> threading.Thread:
+    """Call ``handle(data)`` for every message on ``pubsub`` in a daemon thread, until ``closed()``.
+
+    A connection that fails ends the thread, logged (unless the owner is closing).
+    """
+
+    def listen() -> None:
+        while not closed():
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except Exception:
+                if not closed():
+                    _log.exception("%s watch listener stopped", what)
+                return
+            if message is not None and message["type"] == "message":
+                handle(message["data"])
+
+    thread = threading.Thread(target=listen, daemon=True, name=f"stemnb-{what}-watch")
+    thread.start()
+    return thread

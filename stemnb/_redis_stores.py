@@ -17,7 +17,7 @@ from typing import Any
 
 from ._backend import Watch
 from ._exceptions import ClosedError
-from ._redis_client import connect
+from ._redis_client import connect, start_listener, subscribe_live
 from ._revoke import RevokeEntry, RevokeStore
 from ._unique import Lock, LockStore, _check_ttl
 
@@ -189,36 +189,19 @@ class RedisRevokeStore(RevokeStore):
         with self._lock:
             if self._pubsub is not None:
                 return
-            pubsub = self._client.pubsub()
-            pubsub.subscribe(self._channel())
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:  # live before watch() returns
-                message = pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "subscribe":
-                    break
-            self._pubsub = pubsub
-        thread = threading.Thread(target=self._listen, args=(pubsub,), daemon=True)
-        thread.name = "stemnb-redis-revoke-watch"
-        thread.start()
+            pubsub = self._pubsub = subscribe_live(self._client, self._channel())
+        start_listener(pubsub, closed=lambda: self._closed, handle=self._on_entry,
+                       what="redis-revoke")
 
-    def _listen(self, pubsub: Any) -> None:
-        while not self._closed:
+    def _on_entry(self, data: Any) -> None:
+        entry = RevokeEntry.from_dict(json.loads(data))
+        with self._lock:
+            watchers = [cb for ns, cb in self._watchers if ns is None or ns == entry.namespace]
+        for callback in watchers:
             try:
-                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                callback(entry)
             except Exception:
-                if not self._closed:
-                    log.exception("RedisRevokeStore watch listener stopped")
-                return
-            if message is None or message["type"] != "message":
-                continue
-            entry = RevokeEntry.from_dict(json.loads(message["data"]))
-            with self._lock:
-                watchers = [cb for ns, cb in self._watchers if ns is None or ns == entry.namespace]
-            for callback in watchers:
-                try:
-                    callback(entry)
-                except Exception:
-                    log.exception("revoke watcher %r failed", callback)
+                log.exception("revoke watcher %r failed", callback)
 
     def close(self) -> None:
         with self._lock:

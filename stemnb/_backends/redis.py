@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,12 +23,15 @@ from .._backend import (
     TaskStatus,
     Watch,
     WorkerHeartbeat,
+    _check_expected,
+    _check_page,
+    _check_task_id,
+    _check_ttl,
     _coerce_state,
     call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, connect
-from .memory import _check_ttl
+from .._redis_client import Commands, connect, start_listener, subscribe_live
 
 __all__ = ["RedisResultBackend"]
 
@@ -136,8 +138,7 @@ class RedisResultBackend(ResultBackend):
         attempt: int = 0,
         ttl: float | None = None,
     ) -> TaskStatus:
-        if not isinstance(task_id, str) or not task_id:
-            raise ValueError(f"task_id must be a non-empty str, got {task_id!r}")
+        _check_task_id(task_id)
         ttl_s = _check_ttl(ttl, self.default_ttl)
         status = TaskStatus(
             task_id, _coerce_state(state), payload, error, dict(meta or {}), attempt
@@ -179,35 +180,18 @@ class RedisResultBackend(ResultBackend):
         with self._lock:
             if self._pubsub is not None:
                 return
-            pubsub = self._client.pubsub()
-            pubsub.subscribe(self._key("task-events"))
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:  # the subscription must be live before we return
-                message = pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "subscribe":
-                    break
-            self._pubsub = pubsub
-        thread = threading.Thread(target=self._listen, args=(pubsub,), daemon=True)
-        thread.name = "stemnb-redis-backend-watch"
-        thread.start()
+            pubsub = self._pubsub = subscribe_live(self._client, self._key("task-events"))
+        start_listener(pubsub, closed=lambda: self._closed, handle=self._on_status,
+                       what="redis-backend")
 
-    def _listen(self, pubsub: Any) -> None:
-        while not self._closed:
-            try:
-                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception:
-                if not self._closed:
-                    log.exception("RedisResultBackend watch listener stopped")
-                return
-            if message is None or message["type"] != "message":
-                continue
-            task_id = _status_id(message["data"])
-            if task_id is not None and task_id not in self._watchers:
-                continue  # nobody here watches that task (a dict lookup is atomic)
-            status = TaskStatus.from_dict(json.loads(message["data"]))
-            with self._lock:
-                callbacks = list(self._watchers.get(status.id, ()))
-            call_watchers(callbacks, status)
+    def _on_status(self, data: Any) -> None:
+        task_id = _status_id(data)
+        if task_id is not None and task_id not in self._watchers:
+            return  # nobody here watches that task (a dict lookup is atomic)
+        status = TaskStatus.from_dict(json.loads(data))
+        with self._lock:
+            callbacks = list(self._watchers.get(status.id, ()))
+        call_watchers(callbacks, status)
 
     def list_statuses(
         self,
@@ -218,8 +202,7 @@ class RedisResultBackend(ResultBackend):
         limit: int = 100,
         offset: int = 0,
     ) -> list[TaskStatus]:
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got limit={limit}, offset={offset}")
+        _check_page(limit, offset)
         wanted = None if state is None else _coerce_state(state)
         self._check_open()
         index = self._key("tasks")
@@ -263,8 +246,7 @@ class RedisResultBackend(ResultBackend):
         meta: dict[str, Any] | None = None,
         ttl: float | None = None,
     ) -> GroupStatus:
-        if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
-            raise ValueError(f"expected must be an int >= 0, got {expected!r}")
+        _check_expected(expected)
         ttl_s = _check_ttl(ttl, self.group_ttl)
         self._check_open()
         key = self._key("group", group_id)
