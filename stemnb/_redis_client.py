@@ -174,3 +174,13 @@ def start_listener(pubsub: Any, *, closed: Callable[[], bool], handle: Callable[
     thread = threading.Thread(target=listen, daemon=True, name=f"stemnb-{what}-watch")
     thread.start()
     return thread
+
+
+def close_subscription(pubsub: Any | None) -> None:
+    """Close a connection made by :func:`subscribe_live` (None is ignored; failures are only logged)."""
+    if pubsub is None:
+        return
+    try:
+        pubsub.close()
+    except Exception:
+        _log.debug("closing a watch connection failed", exc_info=True)

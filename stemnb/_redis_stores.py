@@ -17,7 +17,7 @@ from typing import Any
 
 from ._backend import Watch
 from ._exceptions import ClosedError
-from ._redis_client import connect, start_listener, subscribe_live
+from ._redis_client import close_subscription, connect, start_listener, subscribe_live
 from ._revoke import RevokeEntry, RevokeStore
 from ._unique import Lock, LockStore, _check_ttl
 
@@ -210,10 +210,6 @@ class RedisRevokeStore(RevokeStore):
             self._closed = True
             self._watchers.clear()
             pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except Exception:
-                log.debug("closing the revoke watch connection failed", exc_info=True)
+        close_subscription(pubsub)
         if self._owns_client:
             self._client.close()

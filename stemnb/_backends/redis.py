@@ -31,7 +31,7 @@ from .._backend import (
     call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, connect, start_listener, subscribe_live
+from .._redis_client import Commands, close_subscription, connect, start_listener, subscribe_live
 
 __all__ = ["RedisResultBackend"]
 
@@ -313,11 +313,7 @@ class RedisResultBackend(ResultBackend):
             self._closed = True
             self._watchers.clear()
             pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                pubsub.close()
-            except Exception:
-                log.debug("closing the watch connection failed", exc_info=True)
+        close_subscription(pubsub)
         self._commands.close()
         if self._owns_client:
             self._client.close()
