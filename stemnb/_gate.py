@@ -73,11 +73,6 @@ def hold_while_paused() -> None:
     set_in_event(was_in_event)
 
 
-def paused_by(capability: Any) -> bool:
-    with _lock:
-        return capability in _paused
-
-
 def set_in_event(flag: bool) -> None:
     """The main thread enters (True) or leaves (False) user code; leaving runs deferred work."""
     global _in_event

@@ -481,9 +481,3 @@ def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, er
     record.thread = threading.Thread(target=start, daemon=True, name=f"stemnb-supervise-{name}")
     record.thread.start()
     return future
-
-
-def live_isolates() -> list[tuple[str, int, bool, int]]:
-    """(debug name, pid, paused, capabilities) of every isolate this process supervises."""
-    return [(r.name, r.child.pid, bool(r.capabilities), len(r.capabilities))
-            for r in list(_supervised.values()) if r.child is not None and r.alive]

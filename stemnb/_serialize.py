@@ -153,13 +153,3 @@ def discard(payload: Payload, cache: SegmentCache | None = None) -> None:
 def _describe(verb: str, what: str, obj: Any, exc: Exception) -> str:
     kind = f" ({type(obj).__name__})" if obj is not None else ""
     return f"cannot {verb} the {what}{kind}: {type(exc).__name__}: {exc}"
-
-
-def roundtrip_copy(obj: Any, what: str = "message") -> Any:
-    """Deep-copy ``obj`` the way a message is copied between processes (no shared memory)."""
-    try:
-        buffers: list[pickle.PickleBuffer] = []
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-        return pickle.loads(data, buffers=[bytearray(b.raw()) for b in buffers])
-    except Exception as exc:
-        raise SerializationError(_describe("copy", what, obj, exc), what) from exc

@@ -176,10 +176,6 @@ class SegmentCache:
         if seg is not None:
             seg.destroy()
 
-    def lent_names(self) -> list[str]:
-        with self._lock:
-            return list(self._lent)
-
     def trim(self) -> None:
         """Destroy every idle segment."""
         with self._lock:
@@ -197,10 +193,6 @@ class SegmentCache:
             self._lent.clear()
         for seg in lent:
             seg.destroy()
-
-    @property
-    def idle_bytes(self) -> int:
-        return self._idle_bytes
 
 
 def attach(ref: SegmentRef, *, writable: bool, on_release: Callable[[str], None] | None) -> memoryview:
