@@ -16,28 +16,6 @@ pytestmark = pytest.mark.timeout(120)
 WAIT = 30  # seconds a test waits for a message that must come
 
 
-def run_async(main):
-    """``asyncio.run(main())``; on a helper thread if this thread already runs a loop (another suite's)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    outcome: dict = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = asyncio.run(main())
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join(WAIT * 2)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 # ---------------------------------------------------------------------- functions run remotely
 def send_range(port: stemnb.SendPort, n: int) -> int:
     for i in range(n):
@@ -132,7 +110,7 @@ def test_async_for_reads_messages_sent_from_another_process():
         assert await fut == 20
         return seen
 
-    assert run_async(main) == list(range(20))
+    assert asyncio.run(main()) == list(range(20))
 
 
 def test_async_for_ends_when_the_port_is_closed_from_another_thread():
@@ -145,7 +123,7 @@ def test_async_for_ends_when_the_port_is_closed_from_another_thread():
             threading.Thread(target=port.close).start()
         return seen
 
-    assert run_async(main) == ["a"]
+    assert asyncio.run(main()) == ["a"]
 
 
 def test_first_resolves_with_the_next_message_and_closes_the_port():
@@ -164,7 +142,7 @@ def test_first_can_be_awaited():
         port.send_port.send("x")
         return await port.first()
 
-    assert run_async(main) == "x"
+    assert asyncio.run(main()) == "x"
 
 
 def test_listen_runs_callbacks_on_the_running_event_loop():
@@ -188,7 +166,7 @@ def test_listen_runs_callbacks_on_the_running_event_loop():
         assert threads == {loop_thread}
         return seen, threads
 
-    seen, _ = run_async(main)
+    seen, _ = asyncio.run(main())
     assert seen == list(range(10))
 
 
