@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import cloudpickle
 
 from ._exceptions import SerializationError, SharedMemoryError, SharedMemoryWarning
+from ._fnpickle import _rebuild, reduce_function
 from ._shm import Segment, SegmentCache, SegmentRef, attach, unlink_foreign
 
 SHM_THRESHOLD = 256 * 1024
@@ -48,8 +49,35 @@ def _reduce_code(code: types.CodeType) -> tuple:
     return _code_from_marshal, (data,)
 
 
-class _Pickler(cloudpickle.CloudPickler):
+class _PlainPickler(cloudpickle.CloudPickler):
+    """cloudpickle, with code objects as cached ``marshal`` bytes."""
+
     dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.CloudPickler.dispatch_table)
+
+
+def _dump_plain(obj: Any) -> bytes:
+    out = io.BytesIO()
+    _PlainPickler(out, protocol=5).dump(obj)
+    return out.getvalue()
+
+
+class _Pickler(_PlainPickler):
+    """:class:`_PlainPickler` that sends notebook functions as blobs pickled once (see ``_fnpickle``)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = type(obj)
+        if kind in _PLAIN_TYPES:  # cloudpickle leaves these to pickle too
+            return NotImplemented
+        if kind is types.FunctionType:
+            if obj is _rebuild or obj is _code_from_marshal:  # importable: pickle saves them by name
+                return NotImplemented
+            reduced = reduce_function(obj, _dump_plain)
+            if reduced is not None:
+                return reduced
+        return super().reducer_override(obj)
+
+
+_PLAIN_TYPES = frozenset({tuple, list, dict, set, frozenset, bytearray, complex, type(None)})
 
 
 class Payload(NamedTuple):
