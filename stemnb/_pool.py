@@ -24,6 +24,7 @@ from ._exceptions import (
     RemoteTraceback,
     SerializationError,
 )
+from ._frames import FrameReader
 from ._future import Future
 from ._interrupt import remember
 from ._output import capture_origin
@@ -166,11 +167,13 @@ class IsolatePool:
 
     # ------------------------------------------------------------------ dispatching
     def _pump_locked(self) -> None:
+        """Hand queued calls to workers; the calls one worker gets travel in one message."""
+        batches: dict[_Worker, list[_Call]] = {}
         while self._queue and self._state in ("running", "closing"):
             call = self._queue[0]
             worker = self._pick_worker(call)
             if worker is None:
-                return
+                break
             self._queue.popleft()
             if not call.started:
                 if not call.future.set_running_or_notify_cancel():
@@ -178,7 +181,10 @@ class IsolatePool:
                     self._counts["cancelled"] += 1
                     continue
                 call.started = True
-            self._dispatch_locked(worker, call)
+            self._assign_locked(worker, call)
+            batches.setdefault(worker, []).append(call)
+        for worker, calls in batches.items():
+            self._send_calls_locked(worker, calls)
 
     def _pick_worker(self, call: _Call) -> _Worker | None:
         """An idle worker; or, with a backlog, the least-loaded busy one that may take more."""
@@ -190,23 +196,24 @@ class IsolatePool:
                  and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
         return min(ready, key=lambda w: len(w.inflight)) if ready else None
 
-    def _dispatch_locked(self, worker: _Worker, call: _Call) -> None:
+    def _assign_locked(self, worker: _Worker, call: _Call) -> None:
+        """Make ``call`` the worker's (book-keeping only: :meth:`_send_calls_locked` sends it)."""
         if not worker.inflight:
             worker.started = time.time()
         worker.state = "busy"
         worker.seq += 1
         call.seq = worker.seq
         worker.inflight.append(call)
-        names = [b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot]
-        worker.lent.update(names)
-        released = []
-        while worker.released:
-            released.append(worker.released.popleft())
+        worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
         call.future._set_stopper(lambda: self._stop_call(worker, call))
         if call.timeout is not None:
             call.timer = call_later(call.timeout, lambda: self._time_out(worker, call))
+
+    def _send_calls_locked(self, worker: _Worker, calls: list[_Call]) -> None:
+        released = list(worker.released)
+        worker.released.clear()
         try:
-            worker.send(("call", call.id, call.seq, call.payload, released))
+            worker.send(("calls", [(c.id, c.seq, c.payload) for c in calls], released))
         except OSError:
             worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
             if worker.child:
@@ -243,7 +250,8 @@ class IsolatePool:
             if call.timer is not None or victim.board.revoke(call.seq) != "skipped":
                 continue
             self._take_back_locked(victim, call)
-            self._dispatch_locked(idle, call)
+            self._assign_locked(idle, call)
+            self._send_calls_locked(idle, [call])
             return True
         return False
 
@@ -286,22 +294,34 @@ class IsolatePool:
     def _read(self, worker: _Worker) -> None:
         conn = worker.child.conn  # type: ignore[union-attr]
         assert conn is not None, "a worker is read only once it has connected"
+        reader = FrameReader(conn)
         while True:
             try:
-                msg = pickle.loads(conn.recv_bytes())
+                frames = reader.read()
             except (EOFError, OSError):
                 return
             try:
-                if msg[0] == "out":
-                    self._output(worker, msg[2], msg[3])
-                else:
-                    self._finished(worker, msg)
+                self._handle(worker, [pickle.loads(frame) for frame in frames])
             except Exception as exc:  # noqa: BLE001 - this thread must live until the process ends
                 from ._runtime import report_uncaught
 
                 report_uncaught(exc, f"{self.debug_name} reader of {worker.name}")
                 worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
                 worker.child.kill()  # type: ignore[union-attr]  # its end settles or requeues its calls
+
+    def _handle(self, worker: _Worker, msgs: list[tuple]) -> None:
+        """Act on a worker's messages in order; consecutive outcomes are booked together."""
+        done: list[tuple] = []
+        for msg in msgs:
+            if msg[0] != "out":
+                done.append(msg)
+                continue
+            if done:
+                self._finished(worker, done)
+                done = []
+            self._output(worker, msg[2], msg[3])
+        if done:
+            self._finished(worker, done)
 
     def _output(self, worker: _Worker, stream: str, text: str) -> None:
         """Show a worker's output where its call came from; output is best effort, never fatal."""
@@ -312,35 +332,54 @@ class IsolatePool:
         except Exception:  # noqa: BLE001 - a closed or broken stream loses the text, not the call
             pass
 
-    def _finished(self, worker: _Worker, msg: tuple) -> None:
-        kind, call_id = msg[0], msg[1]
+    def _finished(self, worker: _Worker, msgs: list[tuple]) -> None:
+        """Book the outcomes a worker reported, feed it, then settle their futures (outside the lock)."""
+        outcomes = [self._outcome(worker, msg) for msg in msgs]  # unpickled before taking the lock
+        settle: list[tuple[_Call, Any, bool, str]] = []
         with self._lock:
-            for name in msg[-1]:
-                worker.lent.discard(name)
-                self._cache.release(name)
-            if call_id in worker.stolen:  # a call taken back earlier reports its skip
-                worker.stolen.discard(call_id)
-                return
-            call = worker.inflight.popleft() if worker.inflight else None
-            if kind != "skipped":
+            for msg, (value, failed) in zip(msgs, outcomes, strict=True):
+                kind, call_id = msg[0], msg[1]
+                for name in msg[-1]:
+                    worker.lent.discard(name)
+                    self._cache.release(name)
+                if call_id in worker.stolen:  # a call taken back earlier reports its skip
+                    worker.stolen.discard(call_id)
+                    continue
+                call = worker.inflight.popleft() if worker.inflight else None
+                if call is None or call.id != call_id:
+                    if call is not None:
+                        worker.inflight.appendleft(call)  # leave it to the worker's end to settle or requeue
+                    raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
+                if kind == "skipped":
+                    continue
                 worker.tasks_done += 1
+                worker.rss = (msg[3] if kind == "ok" else msg[6]) or worker.rss
+                what = "failed" if failed else "completed"
+                self._counts[what] += 1  # counted before the future wakes its waiter
+                settle.append((call, value, failed, what))
+            if settle:
                 self._spawn_failures = 0
             worker.started = time.time() if worker.inflight else None
-        if call is None or call.id != call_id:
-            if call is not None:
-                with self._lock:
-                    worker.inflight.appendleft(call)  # leave it to the worker's end to settle or requeue
-            raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
-        if call.timer is not None:
-            call.timer.cancel()
-        if kind == "ok":
-            worker.rss = msg[3] or worker.rss
-            self._settle_ok(worker, call, msg[2])
-        elif kind == "err":
-            worker.rss = msg[6] or worker.rss
-            self._settle_err(call, *msg[2:6])
-        with self._lock:
             self._after_call_locked(worker)
+        for call, value, failed, what in settle:
+            if call.timer is not None:
+                call.timer.cancel()
+            settled = call.future._settle(exception=value) if failed else call.future._settle(value)
+            if not settled:
+                with self._lock:  # cancelled or timed out meanwhile: that path counted it
+                    self._counts[what] -= 1
+
+    def _outcome(self, worker: _Worker, msg: tuple) -> tuple[Any, bool]:
+        """``(value, failed)`` of an outcome message: the result, or the exception to raise."""
+        if msg[0] == "ok":
+            try:
+                return loads(msg[2], what="result", writable=self._config["writable_arrays"],
+                             on_release=worker.released.append), False
+            except SerializationError as exc:
+                return exc, True
+        if msg[0] == "err":
+            return _remote_exception(*msg[2:6]), True
+        return None, False
 
     def _after_call_locked(self, worker: _Worker) -> None:
         """Book-keeping once a worker has one call fewer: recycle it, idle it or feed it."""
@@ -354,26 +393,6 @@ class IsolatePool:
             worker.state = "paused" if self._state == "paused" else "idle"
             self._idle.append(worker)
         self._pump_locked()
-
-    def _settle_ok(self, worker: _Worker, call: _Call, payload: Payload) -> None:
-        released = worker.released
-        try:
-            value = loads(payload, what="result", writable=self._config["writable_arrays"],
-                          on_release=released.append)
-        except SerializationError as exc:
-            self._count_outcome(call.future._settle(exception=exc), "failed")
-            return
-        self._count_outcome(call.future._settle(value), "completed")
-
-    def _settle_err(self, call: _Call, data: bytes | None, type_name: str, message: str, tb: str) -> None:
-        exc: BaseException
-        try:
-            exc = pickle.loads(data) if data is not None else RemoteError(type_name, message, tb)
-        except Exception:  # noqa: BLE001 - the class may not exist here
-            exc = RemoteError(type_name, message, tb)
-        if not isinstance(exc, RemoteError):
-            exc.__cause__ = RemoteTraceback(tb)
-        self._count_outcome(call.future._settle(exception=exc), "failed")
 
     def _count_outcome(self, settled: bool, what: str) -> None:
         if settled:
@@ -645,3 +664,13 @@ class IsolatePool:
         return render_pool(self.statistics(), self.isolates(), name=self.debug_name)
 
 
+def _remote_exception(data: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
+    """The exception a worker reported: itself if it unpickles, else a RemoteError; with its traceback."""
+    exc: BaseException
+    try:
+        exc = pickle.loads(data) if data is not None else RemoteError(type_name, message, tb)
+    except Exception:  # noqa: BLE001 - the class may not exist here
+        exc = RemoteError(type_name, message, tb)
+    if not isinstance(exc, RemoteError):
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc

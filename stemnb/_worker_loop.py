@@ -2,8 +2,8 @@
 
 Messages on the connection are pickled tuples:
 
-* parent -> worker: ``("call", call_id, seq, payload, released)`` and ``("stop",)``; ``seq`` numbers
-  the worker's calls for the claim board (see ``_claim``); ``released`` names
+* parent -> worker: ``("calls", [(call_id, seq, payload), ...], released)`` and ``("stop",)``;
+  ``seq`` numbers the worker's calls for the claim board (see ``_claim``); ``released`` names
   this worker's result segments the parent no longer maps, so they can be reused.
 * worker -> parent: ``("ok", call_id, payload, rss, released)``, ``("err", call_id, exc_payload,
   type_name, message, traceback, rss, released)``, ``("skipped", call_id, released)`` and
@@ -25,6 +25,7 @@ from typing import Any
 import cloudpickle
 
 from ._exceptions import SerializationError
+from ._frames import FrameReader
 from ._output import ForwardStream
 from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads
@@ -60,6 +61,7 @@ def serve(conn: Connection, config: dict[str, Any]) -> None:
     from ._claim import ClaimBoard
 
     channel = _Channel(conn)
+    reader = FrameReader(conn)
     cache = SegmentCache()
     board = ClaimBoard.attach(config["claim"])
     released: list[str] = []
@@ -71,11 +73,11 @@ def serve(conn: Connection, config: dict[str, Any]) -> None:
     try:
         while True:
             try:
-                if not _read_available(conn, pending, cache, block=not pending):
+                if not pending and not _read(reader, pending, cache):
                     return
             except (EOFError, OSError):
                 return
-            _, call_id, seq, payload = pending.popleft()
+            call_id, seq, payload = pending.popleft()
             if not board.claim(seq):
                 channel.send(("skipped", call_id, _take(released)))
                 continue
@@ -89,20 +91,19 @@ def serve(conn: Connection, config: dict[str, Any]) -> None:
         cache.close()
 
 
-def _read_available(conn: Connection, pending: collections.deque, cache: SegmentCache, block: bool) -> bool:
-    """Move every message already sent into ``pending`` (waiting for one if ``block``).
+def _read(reader: FrameReader, pending: collections.deque, cache: SegmentCache) -> bool:
+    """Wait for messages and move the calls of every message already sent into ``pending``.
 
     Returns False when the parent asked this worker to stop.
     """
-    while block or conn.poll(0):
-        msg = pickle.loads(conn.recv_bytes())
-        block = False
+    for frame in reader.read():
+        msg = pickle.loads(frame)
         if msg[0] == "stop":
             return False
-        _, call_id, seq, payload, parent_released = msg
+        _, calls, parent_released = msg
         for name in parent_released:
             cache.release(name)
-        pending.append(("call", call_id, seq, payload))
+        pending.extend(calls)
     return True
 
 

@@ -1,0 +1,90 @@
+"""stemnb.Future behaves as a concurrent.futures.Future for every standard-library helper."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+
+import pytest
+
+from stemnb import Future
+
+
+def settle_later(future: Future, value: object, gate: threading.Event) -> threading.Thread:
+    """Settle ``future`` with ``value`` from another thread once ``gate`` is set."""
+
+    def run() -> None:
+        gate.wait()
+        future._settle(value)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_result_waits_for_a_value_set_from_another_thread():
+    future: Future = Future()
+    gate = threading.Event()
+    thread = settle_later(future, 42, gate)
+    gate.set()
+    assert future.result() == 42
+    thread.join()
+
+
+def test_result_with_a_timeout_raises_timeouterror_while_pending():
+    with pytest.raises(cf.TimeoutError):
+        Future().result(timeout=0)
+
+
+def test_wait_and_as_completed_see_settled_stemnb_futures():
+    futures = [Future() for _ in range(3)]
+    gate = threading.Event()
+    threads = [settle_later(f, i, gate) for i, f in enumerate(futures)]
+    done, pending = cf.wait(futures, timeout=0)
+    assert not done and len(pending) == 3
+    gate.set()
+    assert sorted(f.result() for f in cf.as_completed(futures)) == [0, 1, 2]
+    done, pending = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+    assert len(done) == 3 and not pending
+    for thread in threads:
+        thread.join()
+
+
+def test_wait_first_exception_returns_on_a_settled_exception():
+    ok, bad = Future(), Future()
+    bad._settle(exception=ValueError("boom"))
+    done, pending = cf.wait([ok, bad], return_when=cf.FIRST_EXCEPTION)
+    assert done == {bad} and pending == {ok}
+    with pytest.raises(ValueError, match="boom"):
+        bad.result()
+
+
+def test_settle_happens_once_and_runs_done_callbacks_once():
+    future: Future = Future()
+    seen: list[object] = []
+    future.add_done_callback(lambda f: seen.append(f.result()))
+    assert future._settle("first")
+    assert not future._settle("second")
+    assert not future._settle(exception=RuntimeError("late"))
+    assert future.result() == "first" and seen == ["first"]
+
+
+def test_a_cancelled_future_is_not_settled_afterwards():
+    future: Future = Future()
+    assert future.cancel()
+    assert not future._settle(1)
+    assert future.cancelled()
+    with pytest.raises(cf.CancelledError):
+        future.result()
+
+
+def test_many_threads_waiting_on_one_future_all_wake():
+    future: Future = Future()
+    results: list[object] = []
+    waiters = [threading.Thread(target=lambda: results.append(future.result())) for _ in range(8)]
+    for thread in waiters:
+        thread.start()
+    future._settle("go")
+    for thread in waiters:
+        thread.join()
+    assert results == ["go"] * 8
