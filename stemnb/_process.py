@@ -14,6 +14,7 @@ import os
 import pickle
 import queue
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future as _CFuture
@@ -167,6 +168,37 @@ def _on_spawner(job: Callable[[], Any]) -> _CFuture:
     return fut
 
 
+def _process_class() -> type:
+    """loky's Process, except that a closed or broken ``sys.stdout`` cannot stop it from starting.
+
+    loky flushes the standard streams before it starts a process and lets any error escape; a
+    notebook whose ``sys.stdout`` was closed or replaced by a broken object would never get a
+    process again. The flush is kept, but its errors are ignored (as ``multiprocessing`` does).
+    """
+    from loky.backend.popen_loky_posix import Popen
+    from loky.backend.process import LokyProcess
+
+    class _Popen(Popen):
+        __module__ = Popen.__module__  # loky runs the child as ``python -m <this module>``
+
+        def __init__(self, process_obj: Any) -> None:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001, S110 - the stream's problem, not the start's
+                    pass
+            self.returncode = None
+            self._fds: list[int] = []
+            self._launch(process_obj)
+
+    class _Process(LokyProcess):
+        @staticmethod
+        def _Popen(process_obj: Any) -> _Popen:
+            return _Popen(process_obj)
+
+    return _Process
+
+
 def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -> _CFuture:
     """Start a child running ``role`` with ``config``; returns a future of its ChildProcess.
 
@@ -187,11 +219,9 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     }
 
     def job() -> ChildProcess:
-        from loky.backend.context import get_context
-
         from ._child import main
 
-        proc = get_context("loky").Process(target=main, args=(bootstrap,), name=name or role)
+        proc = _process_class()(target=main, args=(bootstrap,), name=name or role)
         proc.start()
         child = ChildProcess(proc, token)
         child.hello = hello  # type: ignore[attr-defined]

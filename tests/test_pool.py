@@ -385,19 +385,27 @@ def test_processes_that_die_at_start_fail_the_queue_instead_of_respawning_foreve
     del loop
 
 
+class BrokenStream:
+    def write(self, text):
+        raise ValueError("I/O operation on closed file")
+
+    def flush(self):
+        raise ValueError("I/O operation on closed file")
+
+
+def test_a_pool_starts_its_processes_while_the_callers_stdout_is_broken(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", BrokenStream())
+    monkeypatch.setattr(sys, "stderr", BrokenStream())
+    with stemnb.IsolatePool(1) as pool:
+        assert pool.run(abs, -3).result(30) == 3
+
+
 def test_a_broken_stdout_in_the_caller_loses_output_but_not_the_call(pool, monkeypatch):
-    class Broken:
-        def write(self, text):
-            raise ValueError("I/O operation on closed file")
-
-        def flush(self):
-            raise ValueError("I/O operation on closed file")
-
     def chatty():
         print("lost")
         return "kept"
 
-    monkeypatch.setattr(sys, "stdout", Broken())
+    monkeypatch.setattr(sys, "stdout", BrokenStream())
     assert pool.run(chatty).result(30) == "kept"
     monkeypatch.undo()
     assert pool.run(abs, -7).result(30) == 7
