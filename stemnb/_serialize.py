@@ -80,6 +80,9 @@ class _Pickler(_PlainPickler):
 _PLAIN_TYPES = frozenset({tuple, list, dict, set, frozenset, bytearray, complex, type(None)})
 
 
+_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
 class Payload(NamedTuple):
     """A pickled object and the out-of-band buffers it refers to, in order."""
 
@@ -93,8 +96,9 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
     With ``cache`` the segments come from (and return to) that cache; without it they are
     one-shot segments the receiver unlinks. Raises SerializationError naming ``what``.
     """
+    if type(obj) in _SCALARS:  # the common small result: plain pickle makes the same bytes, faster
+        return Payload(pickle.dumps(obj, protocol=5))
     buffers: list[SegmentRef | bytes] = []
-    made: list[str] = []
 
     def on_buffer(pb: pickle.PickleBuffer) -> bool:
         view = pb.raw()
@@ -103,7 +107,6 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
         ref = _to_segment(view, cache)
         if ref is None:
             return True
-        made.append(ref.name)
         buffers.append(ref)
         return False
 
