@@ -20,7 +20,6 @@ closure of something mutable...) goes through cloudpickle as before, so behaviou
 
 from __future__ import annotations
 
-import dis
 import types
 import weakref
 from collections.abc import Callable
@@ -145,6 +144,8 @@ def _fixed(value: Any) -> bool:
 
 def _writes_globals(code: types.CodeType) -> bool:
     """Whether the code (or code nested in it) assigns globals or may reach its globals dict."""
+    import dis  # only when a function is first seen
+
     if "globals" in code.co_names or "vars" in code.co_names:
         return True
     if any(ins.opname in _WRITES_GLOBALS for ins in dis.get_instructions(code)):

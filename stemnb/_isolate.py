@@ -143,7 +143,8 @@ class Isolate:
 
     def _call(self, method: str, *args: Any) -> Any:
         if self._supervisor is None:
-            raise ClosedError(f"{self!r} is the main isolate; it cannot be {method}d from stemnb")
+            what = "the main isolate" if self.debug_name == "main" else "a pool process (its pool controls it)"
+            raise ClosedError(f"{self!r} is {what}; it cannot be {method}d from stemnb")
         local = _supervised.get(self._id) if self._supervisor._address == hub().address else None
         if local is not None:
             return local.handle(method, args)
@@ -152,15 +153,17 @@ class Isolate:
     # -- the current isolate --------------------------------------------------------------------
     @staticmethod
     def current() -> Isolate:
-        """The isolate this code runs in (in the notebook kernel: the main isolate)."""
+        """The isolate this code runs in: in the notebook kernel the main isolate, in a pool process that
+        process (named after its pool, e.g. ``pool1-2``)."""
         from ._isolate_child import current_handle
+        from ._runtime import debug_name
 
         handle = current_handle()
         if handle is not None:
             return handle
         import os
 
-        return Isolate(None, 0, os.getpid(), "main")
+        return Isolate(None, 0, os.getpid(), debug_name())
 
     @staticmethod
     def exit(port: SendPort | None = None, message: Any = None) -> None:

@@ -20,8 +20,6 @@ from typing import Any
 from ._exceptions import (
     ClosedError,
     IsolateExitedError,
-    RemoteError,
-    RemoteTraceback,
     SerializationError,
 )
 from ._frames import FrameReader
@@ -35,13 +33,14 @@ from ._pool_helpers import (
     _chunks,
     _fn_name,
     _ordered,
+    _outcome,
     _unordered,
 )
 from ._pool_records import _Call, _Worker
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason, PoolStatistics
 from ._process import start_child, wait_connected
 from ._runtime import ensure_started, track_closeable
-from ._serialize import Payload, discard, dumps, loads
+from ._serialize import Payload, discard, dumps
 from ._shm import SegmentCache, SegmentRef, sweep_pid
 from ._timers import call_later
 
@@ -334,7 +333,8 @@ class IsolatePool:
 
     def _finished(self, worker: _Worker, msgs: list[tuple]) -> None:
         """Book the outcomes a worker reported, feed it, then settle their futures (outside the lock)."""
-        outcomes = [self._outcome(worker, msg) for msg in msgs]  # unpickled before taking the lock
+        writable = self._config["writable_arrays"]
+        outcomes = [_outcome(msg, writable, worker.released.append) for msg in msgs]  # before the lock
         settle: list[tuple[_Call, Any, bool, str]] = []
         with self._lock:
             for msg, (value, failed) in zip(msgs, outcomes, strict=True):
@@ -368,18 +368,6 @@ class IsolatePool:
             if not settled:
                 with self._lock:  # cancelled or timed out meanwhile: that path counted it
                     self._counts[what] -= 1
-
-    def _outcome(self, worker: _Worker, msg: tuple) -> tuple[Any, bool]:
-        """``(value, failed)`` of an outcome message: the result, or the exception to raise."""
-        if msg[0] == "ok":
-            try:
-                return loads(msg[2], what="result", writable=self._config["writable_arrays"],
-                             on_release=worker.released.append), False
-            except SerializationError as exc:
-                return exc, True
-        if msg[0] == "err":
-            return _remote_exception(*msg[2:6]), True
-        return None, False
 
     def _after_call_locked(self, worker: _Worker) -> None:
         """Book-keeping once a worker has one call fewer: recycle it, idle it or feed it."""
@@ -663,14 +651,3 @@ class IsolatePool:
 
         return render_pool(self.statistics(), self.isolates(), name=self.debug_name)
 
-
-def _remote_exception(data: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
-    """The exception a worker reported: itself if it unpickles, else a RemoteError; with its traceback."""
-    exc: BaseException
-    try:
-        exc = pickle.loads(data) if data is not None else RemoteError(type_name, message, tb)
-    except Exception:  # noqa: BLE001 - the class may not exist here
-        exc = RemoteError(type_name, message, tb)
-    if not isinstance(exc, RemoteError):
-        exc.__cause__ = RemoteTraceback(tb)
-    return exc

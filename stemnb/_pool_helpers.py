@@ -1,13 +1,15 @@
-"""Helpers of ``IsolatePool``: argument checks, naming the unpicklable part, and chunked maps."""
+"""Helpers of ``IsolatePool``: argument checks, naming the unpicklable part, decoding outcomes, chunked maps."""
 
 from __future__ import annotations
 
 import itertools
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._exceptions import SerializationError
+from ._exceptions import RemoteError, RemoteTraceback, SerializationError
 from ._future import Future
+from ._serialize import loads
 
 
 def _check_positive(label: str, value: Any) -> None:
@@ -62,3 +64,27 @@ def _unordered(futures: list[Future]) -> Iterator[Any]:
     finally:
         for fut in futures:
             fut.cancel()
+
+
+def _outcome(msg: tuple, writable: bool, on_release: Callable[[str], None]) -> tuple[Any, bool]:
+    """``(value, failed)`` of a worker's outcome message: the result, or the exception to raise."""
+    if msg[0] == "ok":
+        try:
+            return loads(msg[2], what="result", writable=writable, on_release=on_release), False
+        except SerializationError as exc:
+            return exc, True
+    if msg[0] == "err":
+        return _remote_exception(*msg[2:6]), True
+    return None, False
+
+
+def _remote_exception(data: bytes | None, type_name: str, message: str, tb: str) -> BaseException:
+    """The exception a worker reported: itself if it unpickles, else a RemoteError; with its traceback."""
+    exc: BaseException
+    try:
+        exc = pickle.loads(data) if data is not None else RemoteError(type_name, message, tb)
+    except Exception:  # noqa: BLE001 - the class may not exist here
+        exc = RemoteError(type_name, message, tb)
+    if not isinstance(exc, RemoteError):
+        exc.__cause__ = RemoteTraceback(tb)
+    return exc

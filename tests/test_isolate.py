@@ -730,6 +730,23 @@ def test_isolate_current_in_the_main_process_is_the_main_isolate():
         main.pause()
 
 
+def report_pool_isolate():
+    iso = Isolate.current()
+    try:
+        iso.pause()
+    except stemnb.ClosedError as exc:
+        return iso.pid, iso.debug_name, str(exc)
+    return iso.pid, iso.debug_name, "paused"
+
+
+def test_isolate_current_in_a_pool_process_is_that_process():
+    with stemnb.IsolatePool(1, debug_name="curpool") as pool:
+        pid, name, error = pool.run(report_pool_isolate).result(WAIT)
+        assert pid == pool.isolates()[0].pid
+    assert name == "curpool-1"
+    assert "pool process" in error
+
+
 def test_isolate_exit_sends_its_message_and_ends_the_isolate(spawned, ports):
     replies, exit_port = ports(), ports("exit")
     iso = spawned(exit_with_bye, replies.send_port, on_exit=exit_port.send_port)
