@@ -2,7 +2,8 @@
 
 ``enqueue`` merges the handler's defaults (when a registry is given) with the call's options,
 encodes the args, claims a unique lock, signs, runs ``on_enqueue`` middleware, records
-``queued`` in the backend and publishes. ``queued`` is written *before* publishing (Stem wrote it
+``queued`` in the backend and publishes (one round trip when both are on one Redis database,
+see ``_paired``). ``queued`` is written *before* publishing (Stem wrote it
 after), so a fast worker's ``running`` can never be overwritten by a late ``queued``.
 """
 
@@ -21,6 +22,7 @@ from ._exceptions import EncodingError
 from ._future import Future
 from ._middleware import Middleware, run_hook
 from ._options import TaskEnqueueOptions, TaskOptions, epoch_seconds, options_from_mapping
+from ._paired import PairedWrites, paired_writes
 from ._timers import call_later
 
 EXPIRES_KEY = "stem.expiresAt"
@@ -62,6 +64,7 @@ class Stem:
         self.middleware = list(middleware)
         self.codecs = codecs or Codecs(encoder_registry, args_encoder, result_encoder, additional_encoders)
         self.canvas = Canvas(self)
+        self._paired_writes: PairedWrites | None = None
 
     # -- enqueue --------------------------------------------------------------------------------
     def enqueue(
@@ -96,10 +99,20 @@ class Stem:
         if self.signer is not None:
             envelope = self.signer.sign(envelope)
         run_hook(self.middleware, "on_enqueue", envelope)
-        if self.backend is not None:
-            self.backend.set(envelope.id, TaskState.QUEUED, meta={"task": name, "queue": envelope.queue})
-        self.broker.publish(envelope, queue=envelope.queue)
+        if self.backend is None:
+            self.broker.publish(envelope, queue=envelope.queue)
+            return envelope.id
+        queued = TaskStatus(envelope.id, TaskState.QUEUED, meta={"task": name, "queue": envelope.queue})
+        self._paired().set_then_publish(queued, envelope)
         return envelope.id
+
+    def _paired(self) -> PairedWrites:
+        """The paired writes for the current broker and backend (rebuilt if either was replaced)."""
+        paired = self._paired_writes
+        if paired is None or paired.broker is not self.broker or paired.backend is not self.backend:
+            assert self.backend is not None
+            paired = self._paired_writes = paired_writes(self.broker, self.backend)
+        return paired
 
     def _build(
         self,

@@ -31,7 +31,8 @@ from .._backend import (
     call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, close_subscription, connect, start_listener, subscribe_live
+from .._redis_client import Commands, connect, database_of
+from .._redis_watch import ChannelListener
 
 __all__ = ["RedisResultBackend"]
 
@@ -43,12 +44,16 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: status index channel; ARGV: status_json ttl_ms task_id updated_at
-_SET_STATUS = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-redis.call('PUBLISH', KEYS[3], ARGV[1])
+# k: status index channel; a: status_json ttl_ms task_id updated_at. A function, so the broker's
+# scripts can follow it in one round trip (``stemnb._redis_paired``).
+SET_STATUS_FN = """
+local function set_status(k, a)
+  redis.call('SET', k[1], a[1], 'PX', a[2])
+  redis.call('ZADD', k[2], a[4], a[3])
+  redis.call('PUBLISH', k[3], a[1])
+end
 """
+_SET_STATUS = SET_STATUS_FN + "set_status(KEYS, ARGV)\n"
 
 _CLAIM_CHORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -116,11 +121,14 @@ class RedisResultBackend(ResultBackend):
         self._commands = Commands(self._client)
         self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
         self._lock = threading.Lock()
-        self._pubsub: Any = None
+        self._listener: ChannelListener | None = None
         self._closed = False
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
+
+    def _redis_database(self) -> tuple[Any, ...] | None:
+        return database_of(self._client)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -138,20 +146,30 @@ class RedisResultBackend(ResultBackend):
         attempt: int = 0,
         ttl: float | None = None,
     ) -> TaskStatus:
-        _check_task_id(task_id)
-        ttl_s = _check_ttl(ttl, self.default_ttl)
         status = TaskStatus(
             task_id, _coerce_state(state), payload, error, dict(meta or {}), attempt
         )
+        self._commands.script(self._set_status, *self._status_call(status, ttl))
+        return status
+
+    def _status_call(self, status: TaskStatus, ttl: float | None) -> tuple[list[str], list[Any]]:
+        """The status script's keys and arguments to store ``status`` for ``ttl`` seconds.
+
+        Raises:
+            ValueError: ``ttl`` is not > 0, or the task id is not a non-empty string.
+            EncodingError: the status is not JSON data.
+            ClosedError: the backend is closed.
+        """
+        _check_task_id(status.id)
+        ttl_s = _check_ttl(ttl, self.default_ttl)
         try:
             text = json.dumps(status.to_dict(), separators=(",", ":"))
         except (TypeError, ValueError) as exc:
-            raise EncodingError(f"the status of task {task_id} is not JSON data: {exc}") from exc
+            raise EncodingError(f"the status of task {status.id} is not JSON data: {exc}") from exc
         self._check_open()
+        task_id = status.id
         keys = [self._key("task", task_id), self._key("tasks"), self._key("task-events")]
-        args = [text, _ms(ttl_s), task_id, repr(status.updated_at)]
-        self._commands.script(self._set_status, keys, args)
-        return status
+        return keys, [text, _ms(ttl_s), task_id, repr(status.updated_at)]
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
@@ -178,11 +196,8 @@ class RedisResultBackend(ResultBackend):
 
     def _ensure_listener(self) -> None:
         with self._lock:
-            if self._pubsub is not None:
-                return
-            pubsub = self._pubsub = subscribe_live(self._client, self._key("task-events"))
-        start_listener(pubsub, closed=lambda: self._closed, handle=self._on_status,
-                       what="redis-backend")
+            if self._listener is None:
+                self._listener = ChannelListener(self._client, self._key("task-events"), self._on_status, "redis-backend")
 
     def _on_status(self, data: Any) -> None:
         task_id = _status_id(data)
@@ -312,8 +327,9 @@ class RedisResultBackend(ResultBackend):
                 return
             self._closed = True
             self._watchers.clear()
-            pubsub, self._pubsub = self._pubsub, None
-        close_subscription(pubsub)
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         self._commands.close()
         if self._owns_client:
             self._client.close()

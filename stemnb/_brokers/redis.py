@@ -25,7 +25,11 @@ from .._broker import (
 )
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, connect  # first: its ImportError names the extra to install
+from .._redis_client import (  # first: its ImportError names the extra to install
+    Commands,
+    connect,
+    database_of,
+)
 from . import _redis_scripts as lua
 from ._redis_consumer import _RedisConsumer
 
@@ -117,6 +121,9 @@ class RedisBroker(Broker):
         ready, delayed, _, env, info = self._queue_keys(queue)
         return [ready, delayed, env, info, self._key("q", queue, "wake"), self._key("seq")]
 
+    def _redis_database(self) -> tuple[Any, ...] | None:
+        return database_of(self._client)
+
     def _check_open(self, what: str) -> None:
         if self._closed:
             raise ClosedError(f"cannot {what}: the RedisBroker is closed")
@@ -164,15 +171,27 @@ class RedisBroker(Broker):
         )
 
     def _settle(self, script: str, delivery: Delivery, *extra_args: Any, keys: list[str]) -> bool:
+        held = bool(self._run(script, keys, self._settle_args(delivery, *extra_args)))
+        self._settled(delivery)
+        return held
+
+    def _settle_args(self, delivery: Delivery, *extra_args: Any) -> list[Any]:
+        """The settle scripts' arguments: the receipt's token and delivery count, then ``extra_args``.
+
+        Raises:
+            TypeError: ``delivery`` is not a Delivery.
+        """
         if not isinstance(delivery, Delivery):
             raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
         token, _, count = delivery.receipt.partition(":")
-        held = bool(self._run(script, keys, [token, count, *extra_args]))
+        return [token, count, *extra_args]
+
+    def _settled(self, delivery: Delivery) -> None:
+        """Forget who holds ``delivery`` (its consumer may then lease another)."""
         with self._lock:
             consumer = self._holders.pop((delivery.queue, delivery.receipt), None)
         if consumer is not None:
             consumer._settled()
-        return held
 
     def _forget_consumer(self, consumer: _RedisConsumer) -> None:
         with self._lock:
@@ -185,8 +204,15 @@ class RedisBroker(Broker):
         self._check_open("publish")
         if queue is not None and queue != envelope.queue:
             envelope = envelope.replace(queue=queue)
-        args = self._publish_args(envelope)
-        self._run("PUBLISH", self._publish_keys(envelope.queue), args)
+        self._run("PUBLISH", *self._publish_call(envelope))
+
+    def _publish_call(self, envelope: Envelope) -> tuple[list[str], list[Any]]:
+        """The PUBLISH script's keys and arguments for ``envelope`` (on ``envelope.queue``).
+
+        Raises:
+            EncodingError: the envelope is not JSON data.
+        """
+        return self._publish_keys(envelope.queue), self._publish_args(envelope)
 
     def _publish_args(self, envelope: Envelope) -> list[Any]:
         nb = "" if envelope.not_before is None else repr(envelope.not_before)
@@ -233,11 +259,18 @@ class RedisBroker(Broker):
             raise ValueError(f"dead_letter() needs a non-empty reason string, got {reason!r}")
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return True
+        held = bool(self._run("DEAD_LETTER", *self._dead_letter_call(delivery, reason, meta)))
+        self._settled(delivery)
+        return held
+
+    def _dead_letter_call(
+        self, delivery: Delivery, reason: str, meta: dict[str, Any] | None
+    ) -> tuple[list[str], list[Any]]:
+        """The DEAD_LETTER script's keys and arguments (the entry is dated now)."""
         now = time.time()
         entry = DeadLetterEntry(delivery.envelope, reason, dict(meta or {}), now)
-        keys = self._queue_keys(delivery.queue, "wake", "dead", "deadenv")
-        args = (delivery.envelope.id, _entry_to_json(entry), repr(now))
-        return self._settle("DEAD_LETTER", delivery, *args, keys=keys)
+        args = self._settle_args(delivery, delivery.envelope.id, _entry_to_json(entry), repr(now))
+        return self._queue_keys(delivery.queue, "wake", "dead", "deadenv"), args
 
     def extend_lease(self, delivery: Delivery, seconds: float) -> bool:
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:

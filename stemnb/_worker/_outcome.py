@@ -63,6 +63,20 @@ def _set(worker: Worker, task: ActiveTask, state: TaskState, **kwargs: Any) -> T
     return worker.backend.set(task.id, state, meta=meta, attempt=task.envelope.attempt, **kwargs)
 
 
+def _status(
+    worker: Worker,
+    task: ActiveTask,
+    state: TaskState,
+    *,
+    payload: Any = None,
+    error: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> TaskStatus:
+    """The status to store for ``task`` (meta defaults to :func:`status_meta`)."""
+    meta = meta or status_meta(worker, task)
+    return TaskStatus(task.id, state, payload, error, meta, task.envelope.attempt)
+
+
 def _postrun(worker: Worker, task: ActiveTask, state: TaskState) -> None:
     worker.emit(WorkerEventType.POSTRUN, task, data={"state": state.value})
 
@@ -89,8 +103,9 @@ def success(worker: Worker, task: ActiveTask, result: Any) -> None:
         payload = None if ignore else worker.codecs.encode_result(result, task.handler)
     except Exception as exc:
         return terminal_failure(worker, task, exc, reason="result-encode-failed")
-    status = _set(worker, task, TaskState.SUCCEEDED, payload=payload)
-    worker.broker.ack(task.delivery)
+    status = worker._paired.set_then_ack(
+        _status(worker, task, TaskState.SUCCEEDED, payload=payload), task.delivery
+    )
     worker.count("succeeded")
     if log.isEnabledFor(logging.INFO):
         log.info("Task %s succeeded", task.envelope.name, extra=log_context(worker, task))
@@ -160,14 +175,10 @@ def schedule_retry(
         changes["max_retries"] = max_retries
     worker.broker.publish(sign(worker, env.replace(**changes)), queue=task.delivery.queue)
     error = None if isinstance(exc, TaskRetryRequest) else error_info(exc)
-    _set(
-        worker,
-        task,
-        TaskState.RETRIED,
-        error=error,
-        meta=status_meta(worker, task, retry_delay=delay, retryDelayMs=int(delay * 1000)),
+    meta = status_meta(worker, task, retry_delay=delay, retryDelayMs=int(delay * 1000))
+    worker._paired.set_then_ack(
+        _status(worker, task, TaskState.RETRIED, error=error, meta=meta), task.delivery
     )
-    worker.broker.ack(task.delivery)
     worker.count("retried")
     reason = "retry-requested" if isinstance(exc, TaskRetryRequest) else type(exc).__name__
     worker.emit(WorkerEventType.RETRIED, task, error=exc, data={"delay": delay, "reason": reason})
@@ -177,8 +188,12 @@ def schedule_retry(
 def terminal_failure(worker: Worker, task: ActiveTask, exc: BaseException, *, reason: str) -> None:
     """Store ``failed``, dead-letter the delivery with ``reason``, run failure follow-ups."""
     error = error_info(exc)
-    status = _set(worker, task, TaskState.FAILED, error=error)
-    worker.broker.dead_letter(task.delivery, reason, {"error": {k: error[k] for k in ("type", "message")}})
+    status = worker._paired.set_then_dead_letter(
+        _status(worker, task, TaskState.FAILED, error=error),
+        task.delivery,
+        reason,
+        {"error": {k: error[k] for k in ("type", "message")}},
+    )
     worker.count("failed")
     if log.isEnabledFor(logging.INFO):
         log.info("Task %s failed (%s)", task.envelope.name, reason, extra=log_context(worker, task))
@@ -197,8 +212,10 @@ def cancelled(
 ) -> None:
     """Store ``cancelled``, ack, and emit REVOKED."""
     exc = error or TaskRevokedError(f"task {task.id} was revoked: {reason}")
-    status = _set(worker, task, TaskState.CANCELLED, error=error_info(exc), meta=status_meta(worker, task, reason=reason, **meta))
-    worker.broker.ack(task.delivery)
+    meta = status_meta(worker, task, reason=reason, **meta)
+    status = worker._paired.set_then_ack(
+        _status(worker, task, TaskState.CANCELLED, error=error_info(exc), meta=meta), task.delivery
+    )
     worker.count("revoked")
     worker.emit(WorkerEventType.REVOKED, task, error=exc, data={"reason": reason, **meta})
     _followups.after_terminal(worker, task, status, succeeded=False, links=False)

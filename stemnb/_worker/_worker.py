@@ -23,6 +23,7 @@ from .._exceptions import ClosedError
 from .._future import Future
 from .._middleware import Middleware
 from .._options import to_seconds
+from .._paired import paired_writes
 from .._registry import TaskRegistry
 from ._active import ActiveTask, ActiveTasks
 from ._config import (
@@ -123,6 +124,7 @@ class Worker:
 
         self.codecs = Codecs(encoder_registry, args_encoder, result_encoder, additional_encoders)
         self.enqueuer = enqueuer if enqueuer is not None else self._default_enqueuer()
+        self._paired = paired_writes(broker, backend)  # store a task's status, then settle it
         self.events = EventHub()
         self.state = WorkerState.CREATED
         self.started_at: float | None = None

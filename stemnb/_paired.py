@@ -1,0 +1,70 @@
+"""A task's status write followed by a broker step for the same task, always in that order.
+
+The producer records ``queued`` before it publishes (so a fast worker's ``running`` is never
+overwritten by a late ``queued``); the worker stores a task's outcome before it acks or
+dead-letters the delivery (so a crash in between can run a task twice but never lose its
+result). :func:`paired_writes` gives the plain two-call version for any broker and backend, or,
+when both are Redis parts on the same Redis database, one that runs both steps in one script:
+one round trip instead of two, the same order, and no broker step if the status write fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import ResultBackend, TaskStatus
+from ._broker import Broker
+from ._envelope import Delivery, Envelope
+
+__all__ = ["PairedWrites", "paired_writes"]
+
+
+class PairedWrites:
+    """``backend.set_status(status)``, then the broker step, as two calls.
+
+    Each method returns the stored status and raises what the backend or the broker raises;
+    when the status write fails, the broker step is not attempted.
+    """
+
+    def __init__(self, broker: Broker, backend: ResultBackend) -> None:
+        self.broker = broker
+        self.backend = backend
+
+    def set_then_publish(self, status: TaskStatus, envelope: Envelope) -> TaskStatus:
+        """Store ``status``, then publish ``envelope`` on ``envelope.queue``."""
+        stored = self.backend.set_status(status)
+        self.broker.publish(envelope, queue=envelope.queue)
+        return stored
+
+    def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
+        """Store ``status``, then ack ``delivery`` (a lost lease is not an error)."""
+        stored = self.backend.set_status(status)
+        self.broker.ack(delivery)
+        return stored
+
+    def set_then_dead_letter(
+        self, status: TaskStatus, delivery: Delivery, reason: str, meta: dict[str, Any]
+    ) -> TaskStatus:
+        """Store ``status``, then dead-letter ``delivery`` with ``reason`` and ``meta``."""
+        stored = self.backend.set_status(status)
+        self.broker.dead_letter(delivery, reason, meta)
+        return stored
+
+
+def paired_writes(broker: Broker, backend: ResultBackend) -> PairedWrites:
+    """The paired writes for ``broker`` and ``backend``: one script per pair when both are the
+    Redis parts of stemnb on one Redis database, else two calls."""
+    database = _redis_database(broker)
+    if database is not None and database == _redis_database(backend):
+        from ._redis_paired import redis_paired_writes
+
+        paired = redis_paired_writes(broker, backend)
+        if paired is not None:
+            return paired
+    return PairedWrites(broker, backend)
+
+
+def _redis_database(part: Any) -> Any:
+    """Which Redis database ``part`` keeps its data in, or None (not a Redis part, or unknown)."""
+    method = getattr(part, "_redis_database", None)
+    return None if method is None else method()

@@ -1,0 +1,101 @@
+"""Paired writes in one Lua script when the Redis broker and result backend share a database.
+
+Each script is the backend's status function, then the broker's publish / ack / dead-letter
+function (see ``_brokers._redis_scripts``): Redis runs it atomically, the status first, and a
+failing status write aborts the script before the broker step, as the two-call version would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._backend import TaskStatus
+from ._backends.redis import SET_STATUS_FN, RedisResultBackend
+from ._brokers import _redis_scripts as lua
+from ._brokers.redis import RedisBroker
+from ._envelope import Delivery, Envelope
+from ._paired import PairedWrites
+
+__all__ = ["RedisPairedWrites", "redis_paired_writes"]
+
+_STATUS_KEYS = 3  # status, index, channel
+_STATUS_ARGS = 4  # status_json, ttl_ms, task_id, updated_at
+
+
+def _status_then(function: str, name: str) -> str:
+    """A script: ``set_status`` on the first keys and args, then broker ``function`` ``name`` on
+    the rest; returns what the broker function returns."""
+    call = (
+        f"set_status(slice(KEYS, 1, {_STATUS_KEYS}), slice(ARGV, 1, {_STATUS_ARGS}))\n"
+        f"return {name}(slice(KEYS, {_STATUS_KEYS + 1}, #KEYS), "
+        f"slice(ARGV, {_STATUS_ARGS + 1}, #ARGV))\n"
+    )
+    return lua.SLICE + SET_STATUS_FN + function + call
+
+
+SET_THEN_PUBLISH = _status_then(lua.PUBLISH_FN, "publish")
+SET_THEN_ACK = _status_then(lua.SETTLE_FNS, "ack")
+SET_THEN_DEAD_LETTER = _status_then(lua.SETTLE_FNS, "dead_letter")
+
+
+def redis_paired_writes(broker: Any, backend: Any) -> RedisPairedWrites | None:
+    """Paired writes in one script for ``broker`` and ``backend`` (on one Redis database), or None
+    unless both are stemnb's Redis parts with the paired methods as shipped (a subclass that
+    overrides one of them gets the two-call version, so its override runs)."""
+    if not isinstance(broker, RedisBroker) or not isinstance(backend, RedisResultBackend):
+        return None
+    kind = type(broker)
+    same_broker = all(
+        getattr(kind, name) is getattr(RedisBroker, name)
+        for name in ("publish", "ack", "dead_letter", "_publish_call", "_dead_letter_call")
+    )
+    same_backend = all(
+        getattr(type(backend), name) is getattr(RedisResultBackend, name)
+        for name in ("set", "set_status", "_status_call")
+    )
+    return RedisPairedWrites(broker, backend) if same_broker and same_backend else None
+
+
+class RedisPairedWrites(PairedWrites):
+    """:class:`PairedWrites` in one round trip each (both parts must be on one Redis database)."""
+
+    broker: RedisBroker
+    backend: RedisResultBackend
+
+    def __init__(self, broker: RedisBroker, backend: RedisResultBackend) -> None:
+        super().__init__(broker, backend)
+        register = broker._client.register_script
+        self._set_then_publish = register(SET_THEN_PUBLISH)
+        self._set_then_ack = register(SET_THEN_ACK)
+        self._set_then_dead_letter = register(SET_THEN_DEAD_LETTER)
+
+    def _run(self, script: Any, status: TaskStatus, keys: list[str], args: list[Any]) -> Any:
+        status_keys, status_args = self.backend._status_call(status, None)
+        return self.broker._commands.script(script, status_keys + keys, status_args + args)
+
+    def set_then_publish(self, status: TaskStatus, envelope: Envelope) -> TaskStatus:
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"publish() expects an Envelope, got {type(envelope).__name__}")
+        self.broker._check_open("publish")
+        self._run(self._set_then_publish, status, *self.broker._publish_call(envelope))
+        return status
+
+    def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return super().set_then_ack(status, delivery)
+        args = self.broker._settle_args(delivery)
+        self._run(self._set_then_ack, status, self.broker._queue_keys(delivery.queue), args)
+        self.broker._settled(delivery)
+        return status
+
+    def set_then_dead_letter(
+        self, status: TaskStatus, delivery: Delivery, reason: str, meta: dict[str, Any]
+    ) -> TaskStatus:
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"dead_letter() needs a non-empty reason string, got {reason!r}")
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return super().set_then_dead_letter(status, delivery, reason, meta)
+        call = self.broker._dead_letter_call(delivery, reason, meta)
+        self._run(self._set_then_dead_letter, status, *call)
+        self.broker._settled(delivery)
+        return status
