@@ -8,10 +8,8 @@ sharing its process with the producer is bound by that CPU.
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -21,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         'the Redis parts of stemnb need the redis package: pip install "stemnb[redis]"'
     ) from None
 
-__all__ = ["Commands", "connect"]
+__all__ = ["Commands", "connect", "database_of"]
 
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
@@ -36,6 +34,19 @@ def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
     if kwargs.get("decode_responses"):
         raise ValueError(f"{what} needs a redis client with decode_responses=False")
     return client, False
+
+
+_SERVER_KWARGS = ("host", "port", "path", "db", "username")
+
+
+def database_of(client: Any) -> tuple[Any, ...] | None:
+    """An identity of the Redis database ``client`` talks to: equal for two clients on the same
+    server and database number, None when it cannot be told (no plain host/port or socket
+    path, e.g. a Sentinel or cluster client)."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or not (kwargs.get("host") or kwargs.get("path")):
+        return None
+    return tuple(kwargs.get(name) for name in _SERVER_KWARGS)
 
 
 class Commands:
@@ -133,54 +144,3 @@ def _drop_if_stale(conn: Any) -> None:
 def _send(conn: Any, args: tuple[Any, ...]) -> Any:
     conn.send_command(*args)
     return conn.read_response()
-
-
-_log = logging.getLogger("stemnb.redis")
-
-
-def subscribe_live(client: Any, channel: str, timeout: float = 5.0) -> Any:
-    """A pub/sub connection subscribed to ``channel``, returned once Redis has confirmed it.
-
-    Waits at most ``timeout`` seconds, so a watcher registered after this returns misses nothing.
-    """
-    pubsub = client.pubsub()
-    pubsub.subscribe(channel)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=1.0)
-        if message is not None and message["type"] == "subscribe":
-            break
-    return pubsub
-
-
-def start_listener(pubsub: Any, *, closed: Callable[[], bool], handle: Callable[[Any], None],
-                   what: str) -> threading.Thread:
-    """Call ``handle(data)`` for every message on ``pubsub`` in a daemon thread, until ``closed()``.
-
-    A connection that fails ends the thread, logged (unless the owner is closing).
-    """
-
-    def listen() -> None:
-        while not closed():
-            try:
-                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception:
-                if not closed():
-                    _log.exception("%s watch listener stopped", what)
-                return
-            if message is not None and message["type"] == "message":
-                handle(message["data"])
-
-    thread = threading.Thread(target=listen, daemon=True, name=f"stemnb-{what}-watch")
-    thread.start()
-    return thread
-
-
-def close_subscription(pubsub: Any | None) -> None:
-    """Close a connection made by :func:`subscribe_live` (None is ignored; failures are only logged)."""
-    if pubsub is None:
-        return
-    try:
-        pubsub.close()
-    except Exception:
-        _log.debug("closing a watch connection failed", exc_info=True)

@@ -17,7 +17,8 @@ from typing import Any
 
 from ._backend import Watch
 from ._exceptions import ClosedError
-from ._redis_client import close_subscription, connect, start_listener, subscribe_live
+from ._redis_client import connect
+from ._redis_watch import ChannelListener
 from ._revoke import RevokeEntry, RevokeStore
 from ._unique import Lock, LockStore, _check_ttl
 
@@ -114,7 +115,7 @@ class RedisRevokeStore(RevokeStore):
         self._prune = self._client.register_script(_PRUNE)
         self._watchers: list[tuple[str | None, Callable[[RevokeEntry], None]]] = []
         self._lock = threading.Lock()
-        self._pubsub: Any = None
+        self._listener: ChannelListener | None = None
         self._closed = False
 
     def _hash(self, namespace: str) -> str:
@@ -187,11 +188,8 @@ class RedisRevokeStore(RevokeStore):
 
     def _ensure_listener(self) -> None:
         with self._lock:
-            if self._pubsub is not None:
-                return
-            pubsub = self._pubsub = subscribe_live(self._client, self._channel())
-        start_listener(pubsub, closed=lambda: self._closed, handle=self._on_entry,
-                       what="redis-revoke")
+            if self._listener is None:
+                self._listener = ChannelListener(self._client, self._channel(), self._on_entry, "redis-revoke")
 
     def _on_entry(self, data: Any) -> None:
         entry = RevokeEntry.from_dict(json.loads(data))
@@ -209,7 +207,8 @@ class RedisRevokeStore(RevokeStore):
                 return
             self._closed = True
             self._watchers.clear()
-            pubsub, self._pubsub = self._pubsub, None
-        close_subscription(pubsub)
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         if self._owns_client:
             self._client.close()

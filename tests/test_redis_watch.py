@@ -1,0 +1,79 @@
+"""The pub/sub listener behind the Redis backend's and revoke store's watches, on the real server."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import uuid
+
+import pytest
+from redis_support import REDIS_URL
+
+from stemnb._redis_watch import ChannelListener
+
+redis = pytest.importorskip("redis")
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def client():
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+class _PubSubOnly:
+    """A client offering only ``pubsub()`` (no connection pool to copy settings from)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def pubsub(self):
+        return self._client.pubsub()
+
+
+def _channel() -> str:
+    return f"stemnb-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.mark.parametrize("wrap", [lambda c: c, _PubSubOnly], ids=["direct", "pubsub-fallback"])
+def test_listener_hands_over_every_message_published_after_it_returns_in_order(client, wrap):
+    channel, got = _channel(), queue.Queue()
+    listener = ChannelListener(wrap(client), channel, got.put, "test")
+    try:
+        for i in range(50):
+            client.publish(channel, f"m{i}")
+        assert [got.get(timeout=5) for _ in range(50)] == [f"m{i}".encode() for i in range(50)]
+    finally:
+        listener.close()
+
+
+def test_listener_survives_a_handler_that_raises_and_logs_it(client, caplog):
+    channel, got = _channel(), queue.Queue()
+
+    def handle(data: bytes) -> None:
+        if data == b"bad":
+            raise ValueError("cannot handle")
+        got.put(data)
+
+    listener = ChannelListener(client, channel, handle, "test")
+    try:
+        with caplog.at_level(logging.ERROR, logger="stemnb.redis"):
+            client.publish(channel, "bad")
+            client.publish(channel, "good")
+            assert got.get(timeout=5) == b"good"
+        assert "could not handle a message" in caplog.text
+    finally:
+        listener.close()
+
+
+def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client, caplog):
+    channel = _channel()
+    listener = ChannelListener(client, channel, lambda data: None, "test")
+    assert client.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    with caplog.at_level(logging.ERROR, logger="stemnb.redis"):
+        listener.close()
+        listener.close()  # idempotent
+        listener._thread.join(10)
+    assert not listener._thread.is_alive()
+    assert "listener stopped" not in caplog.text  # a close is not reported as a failure
