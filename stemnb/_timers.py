@@ -35,7 +35,8 @@ class _TimerThread:
         handle = TimerHandle(time.monotonic() + delay, callback)
         with self._cond:
             heapq.heappush(self._heap, (handle.deadline, next(self._seq), handle))
-            self._cond.notify()
+            if self._heap[0][2] is handle:  # only an earlier first deadline changes the wait
+                self._cond.notify()
         return handle
 
     def _loop(self) -> None:

@@ -73,7 +73,8 @@ class Timers:
                 handle.cancelled = True
                 return
             heapq.heappush(self._heap, (due, next(self._seq), handle))
-            self._cond.notify_all()
+            if self._heap[0][2] is handle:  # only an earlier first deadline changes the wait
+                self._cond.notify_all()
 
     def _run(self) -> None:
         while True:
