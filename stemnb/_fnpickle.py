@@ -20,6 +20,7 @@ closure of something mutable...) goes through cloudpickle as before, so behaviou
 
 from __future__ import annotations
 
+import operator
 import types
 import weakref
 from collections.abc import Callable
@@ -69,7 +70,7 @@ def reduce_function(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> tup
         return None
     names = _global_names(code)
     values = _captured(fn, names)
-    blob = dump(fn) if values is not None and _cacheable(fn, values) else None
+    blob = dump(fn) if values is not None and _cacheable(fn, names) else None
     _entries[id(fn)] = _Entry(weakref.ref(fn, _forget(id(fn))), code, names, values or (), blob)
     return None if blob is None else (_rebuild, (blob,))
 
@@ -88,46 +89,45 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
 
 
 def _captured(fn: types.FunctionType, names: tuple[str, ...]) -> tuple | None:
-    """Everything the pickled function depends on, as one tuple; None if it has attributes."""
+    """Every object the pickled function depends on, flat, in a fixed order; None if it has attributes.
+
+    Two snapshots holding the very same objects mean the function would pickle to the same bytes
+    (given :func:`_cacheable`); an equal but distinct object only costs a fresh pickle.
+    """
     if fn.__dict__:
         return None
-    g = fn.__globals__
-    cells = fn.__closure__ or ()
     try:
-        closure = tuple(cell.cell_contents for cell in cells)
+        closure = [cell.cell_contents for cell in fn.__closure__ or ()]
     except ValueError:  # an empty cell (a variable assigned later): leave it to cloudpickle
         return None
-    kwdefaults = tuple((fn.__kwdefaults__ or {}).items())
-    annotations = tuple(fn.__annotations__.items())
-    return (fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__, fn.__defaults__, kwdefaults,
-            annotations, closure, tuple(g.get(name, _MISSING) for name in names))
+    kwdefaults = fn.__kwdefaults__ or {}
+    annotations = fn.__annotations__
+    g = fn.__globals__
+    return (fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__, fn.__defaults__,
+            len(kwdefaults), *_flat(kwdefaults), len(annotations), *_flat(annotations),
+            len(closure), *closure, *[g.get(name, _MISSING) for name in names])
+
+
+def _flat(mapping: dict) -> list:
+    return [x for item in mapping.items() for x in item]
 
 
 def _same(a: tuple, b: tuple) -> bool:
-    """Whether two captured tuples hold the very same objects (strings may be equal copies)."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        if x is y:
-            continue
-        if type(x) is tuple and type(y) is tuple:
-            if not _same(x, y):
-                return False
-        elif not (type(x) is str and x == y):
-            return False
-    return True
+    """Whether two snapshots hold the very same objects, position by position."""
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
-def _cacheable(fn: types.FunctionType, values: tuple) -> bool:
-    """Whether identity of ``values`` implies the function pickles to the same bytes and behaves alike."""
+def _cacheable(fn: types.FunctionType, names: tuple[str, ...]) -> bool:
+    """Whether the function pickles to the same bytes, and behaves alike, while its snapshot is unchanged."""
     if _writes_globals(fn.__code__):
         return False
-    _, _, _, _, defaults, kwdefaults, annotations, closure, globals_ = values
-    if not all(v is fn or _fixed(v) for v in globals_):  # only a global may name the function itself
+    g = fn.__globals__
+    if not all(g.get(name) is fn or _fixed(g.get(name, _MISSING)) for name in names):
+        return False  # only a global may name the function itself
+    closure = [cell.cell_contents for cell in fn.__closure__ or ()]
+    if not all(_fixed(v) for v in (*closure, fn.__defaults__, *(fn.__kwdefaults__ or {}).values())):
         return False
-    if not all(_fixed(v) for v in (*closure, defaults, *(v for _, v in kwdefaults))):
-        return False
-    return all(_fixed(v) or isinstance(v, types.GenericAlias) for _, v in annotations)
+    return all(_fixed(v) or isinstance(v, types.GenericAlias) for v in fn.__annotations__.values())
 
 
 def _fixed(value: Any) -> bool:

@@ -134,7 +134,8 @@ class IsolatePool:
                 self._spawn_failures = 0
                 while len(self._workers) < self._target:
                     self._spawn_locked()
-            self._pump_locked()
+            if self._idle:  # busy workers are fed ahead when their results come back, several per message
+                self._pump_locked()
         return future
 
     submit = run
@@ -212,7 +213,7 @@ class IsolatePool:
         released = list(worker.released)
         worker.released.clear()
         try:
-            worker.send(("calls", [(c.id, c.seq, c.payload) for c in calls], released))
+            worker.send(("calls", [(c.id, c.seq, tuple(c.payload)) for c in calls], released))
         except OSError:
             worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CRASHED
             if worker.child:

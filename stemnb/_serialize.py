@@ -145,7 +145,7 @@ def _warn_fallback(exc: Exception) -> None:
 
 
 def loads(
-    payload: Payload,
+    payload: Payload | tuple[bytes, tuple[SegmentRef | bytes, ...]],
     *,
     what: str = "object",
     writable: bool = False,
@@ -156,16 +156,17 @@ def loads(
     Shared-memory buffers are mapped zero-copy: read-only unless ``writable`` (then copy-on-write).
     ``on_release(name)`` runs when a cached segment's last view is gone. Raises SerializationError.
     """
+    data, buffers = payload  # a Payload, or the plain tuple it travels as between processes
     views: list[Any] = []
     try:
-        for buf in payload.buffers:
+        for buf in buffers:
             if isinstance(buf, SegmentRef):
                 views.append(attach(buf, writable=writable, on_release=None if buf.oneshot else on_release))
             else:
                 views.append(buf)
-        return pickle.loads(payload.data, buffers=views)
+        return pickle.loads(data, buffers=views)
     except Exception as exc:
-        for buf in payload.buffers[len(views):]:
+        for buf in buffers[len(views):]:
             if isinstance(buf, SegmentRef) and buf.oneshot:
                 unlink_foreign(buf.name)
         raise SerializationError(_describe("unpickle", what, None, exc), what) from exc

@@ -144,6 +144,59 @@ def test_cancel_stops_a_running_call_by_ending_its_process(pool, port):
     assert pool.run(abs, -3).result(30) == 3
 
 
+def _gated(report, tag):
+    """Send the test a port, then wait until the test sends to it."""
+    gate = stemnb.ReceivePort()
+    report.send((tag, gate.send_port))
+    gate.receive(30)
+    gate.close()
+    return tag
+
+
+def _report(report, tag):
+    report.send(tag)
+    return tag
+
+
+def test_calls_queued_behind_a_busy_process_are_sent_ahead_together_and_a_cancelled_one_never_runs(port):
+    with stemnb.IsolatePool(1) as pool:
+        a = pool.run(_gated, port.send_port, "a")
+        _, gate_a = port.receive(30)
+        b = pool.run(_gated, port.send_port, "b")
+        c = pool.run(_report, port.send_port, "c")
+        d = pool.run(_report, port.send_port, "d")
+        assert not (b.running() or c.running() or d.running())  # nothing is sent to a busy process on submit
+        gate_a.send(None)
+        assert a.result(30) == "a"
+        _, gate_b = port.receive(30)
+        assert b.running() and c.running() and not d.running()  # c waits inside the process, d in the queue
+        assert c.cancel() and c.cancelled()
+        gate_b.send(None)
+        assert (b.result(30), d.result(30)) == ("b", "d")
+        assert port.receive(30) == "d"
+        with pytest.raises(TimeoutError):
+            port.receive(0.2)  # c never ran
+
+
+def test_an_idle_process_takes_back_a_call_waiting_inside_a_busy_one(port):
+    with stemnb.IsolatePool(2) as pool:
+        x1 = pool.run(_gated, port.send_port, "x1")
+        x2 = pool.run(_gated, port.send_port, "x2")
+        gates = dict(port.receive(30) for _ in range(2))
+        b = pool.run(_gated, port.send_port, "b")
+        c = pool.run(_report, port.send_port, "c")
+        d = pool.run(_report, port.send_port, "d")
+        gates["x1"].send(None)
+        assert x1.result(30) == "x1"
+        _, gate_b = port.receive(30)  # b runs where x1 ran, c waits behind it there
+        gates["x2"].send(None)
+        assert (x2.result(30), d.result(30)) == ("x2", "d")
+        assert c.result(30) == "c"  # done while b still waits: the idle process took it back
+        assert not b.done()
+        gate_b.send(None)
+        assert b.result(30) == "b"
+
+
 def test_cancel_of_a_queued_call_never_runs_it(pool, port):
     blockers = [pool.run(_started_then, port.send_port, i, 0.5) for i in range(2)]
     port.receive(30), port.receive(30)
