@@ -222,6 +222,23 @@ def attach(ref: SegmentRef, *, writable: bool, on_release: Callable[[str], None]
     return memoryview(m)
 
 
+def link_for_transit(name: str) -> str:
+    """Give segment ``name`` a second name, in the session root's namespace, for a receiver to own.
+
+    The receiver unlinks that name once it no longer maps the memory, so the memory outlives its
+    creator for as long as anyone uses it; a name never received is swept with the session.
+    Raises SharedMemoryError if ``name`` no longer exists.
+    """
+    session = current_session()
+    new = f"{session.prefix}-{session.root_pid}-t{os.getpid()}x{next(_counter)}"
+    try:
+        os.link(_path(name), _path(new))
+    except FileNotFoundError as exc:
+        raise SharedMemoryError(f"shared array segment {name} no longer exists (its creator dropped it)") from exc
+    _tracker_register(new)
+    return new
+
+
 def unlink_foreign(name: str) -> None:
     """Unlink a segment another process created (a one-shot handed over, or a dead owner's)."""
     try:

@@ -1,9 +1,10 @@
 """Arrays that move between isolates at a cost that does not grow with their size.
 
 * :func:`shared_array` allocates an array *in* a shared-memory segment. Sending it (as an
-  argument, result or port message) sends only the segment's name; every receiver maps the same
-  memory, so writes are seen by all. The segment is unlinked when the creating process's last view
-  of it is gone.
+  argument, result or port message) sends only a name for the segment; every receiver maps the same
+  memory, so writes are seen by all. Each process names the memory while it has views of it (a
+  receiver gets a hard link of its own), so a worker may return an array it made and drop it;
+  the memory goes when the last view anywhere is gone.
 * :class:`TransferableTypedData` (Dart's name) copies an array once into a segment; sending it is
   then O(1), and the receiver's :meth:`~TransferableTypedData.materialize` maps it without a copy,
   writable and private to the receiver. It can be materialized once.
@@ -18,7 +19,7 @@ from typing import Any, SupportsIndex
 from ._exceptions import ClosedError, SharedMemoryError
 from ._hub import hand_over
 from ._session import current_session
-from ._shm import SHM_DIR, Segment, unlink_foreign
+from ._shm import SHM_DIR, Segment, link_for_transit, unlink_foreign
 
 
 class _Owner:
@@ -29,6 +30,20 @@ class _Owner:
 
     def __del__(self) -> None:
         self.segment.destroy()
+
+
+class _Held:
+    """A receiver's own name for a shared array's segment, unlinked when its last view here is gone."""
+
+    def __init__(self, name: str, mapping: mmap.mmap) -> None:
+        self.name = name
+        self.mapping = mapping
+
+    def __del__(self) -> None:
+        try:
+            unlink_foreign(self.name)
+        except Exception:  # noqa: BLE001, S110 - interpreter teardown; the session sweep gets it
+            pass
 
 
 def _map(name: str, nbytes: int, *, private: bool) -> mmap.mmap:
@@ -66,7 +81,10 @@ def _shared_class() -> type:
                     return np.asarray(self).__reduce__()
                 name, nbytes, base_addr, _keep = seg
                 offset = self.__array_interface__["data"][0] - base_addr
-                return (_attach_shared, (name, nbytes, offset, self.shape, self.dtype.str, self.strides))
+                # the receiver gets a name of its own, so the memory outlives this process's views
+                # (a pool worker returning an array it made drops it right after sending)
+                transit = link_for_transit(name)
+                return (_attach_shared, (transit, nbytes, offset, self.shape, self.dtype.str, self.strides))
 
             def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
                 return self.__reduce__()
@@ -110,7 +128,7 @@ def shared_array(shape: int | tuple[int, ...], dtype: Any = "float64", *, fill: 
 
 def _attach_shared(name: str, nbytes: int, offset: int, shape: tuple, dtype: str, strides: tuple) -> Any:
     m = _map(name, nbytes, private=False)
-    return _wrap(m, m, name, nbytes, offset, shape, dtype, strides)
+    return _wrap(m, _Held(name, m), name, nbytes, offset, shape, dtype, strides)
 
 
 class TransferableTypedData:

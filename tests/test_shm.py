@@ -220,6 +220,50 @@ def test_a_shared_array_segment_is_unlinked_when_its_last_view_is_dropped():
     assert new_segments(before) == set()
 
 
+def make_shared(n: int, value: float):
+    made = stemnb.shared_array(n, fill=value)
+    return made  # dropped here as soon as it is sent
+
+
+def add_in_place(a, value: float) -> float:
+    a += value
+    return float(a.sum())
+
+
+def test_a_shared_array_made_in_a_worker_arrives_after_the_worker_dropped_it():
+    before = set(session_segments())
+    with stemnb.IsolatePool(1) as pool:
+        got = pool.run(make_shared, 1000, 2.0).result(WAIT)
+        assert float(got.sum()) == 2000.0
+        assert pool.run(add_in_place, got, 1.0).result(WAIT) == 3000.0  # sent back: the same memory
+        assert float(got.sum()) == 3000.0
+        del got
+        gc.collect()
+    assert new_segments(before) == set()
+
+
+def send_shared_and_end(port) -> None:
+    port.send(stemnb.shared_array(16, fill=5.0))
+
+
+def test_a_shared_array_sent_by_an_isolate_that_has_ended_can_still_be_read():
+    before = set(session_segments())
+    inbox, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+    try:
+        stemnb.spawn(send_shared_and_end, inbox.send_port, on_exit=exits.send_port).result(WAIT)
+        exits.receive(WAIT)  # the sender is gone, and its own segments swept
+        got = inbox.receive(WAIT)
+        assert got.tolist() == [5.0] * 16
+        got[0] = 1.0
+        assert float(got.sum()) == 76.0
+        del got
+        gc.collect()
+    finally:
+        inbox.close()
+        exits.close()
+    assert new_segments(before) == set()
+
+
 # ---------------------------------------------------------------------- TransferableTypedData
 def test_transferable_typed_data_materializes_once():
     t = stemnb.TransferableTypedData(np.arange(10.0))
