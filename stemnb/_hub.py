@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _shm
 from ._process import connect, listener
-from ._serialize import Payload, discard, loads
+from ._serialize import Payload, discard
 from ._shm import SegmentRef
 
 Handler = Callable[[Payload], None]
@@ -119,22 +119,9 @@ class Hub:
         conn.close()
 
 
-_TRANSFERABLE = b"_rebuild_transferable"
-
-
 def drop(payload: Payload) -> None:
-    """Free what a message nobody will read holds: its segments and any TransferableTypedData.
-
-    A TransferableTypedData travels inside the pickle, not as a buffer; the message is rebuilt
-    (only when it holds one) so that the object's release unlinks its segment.
-    """
-    if _TRANSFERABLE not in payload.data:
-        discard(payload)
-        return
-    try:
-        loads(payload, what="dropped message")
-    except Exception:  # noqa: BLE001 - nothing more can be freed; loads released its buffers
-        pass
+    """Free what a message nobody will read holds: its segments and those it hands over."""
+    discard(payload)
 
 
 def _owner_pid(address: str) -> int | None:
@@ -149,7 +136,7 @@ def _hand_over_payload(payload: Payload, owner_pid: int | None) -> Payload:
         return payload
     buffers = tuple(SegmentRef(hand_over(b.name, owner_pid), b.nbytes, True)
                     if isinstance(b, SegmentRef) and b.oneshot else b for b in payload.buffers)
-    return Payload(payload.data, buffers)
+    return payload._replace(buffers=buffers)
 
 
 def hand_over(name: str, owner_pid: int) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import marshal
 import pickle
+import threading
 import types
 import warnings
 import weakref
@@ -84,10 +85,26 @@ _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
 class Payload(NamedTuple):
-    """A pickled object and the out-of-band buffers it refers to, in order."""
+    """A pickled object, the out-of-band buffers it refers to (in order), and the segment names it hands over.
+
+    ``transit`` names segments that objects inside the pickle give to the receiver (a
+    ``shared_array``'s link, a ``TransferableTypedData``): :func:`discard` unlinks them when the
+    payload is never loaded.
+    """
 
     data: bytes
     buffers: tuple[SegmentRef | bytes, ...] = ()
+    transit: tuple[str, ...] = ()
+
+
+_collecting = threading.local()
+
+
+def note_transit(name: str) -> None:
+    """Record that the object being pickled by :func:`dumps` hands segment ``name`` to the receiver."""
+    names = getattr(_collecting, "names", None)
+    if names is not None:
+        names.append(name)
 
 
 def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) -> Payload:
@@ -111,12 +128,15 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
         return False
 
     out = io.BytesIO()
+    outer, _collecting.names = getattr(_collecting, "names", None), []
     try:
         _Pickler(out, protocol=5, buffer_callback=on_buffer).dump(obj)
     except Exception as exc:
-        discard(Payload(b"", tuple(buffers)), cache)
+        discard(Payload(b"", tuple(buffers), tuple(_collecting.names)), cache)
         raise SerializationError(_describe("pickle", what, obj, exc), what) from exc
-    return Payload(out.getvalue(), tuple(buffers))
+    finally:
+        transit, _collecting.names = tuple(_collecting.names), outer
+    return Payload(out.getvalue(), tuple(buffers), transit)
 
 
 def _to_segment(view: memoryview, cache: SegmentCache | None) -> SegmentRef | None:
@@ -145,7 +165,7 @@ def _warn_fallback(exc: Exception) -> None:
 
 
 def loads(
-    payload: Payload | tuple[bytes, tuple[SegmentRef | bytes, ...]],
+    payload: Payload | tuple[bytes, tuple[SegmentRef | bytes, ...], tuple[str, ...]],
     *,
     what: str = "object",
     writable: bool = False,
@@ -156,7 +176,7 @@ def loads(
     Shared-memory buffers are mapped zero-copy: read-only unless ``writable`` (then copy-on-write).
     ``on_release(name)`` runs when a cached segment's last view is gone. Raises SerializationError.
     """
-    data, buffers = payload  # a Payload, or the plain tuple it travels as between processes
+    data, buffers, transit = payload  # a Payload, or the plain tuple it travels as between processes
     views: list[Any] = []
     try:
         for buf in buffers:
@@ -169,17 +189,21 @@ def loads(
         for buf in buffers[len(views):]:
             if isinstance(buf, SegmentRef) and buf.oneshot:
                 unlink_foreign(buf.name)
+        for name in transit:  # nothing here will own them now
+            unlink_foreign(name)
         raise SerializationError(_describe("unpickle", what, None, exc), what) from exc
 
 
 def discard(payload: Payload, cache: SegmentCache | None = None) -> None:
-    """Free the segments of a payload that will never be loaded (a dropped message)."""
+    """Free the segments of a payload that will never be loaded (a dropped message, a cancelled call)."""
     for buf in payload.buffers:
         if isinstance(buf, SegmentRef):
             if buf.oneshot:
                 unlink_foreign(buf.name)
             elif cache is not None:
                 cache.release(buf.name)
+    for name in payload.transit:
+        unlink_foreign(name)
 
 
 def _describe(verb: str, what: str, obj: Any, exc: Exception) -> str:

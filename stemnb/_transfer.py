@@ -18,6 +18,7 @@ from typing import Any, SupportsIndex
 
 from ._exceptions import ClosedError, SharedMemoryError
 from ._hub import hand_over
+from ._serialize import note_transit
 from ._session import current_session
 from ._shm import SHM_DIR, Segment, link_for_transit, unlink_foreign
 
@@ -84,6 +85,7 @@ def _shared_class() -> type:
                 # the receiver gets a name of its own, so the memory outlives this process's views
                 # (a pool worker returning an array it made drops it right after sending)
                 transit = link_for_transit(name)
+                note_transit(transit)
                 return (_attach_shared, (transit, nbytes, offset, self.shape, self.dtype.str, self.strides))
 
             def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
@@ -170,6 +172,7 @@ class TransferableTypedData:
             raise ClosedError("this TransferableTypedData was already materialized and cannot be sent")
         # in flight, the segment belongs to the session's root, so it outlives its creator's end
         self._name = hand_over(self._name, current_session().root_pid)
+        note_transit(self._name)  # unlinked if the message is dropped unread
         self._owned = False  # the receiver takes over
         return (_rebuild_transferable, (self._name, self._shape, self._dtype, self._nbytes))
 

@@ -242,6 +242,13 @@ def test_a_shared_array_made_in_a_worker_arrives_after_the_worker_dropped_it():
     assert new_segments(before) == set()
 
 
+def wait_for_go(report) -> None:
+    gate = stemnb.ReceivePort()
+    report.send(gate.send_port)
+    gate.receive(WAIT)
+    gate.close()
+
+
 def send_shared_and_end(port) -> None:
     port.send(stemnb.shared_array(16, fill=5.0))
 
@@ -324,6 +331,37 @@ def test_a_transferable_dropped_by_a_closed_port_frees_its_segment():
     queued = stemnb.ReceivePort()
     queued.send_port.send({"payload": stemnb.TransferableTypedData(np.ones(1 << 18))})
     queued.close()  # dropped from the queue
+    assert new_segments(before) == set()
+
+
+def test_a_shared_array_dropped_by_a_closed_port_leaves_no_segment_once_its_creator_drops_it():
+    before = set(session_segments())
+    sa = stemnb.shared_array(1 << 16, fill=1.0)
+    closed = stemnb.ReceivePort()
+    closed.close()
+    closed.send_port.send(sa)  # dropped on arrival
+    queued = stemnb.ReceivePort()
+    queued.send_port.send([sa[:10]])
+    queued.close()  # dropped from the queue
+    del sa
+    gc.collect()
+    assert new_segments(before) == set()
+
+
+def test_a_cancelled_call_holding_a_shared_array_leaves_no_segment(port):
+    before = set(session_segments())
+    with stemnb.IsolatePool(1) as pool:
+        blocker = pool.run(wait_for_go, port.send_port)
+        go = port.receive(WAIT)
+        sa = stemnb.shared_array(1 << 16, fill=1.0)
+        queued = pool.run(add_in_place, sa, 1.0)
+        t = stemnb.TransferableTypedData(np.ones(1 << 16))
+        queued_t = pool.run(len, t)
+        assert queued.cancel() and queued_t.cancel()
+        go.send(None)
+        blocker.result(WAIT)
+        del sa, t
+        gc.collect()
     assert new_segments(before) == set()
 
 
