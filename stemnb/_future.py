@@ -123,6 +123,7 @@ class Future(cf.Future, Generic[T]):
                 if self._state != RUNNING:
                     return self._state in (CANCELLED, "CANCELLED_AND_NOTIFIED")
                 self._state = CANCELLED
+                self._stop_running = None
                 self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]  # concurrent.futures' own hook
         return True
@@ -138,6 +139,7 @@ class Future(cf.Future, Generic[T]):
             else:
                 self._result = result
             self._state = FINISHED
+            self._stop_running = None  # it refers back to this future: drop the cycle with the work
             for waiter in self._waiters:  # concurrent.futures.wait() / as_completed()
                 if exception is not None:
                     waiter.add_exception(self)

@@ -88,3 +88,25 @@ def test_many_threads_waiting_on_one_future_all_wake():
     for thread in waiters:
         thread.join()
     assert results == ["go"] * 8
+
+
+def test_a_settled_pool_future_is_freed_by_reference_counting_alone():
+    """A settled future keeps nothing that refers back to it, so its result (maybe a large shared-memory
+    array whose segment the pool wants back) goes as soon as the caller drops it, not at the next GC."""
+    import gc
+    import weakref
+
+    import stemnb
+
+    gc.disable()
+    try:
+        with stemnb.IsolatePool(1) as pool:
+            future = pool.run(abs, -1)
+            assert future.result(30) == 1
+            cancelled = pool.run(abs, -2)
+            cancelled.cancel()
+        refs = [weakref.ref(future), weakref.ref(cancelled)]
+        del future, cancelled
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
