@@ -22,6 +22,11 @@ class TimerHandle:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _nothing  # a long deadline must not keep what the callback refers to alive
+
+
+def _nothing() -> None:
+    pass
 
 
 class _TimerThread:

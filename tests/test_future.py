@@ -105,8 +105,10 @@ def test_a_settled_pool_future_is_freed_by_reference_counting_alone():
             assert future.result(30) == 1
             cancelled = pool.run(abs, -2)
             cancelled.cancel()
-        refs = [weakref.ref(future), weakref.ref(cancelled)]
-        del future, cancelled
-        assert [ref() for ref in refs] == [None, None]
+            limited = pool.run(abs, -3, timeout=3600)  # its timer is cancelled, not yet due
+            assert limited.result(30) == 3
+        refs = [weakref.ref(future), weakref.ref(cancelled), weakref.ref(limited)]
+        del future, cancelled, limited
+        assert [ref() for ref in refs] == [None, None, None]
     finally:
         gc.enable()
