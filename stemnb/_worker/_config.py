@@ -149,7 +149,27 @@ class RoutingSubscription:
 
 @dataclasses.dataclass(frozen=True)
 class ObservabilityConfig:
-    """Observability overrides: the worker heartbeat interval (seconds) and namespace."""
+    """Observability: the worker heartbeat interval (seconds) and namespace overrides, and metrics.
+
+    ``metrics=True`` gives the worker a :class:`WorkerMetrics` (``worker.metrics``; None
+    otherwise). ``metrics_port`` also serves them for Prometheus at
+    ``http://metrics_host:metrics_port/metrics`` from the worker's construction until it stops
+    (0 picks a free port: ``worker.metrics.server.port``). Raises ValueError for a port outside
+    0-65535.
+    """
 
     heartbeat_interval: float | None = None
     namespace: str | None = None
+    metrics: bool = False
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        port = self.metrics_port
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535):
+            raise ValueError(f"metrics_port must be an int from 0 to 65535 or None, got {port!r}")
+
+    @property
+    def metrics_enabled(self) -> bool:
+        """Whether the worker records metrics (``metrics`` or a ``metrics_port``)."""
+        return self.metrics or self.metrics_port is not None

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._backend import ResultBackend
 from .._broker import Broker
@@ -37,6 +37,9 @@ from ._heartbeat import HeartbeatTransport, NoopHeartbeatTransport
 from ._leases import Leases
 from ._slots import Slots
 from ._timers import Timers
+
+if TYPE_CHECKING:
+    from ._metrics import WorkerMetrics
 
 
 class WorkerState(str, enum.Enum):
@@ -161,6 +164,11 @@ class Worker:
         self._revocations = Revocations(self)
         self._signals = IsolateSignals(self)
         self._consumer = ConsumerLoop(self)
+        self.metrics: WorkerMetrics | None = None  # listens first, so it has counted what others hear
+        if self.observability.metrics_enabled:
+            from ._metrics import WorkerMetrics
+
+            self.metrics = WorkerMetrics(self)
 
     # -- public surface ---------------------------------------------------------------------
     @property
