@@ -44,4 +44,11 @@ NAMES: dict[str, str] = {
     "WorkerEvent": "._events",
     "WorkerEventType": "._events",
     "TaskIsolatePool": "._task_pool",
+    # metrics
+    "WorkerMetrics": "._worker",
+    "MetricsRegistry": "._metrics",
+    "MetricsSnapshot": "._metrics",
+    "MetricFamily": "._metrics",
+    "HistogramValue": "._metrics",
+    "MetricsServer": "._metrics_http",
 }

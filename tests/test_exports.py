@@ -32,6 +32,12 @@ def test_core_runtime_names_are_public():
         assert name in stemnb.__all__
 
 
+def test_worker_metrics_names_are_public():
+    for name in ("WorkerMetrics", "MetricsRegistry", "MetricsSnapshot", "MetricFamily", "HistogramValue",
+                 "MetricsServer", "ObservabilityConfig"):
+        assert name in stemnb.__all__
+
+
 def test_import_stemnb_loads_no_numpy_ipython_or_ipywidgets():
     code = ("import sys, stemnb; heavy = [m for m in ('numpy', 'IPython', 'ipywidgets', 'loky') "
             "if m in sys.modules]; print(heavy)")

@@ -14,6 +14,7 @@ from ._heartbeat import (
     NoopHeartbeatTransport,
     RedisHeartbeatTransport,
 )
+from ._metrics import WorkerMetrics
 from ._worker import Worker, WorkerState
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Worker",
     "WorkerAutoscaleConfig",
     "WorkerLifecycleConfig",
+    "WorkerMetrics",
     "WorkerShutdownMode",
     "WorkerState",
 ]
