@@ -157,9 +157,13 @@ class Counter(_Metric):
         amount or labels that differ from the counter's label names."""
         if amount < 0:
             raise ValueError(f"a counter only goes up; {self.name} got {amount!r}")
-        key = self._key(labels)
+        self._add(self._key(labels), float(amount))
+
+    def _add(self, key: LabelKey, amount: float) -> None:
+        """Add to the series of label values ``key`` (in label-name order; the fast path for the
+        worker, which knows its labels)."""
         with self._lock:
-            self._series[key] = self._series.get(key, 0.0) + float(amount)  # type: ignore[operator]
+            self._series[key] = self._series.get(key, 0.0) + amount  # type: ignore[operator]
 
 
 class Gauge(_Metric):
@@ -194,7 +198,10 @@ class Histogram(_Metric):
 
     def observe(self, value: float, /, **labels: object) -> None:
         """Record one observation of ``value`` in the series named by ``labels``."""
-        key = self._key(labels)
+        self._observe(self._key(labels), value)
+
+    def _observe(self, key: LabelKey, value: float) -> None:
+        """Record ``value`` in the series of label values ``key`` (as :meth:`Counter._add`)."""
         index = bisect.bisect_left(self.buckets, value)  # bucket i counts value <= bound i
         with self._lock:
             series = self._series.get(key)

@@ -43,6 +43,7 @@ class WorkerMetrics:
         self._server: MetricsServer | None = None
         self._closed = False
         self._running: dict[tuple[str | None, int | None], float] = {}  # (task id, attempt) -> monotonic start
+        # handlers pass label values in the order TASK (+ outcome) declares them: the fast path
         self._define()
         self.registry.on_collect(self._collect)
         self._handlers: dict[WorkerEventType, Callable[[WorkerEvent], None]] = {
@@ -153,23 +154,24 @@ class WorkerMetrics:
     @staticmethod
     def _count(counter: Any) -> Callable[[WorkerEvent], None]:
         def on(event: WorkerEvent) -> None:
-            counter.inc(task=event.name, queue=event.queue)
+            counter._add((str(event.name), str(event.queue)), 1.0)
 
         return on
 
     def _on_prerun(self, event: WorkerEvent) -> None:
         self._running[(event.task_id, event.attempt)] = time.monotonic()
-        self.started.inc(task=event.name, queue=event.queue)
+        key = (str(event.name), str(event.queue))
+        self.started._add(key, 1.0)
         env = event.envelope
         if env is not None:
             due = max(env.enqueued_at, env.not_before or 0.0)
-            self.latency.observe(max(0.0, event.timestamp - due), task=event.name, queue=event.queue)
+            self.latency._observe(key, max(0.0, event.timestamp - due))
 
     def _on_postrun(self, event: WorkerEvent) -> None:
         began = self._running.pop((event.task_id, event.attempt), None)
         if began is not None:  # tasks settled before they ran (revoked, unregistered) have no duration
-            outcome = event.data.get("state", "unknown")
-            self.duration.observe(time.monotonic() - began, task=event.name, queue=event.queue, outcome=outcome)
+            outcome = str(event.data.get("state", "unknown"))
+            self.duration._observe((str(event.name), str(event.queue), outcome), time.monotonic() - began)
 
     def _on_failed(self, event: WorkerEvent) -> None:
         self.failed.inc(task=event.name, queue=event.queue, reason=event.data.get("reason", "unknown"))
@@ -179,7 +181,7 @@ class WorkerMetrics:
 
     def _on_retried(self, event: WorkerEvent) -> None:
         counter = self.rate_limited if event.data.get("reason") in RATE_LIMIT_REASONS else self.retried
-        counter.inc(task=event.name, queue=event.queue)
+        counter._add((str(event.name), str(event.queue)), 1.0)
 
     def _on_heartbeat(self, event: WorkerEvent) -> None:
         self.sample_queue_depths()
