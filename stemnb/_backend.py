@@ -287,6 +287,20 @@ class ResultBackend(abc.ABC):
         listener thread (networked); keep them short. A failing callback is logged.
         """
 
+    def watch_status(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        """Like :meth:`watch`, and also call ``callback`` with the task's current status (when
+        it has one), so no status is missed however the call and the writes interleave.
+
+        The current status is delivered on the calling thread, before this returns; when it
+        races with a write, the watch may deliver it again, or a newer one first. Waiting for
+        a terminal (or any given) state is unaffected.
+        """
+        watch = self.watch(task_id, callback)
+        current = self.get(task_id)
+        if current is not None:
+            callback(current)
+        return watch
+
     def wait_for(
         self,
         task_id: str,
@@ -309,10 +323,7 @@ class ResultBackend(abc.ABC):
                 found.append(status)
                 event.set()
 
-        with self.watch(task_id, on_status):
-            current = self.get(task_id)
-            if current is not None and current.state in wanted:
-                return current
+        with self.watch_status(task_id, on_status):
             if not event.wait(timeout):
                 return None
         return found[0]

@@ -56,6 +56,11 @@ class ChannelListener:
         self._thread = threading.Thread(target=target, daemon=True, name=f"stemnb-{what}-watch")
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether messages are still being read (not closed, the connection did not fail)."""
+        return not self._closed and self._thread.is_alive()
+
     def _read_direct(self) -> None:
         conn = self._conn
         while not self._closed:

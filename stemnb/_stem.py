@@ -192,7 +192,6 @@ class Stem:
                 except Exception as exc:  # undecodable payload
                     future._settle(exception=exc)
 
-        watch = backend.watch(task_id, on_status)
         timer = None
         if timeout is not None:
 
@@ -200,6 +199,7 @@ class Stem:
                 future._settle(exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s"))
 
             timer = call_later(timeout, expire)
+        watch = backend.watch_status(task_id, on_status)  # settles at once if already terminal
 
         def cleanup(_: Any) -> None:
             watch.close()
@@ -207,9 +207,6 @@ class Stem:
                 timer.cancel()
 
         future.add_done_callback(cleanup)
-        current = backend.get(task_id)
-        if current is not None:
-            on_status(current)
         return future
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -58,3 +59,50 @@ def test_redis_backend_statuses_are_shared_between_instances():
         writer.close()
         reader.close()
         _drop_namespace(writer.namespace)
+
+
+def test_watch_status_of_a_task_the_feed_has_seen_reads_nothing_from_redis():
+    backend = _make()
+
+    class Counting(type(backend)):
+        gets: list[str] = []
+
+        def get(self, task_id):
+            self.gets.append(task_id)
+            return super().get(task_id)
+
+    reader = Counting(REDIS_URL, namespace=backend.namespace)
+    try:
+        filed = threading.Event()  # the feed files a status before it calls the watchers
+        with reader.watch("seen", lambda status: filed.set()):
+            backend.set("seen", TaskState.SUCCEEDED, payload=1)
+            assert filed.wait(5)
+        reader.gets.clear()
+        current = []
+        with reader.watch_status("seen", current.append):
+            pass
+        assert [s.payload for s in current] == [1] and reader.gets == []
+        with reader.watch_status("never-seen", current.append):
+            pass
+        assert reader.gets == ["never-seen"]
+    finally:
+        backend.close()
+        reader.close()
+        _drop_namespace(backend.namespace)
+
+
+def test_watch_status_after_forget_asks_redis_again():
+    backend = _make()
+    try:
+        filed = threading.Event()
+        with backend.watch("gone", lambda status: filed.set()):
+            backend.set("gone", TaskState.SUCCEEDED)
+            assert filed.wait(5)
+        assert backend.forget("gone")
+        current = []
+        with backend.watch_status("gone", current.append):
+            pass
+        assert current == []
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)

@@ -2,7 +2,7 @@
 
 Statuses are JSON strings with a Redis TTL, indexed in a sorted set for listing; every ``set``
 also publishes the status on one pub/sub channel, which a listener thread (started by the first
-``watch``) dispatches to watchers in order. Needs ``redis`` (``pip install "stemnb[redis]"``).
+``watch``) dispatches to watchers in order (``_redis_feed``). Needs ``redis`` (``pip install "stemnb[redis]"``).
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ from .._backend import (
     _check_task_id,
     _check_ttl,
     _coerce_state,
-    call_watchers,
 )
 from .._exceptions import ClosedError, EncodingError
 from .._redis_client import Commands, connect, database_of
-from .._redis_watch import ChannelListener
+from ._redis_feed import StatusFeed
 
 __all__ = ["RedisResultBackend"]
 
 log = logging.getLogger("stemnb.backend")
+
+FEED_TRUST = 300.0  # seconds a status the watch feed saw counts as current (see _redis_feed)
 
 _ADD_GROUP_RESULT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
@@ -59,24 +60,6 @@ _CLAIM_CHORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], 'claimed', '1')
 """
-
-
-_ID_PREFIX = b'{"id":'
-_DECODER = json.JSONDecoder()
-
-
-def _status_id(data: bytes) -> str | None:
-    """The task id of a published status (its JSON starts with the id), or None if unreadable.
-
-    Lets the watch listener skip statuses nobody watches without decoding them whole.
-    """
-    if not data.startswith(_ID_PREFIX):
-        return None
-    try:
-        value, _ = _DECODER.raw_decode(data[: len(_ID_PREFIX) + 512].decode("utf-8", "replace"), 6)
-    except ValueError:
-        return None
-    return value if isinstance(value, str) else None
 
 
 def _ms(seconds: float) -> int:
@@ -119,9 +102,10 @@ class RedisResultBackend(ResultBackend):
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
         self._set_status = self._client.register_script(_SET_STATUS)
         self._commands = Commands(self._client)
-        self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
+        self._feed = StatusFeed(
+            self._client, self._key("task-events"), self.get, min(self.default_ttl, FEED_TRUST)
+        )
         self._lock = threading.Lock()
-        self._listener: ChannelListener | None = None
         self._closed = False
 
     def _key(self, *parts: str) -> str:
@@ -177,36 +161,19 @@ class RedisResultBackend(ResultBackend):
         return None if text is None else TaskStatus.from_dict(json.loads(text))
 
     def watch(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        self._check_watch(callback)
+        return self._feed.watch(task_id, callback)
+
+    def watch_status(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        """See :meth:`ResultBackend.watch_status`. The current status costs no round trip when
+        this process's feed has seen the task (see ``_redis_feed``)."""
+        self._check_watch(callback)
+        return self._feed.watch(task_id, callback, current=True)
+
+    def _check_watch(self, callback: Any) -> None:
         if not callable(callback):
             raise TypeError(f"watch() needs a callable, got {callback!r}")
         self._check_open()
-        self._ensure_listener()
-        with self._lock:
-            self._watchers.setdefault(task_id, []).append(callback)
-
-        def cancel() -> None:
-            with self._lock:
-                callbacks = self._watchers.get(task_id)
-                if callbacks and callback in callbacks:
-                    callbacks.remove(callback)
-                    if not callbacks:
-                        del self._watchers[task_id]
-
-        return Watch(cancel)
-
-    def _ensure_listener(self) -> None:
-        with self._lock:
-            if self._listener is None:
-                self._listener = ChannelListener(self._client, self._key("task-events"), self._on_status, "redis-backend")
-
-    def _on_status(self, data: Any) -> None:
-        task_id = _status_id(data)
-        if task_id is not None and task_id not in self._watchers:
-            return  # nobody here watches that task (a dict lookup is atomic)
-        status = TaskStatus.from_dict(json.loads(data))
-        with self._lock:
-            callbacks = list(self._watchers.get(status.id, ()))
-        call_watchers(callbacks, status)
 
     def list_statuses(
         self,
@@ -250,6 +217,7 @@ class RedisResultBackend(ResultBackend):
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self._key("task", task_id))
         pipe.zrem(self._key("tasks"), task_id)
+        self._feed.forget(task_id)
         return bool(pipe.execute()[0])
 
     # -- groups and chords -----------------------------------------------------------------------
@@ -326,10 +294,7 @@ class RedisResultBackend(ResultBackend):
             if self._closed:
                 return
             self._closed = True
-            self._watchers.clear()
-            listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+        self._feed.close()
         self._commands.close()
         if self._owns_client:
             self._client.close()

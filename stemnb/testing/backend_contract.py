@@ -106,6 +106,30 @@ class ResultBackendContract:
             assert done.wait(self.wait_timeout)
         assert [s.value for s in seen] == ["queued", "running", "retried", "running", "succeeded"]
 
+    def test_watch_status_hands_over_the_current_status_then_later_ones(self, backend, task_id):
+        backend.set(task_id, TaskState.RUNNING)
+        seen: list[TaskState] = []
+        done = threading.Event()
+
+        def on_status(status: TaskStatus) -> None:
+            seen.append(status.state)
+            if status.terminal:
+                done.set()
+
+        with backend.watch_status(task_id, on_status):
+            assert seen[:1] == [TaskState.RUNNING]  # handed over before watch_status returned
+            backend.set(task_id, TaskState.SUCCEEDED)
+            assert done.wait(self.wait_timeout)
+        assert seen[-1] is TaskState.SUCCEEDED
+
+    def test_watch_status_of_an_unknown_task_waits_for_its_first_status(self, backend, task_id):
+        seen: list[TaskStatus] = []
+        with backend.watch_status(task_id, seen.append):
+            assert seen == []
+            backend.set(task_id, TaskState.QUEUED)
+            assert backend.wait_for(task_id, [TaskState.QUEUED], timeout=self.wait_timeout)
+        assert seen and seen[0].state is TaskState.QUEUED
+
     def test_closed_watch_receives_nothing_more(self, backend, task_id):
         seen: list[TaskStatus] = []
         watch = backend.watch(task_id, seen.append)
