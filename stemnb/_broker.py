@@ -73,6 +73,13 @@ class Consumer(abc.ABC):
         """Return the next delivery if one is ready now, else ``None``."""
         return self.get(timeout=0)
 
+    def get_leased(self) -> Delivery | None:
+        """Hand out a delivery this consumer already leased ahead, else ``None`` (the default:
+        it leases none ahead). Never waits and never asks the broker, so a thread that just
+        settled a delivery can take the next one without waking the thread blocked in
+        :meth:`get`."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Stop receiving; wakes a blocked :meth:`get`. Idempotent."""

@@ -37,6 +37,27 @@ SET_THEN_PUBLISH = _status_then(lua.PUBLISH_FN, "publish")
 SET_THEN_ACK = _status_then(lua.SETTLE_FNS, "ack")
 SET_THEN_DEAD_LETTER = _status_then(lua.SETTLE_FNS, "dead_letter")
 
+_ACK_KEYS = 5  # ready delayed inflight env info
+_ACK_ARGS = 2  # token count
+
+# The status, the ack, then a take for the consumer that held the delivery: its prefetch room,
+# refilled in the same round trip instead of by its own thread's next take.
+# Returns {acked, taken, next_due, drained} (see the broker's take function).
+SET_THEN_ACK_THEN_TAKE = (
+    lua.SLICE
+    + SET_STATUS_FN
+    + lua.SETTLE_FNS
+    + lua.TAKE_FN
+    + f"""
+set_status(slice(KEYS, 1, {_STATUS_KEYS}), slice(ARGV, 1, {_STATUS_ARGS}))
+local acked = ack(slice(KEYS, {_STATUS_KEYS + 1}, {_STATUS_KEYS + _ACK_KEYS}),
+                  slice(ARGV, {_STATUS_ARGS + 1}, {_STATUS_ARGS + _ACK_ARGS}))
+local t = take(slice(KEYS, {_STATUS_KEYS + _ACK_KEYS + 1}, #KEYS),
+               slice(ARGV, {_STATUS_ARGS + _ACK_ARGS + 1}, #ARGV))
+return {{acked, t[1], t[2], t[3]}}
+"""
+)
+
 
 def redis_paired_writes(broker: Any, backend: Any) -> RedisPairedWrites | None:
     """Paired writes in one script for ``broker`` and ``backend`` (on one Redis database), or None
@@ -68,6 +89,7 @@ class RedisPairedWrites(PairedWrites):
         self._set_then_publish = register(SET_THEN_PUBLISH)
         self._set_then_ack = register(SET_THEN_ACK)
         self._set_then_dead_letter = register(SET_THEN_DEAD_LETTER)
+        self._set_then_ack_then_take = register(SET_THEN_ACK_THEN_TAKE)
 
     def _run(self, script: Any, status: TaskStatus, keys: list[str], args: list[Any]) -> Any:
         status_keys, status_args = self.backend._status_call(status, None)
@@ -83,9 +105,24 @@ class RedisPairedWrites(PairedWrites):
     def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return super().set_then_ack(status, delivery)
-        args = self.broker._settle_args(delivery)
-        self._run(self._set_then_ack, status, self.broker._queue_keys(delivery.queue), args)
-        self.broker._settled(delivery)
+        broker = self.broker
+        keys, args = broker._queue_keys(delivery.queue), broker._settle_args(delivery)
+        consumer = broker._holder(delivery)
+        want = consumer._reserve(settling=1) if consumer is not None else 0
+        if consumer is None or want == 0:
+            self._run(self._set_then_ack, status, keys, args)
+            broker._settled(delivery)
+            return status
+        try:
+            take_keys, take_args = broker._take_call(consumer, want)
+            script = self._set_then_ack_then_take
+            reply = self._run(script, status, keys + take_keys, args + take_args)
+            taken, sleep, drained = broker._taken(consumer, reply[1:], float(take_args[0]))
+        except BaseException:
+            consumer._unreserve(want, settling=1)
+            raise
+        broker._forget_holder(delivery)  # its consumer counted it settled in _reserve
+        consumer._receive(taken, want, sleep, drained, quiet=True)  # see Consumer.get_leased
         return status
 
     def set_then_dead_letter(

@@ -131,3 +131,28 @@ def test_an_unencodable_status_is_refused_before_anything_is_written(parts):
             TaskStatus(envelope.id, TaskState.QUEUED, payload={1, 2}), envelope
         )
     assert backend.get(envelope.id) is None and broker.pending_count("default") == 0
+
+
+def test_an_ack_through_paired_writes_refills_the_consumer_in_the_same_round_trip(parts):
+    broker, backend = parts
+    for i in range(3):
+        broker.publish(Envelope("t", {"i": i}))
+    with broker.consume("default", prefetch=2) as consumer:
+        first = consumer.get(timeout=5)
+        assert first.envelope.args == {"i": 0}
+        held_ahead = consumer.get_leased()  # leased ahead with the first (prefetch 2)
+        assert held_ahead.envelope.args == {"i": 1}
+        assert consumer.get_leased() is None
+        paired_writes(broker, backend).set_then_ack(TaskStatus(first.envelope.id, TaskState.SUCCEEDED), first)
+        refill = consumer.get_leased()
+        assert refill is not None and refill.envelope.args == {"i": 2}
+        assert broker.inflight_count("default") == 2  # still within the prefetch
+        assert consumer.get_leased() is None
+
+
+def test_a_consumer_that_leases_nothing_ahead_hands_out_nothing_from_get_leased():
+    broker = stemnb.InMemoryBroker()
+    broker.publish(Envelope("t", {}))
+    with broker.consume("default") as consumer:
+        assert consumer.get_leased() is None
+        assert consumer.get(timeout=5) is not None

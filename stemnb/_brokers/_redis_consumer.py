@@ -40,6 +40,8 @@ class _RedisConsumer(Consumer):
         self._wake_keys = [broker._key("q", q, "wake") for q in queues] + [self._private_wake]
         self._cond = threading.Condition()
         self._unacked = 0
+        self._reserved = 0  # room promised to takes in flight (see _reserve)
+        self._blocking = False  # the consumer's thread waits in BLPOP on the wake lists
         self._inbox: deque[Delivery] = deque()
         # after a take that left the queues with nothing ready: look again only once woken (or
         # at this monotonic time, the next due envelope or lease expiry), which saves a round trip
@@ -103,6 +105,61 @@ class _RedisConsumer(Consumer):
             self._unacked -= 1
             self._cond.notify_all()
 
+    def _reserve(self, settling: int = 0) -> int:
+        """Reserve room for a take: how many deliveries to lease (0: none, the prefetch is full
+        or the consumer closed). ``settling`` held deliveries are being settled in the same
+        round trip: they stop counting against the prefetch at once.
+
+        Every reservation ends in :meth:`_receive`, or in :meth:`_unreserve` when the round
+        trip failed.
+        """
+        with self._cond:
+            if self._closed or not self._queues:
+                return 0
+            self._unacked -= settling
+            room = self._prefetch - self._unacked - self._reserved
+            want = max(0, min(room, _MAX_BATCH))
+            self._reserved += want
+            if want == 0:
+                self._unacked += settling  # nothing reserved: the caller settles as usual
+            return want
+
+    def _unreserve(self, reserved: int, settling: int = 0) -> None:
+        """Give back a reservation whose round trip failed (``settling`` stay held)."""
+        with self._cond:
+            self._reserved -= reserved
+            self._unacked += settling
+            self._cond.notify_all()
+
+    def _receive(
+        self, taken: list[Delivery], reserved: int, sleep: float, drained: bool, *, quiet: bool = False
+    ) -> None:
+        """Hold ``taken``, leased against ``reserved`` room. When the queues were left empty,
+        block on the wake lists (for at most ``sleep`` seconds) before looking again.
+
+        ``quiet``: the caller takes ``taken`` with :meth:`get_leased` itself, so a thread
+        waiting in :meth:`get` is woken only if room is left (or on the wake lists, if any).
+        """
+        if drained or not taken:
+            self._idle_until = time.monotonic() + sleep
+        with self._cond:
+            self._reserved -= reserved
+            self._unacked += len(taken)
+            closed = self._closed
+            if not closed:
+                self._inbox.extend(taken)
+            if not quiet or closed or self._unacked + self._reserved < self._prefetch:
+                self._cond.notify_all()
+            wake = bool(taken) and self._blocking and not closed and not quiet
+        if closed:
+            self._requeue(taken)
+        elif wake:  # the consumer's own thread waits in BLPOP: have it look at its inbox
+            self._broker._client.rpush(self._private_wake, "r")
+
+    def get_leased(self) -> Delivery | None:
+        with self._cond:
+            return self._inbox.popleft() if self._inbox else None
+
     def _remaining(self, deadline: float | None, cap: float) -> float:
         return cap if deadline is None else min(cap, deadline - time.monotonic())
 
@@ -123,7 +180,7 @@ class _RedisConsumer(Consumer):
             with self._cond:
                 if self._inbox:
                     return self._inbox.popleft()
-                full = self._unacked >= self._prefetch
+                full = self._unacked + self._reserved >= self._prefetch
                 if self._queues and full:  # wait for a settle (or a broadcast) locally
                     wait = self._remaining(deadline, 5.0)
                     if wait <= 0:
@@ -133,9 +190,8 @@ class _RedisConsumer(Consumer):
             keys = [self._private_wake]
             wait = 5.0
             if self._queues and self._idle_until is None:
-                taken = self._take()
-                if taken is not None:
-                    return taken
+                self._take()
+                continue
             if self._queues and self._idle_until is not None:
                 keys, wait = self._wake_keys, self._idle_until - time.monotonic()
                 if wait <= 0:  # an envelope or a lease is due: look again
@@ -144,28 +200,27 @@ class _RedisConsumer(Consumer):
             limit = self._remaining(deadline, wait)
             if limit <= 0:
                 return None
-            woken = broker._client.blpop(keys, timeout=max(limit, 0.01))
+            self._blocking = True
+            try:
+                woken = broker._client.blpop(keys, timeout=max(limit, 0.01))
+            finally:
+                self._blocking = False
             if woken or limit >= wait:
                 self._idle_until = None  # woken, or due: look again
         return None
 
-    def _take(self) -> Delivery | None:
-        """Lease a batch; return its first delivery (the rest go to the inbox), or None when
-        nothing was ready (then ``_idle_until`` says until when to block on the wake lists)."""
-        with self._cond:
-            want = min(self._prefetch - self._unacked, _MAX_BATCH)
-        taken, sleep, drained = self._broker._take(self, want)
-        if drained or not taken:
-            self._idle_until = time.monotonic() + sleep
-        if not taken:
-            return None
-        with self._cond:
-            self._unacked += len(taken)
-            extra: list[Delivery] = taken[1:] if self._closed else []
-            if not self._closed:
-                self._inbox.extend(taken[1:])
-        self._requeue(extra)
-        return taken[0]
+    def _take(self) -> None:
+        """Lease a batch into the inbox; when nothing was ready, ``_idle_until`` says until when
+        to block on the wake lists."""
+        want = self._reserve()
+        if want == 0:
+            return
+        try:
+            taken, sleep, drained = self._broker._take(self, want)
+        except BaseException:
+            self._unreserve(want)
+            raise
+        self._receive(taken, want, sleep, drained)
 
     def _requeue(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:  # leased in a batch but never handed out

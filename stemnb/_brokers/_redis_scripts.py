@@ -42,10 +42,10 @@ end
 """
 PUBLISH = PUBLISH_FN + "return publish(KEYS, ARGV)\n"
 
-# Promote due delayed tokens and reclaim expired leases of one queue (keys at offset o).
+# Promote due delayed tokens and reclaim expired leases of one queue (its keys at k[o + 1..]).
 _MAINTAIN = """
-local function maintain(o, now)
-  local ready, delayed, inflight, info = KEYS[o + 1], KEYS[o + 2], KEYS[o + 3], KEYS[o + 5]
+local function maintain(k, o, now)
+  local ready, delayed, inflight, info = k[o + 1], k[o + 2], k[o + 3], k[o + 5]
   for _, zset in ipairs({delayed, inflight}) do
     local due = redis.call('ZRANGEBYSCORE', zset, '-inf', now, 'LIMIT', 0, 512)
     for _, tok in ipairs(due) do
@@ -56,64 +56,67 @@ local function maintain(o, now)
 end
 """
 
-# KEYS: per queue (ready delayed inflight env info wake); ARGV: now default_vt nqueues max_count
+# k: per queue (ready delayed inflight env info wake); a: now default_vt nqueues max_count
 # Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due,
 # drained}: taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json};
 # next_due is the earliest delayed or lease-expiry time, or ''; drained is 1 when no queue has a
 # ready envelope left. A drained queue's wake tokens are stale (nothing is left to wake for), so
 # they are dropped: the caller can then block on the wake lists without looking again first.
-TAKE = (
+TAKE_FN = (
     _MAINTAIN
     + """
-local now, dvt, n, want = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-for i = 0, n - 1 do maintain(i * 6, now) end
-local taken = {}
-while #taken < want do
-  local best, best_score = nil, nil
+local function take(k, a)
+  local now, dvt, n, want = tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4])
+  for i = 0, n - 1 do maintain(k, i * 6, now) end
+  local taken = {}
+  while #taken < want do
+    local best, best_score = nil, nil
+    for i = 0, n - 1 do
+      local head = redis.call('ZRANGE', k[i * 6 + 1], 0, 0, 'WITHSCORES')
+      if head[1] and (best == nil or tonumber(head[2]) < best_score) then
+        best, best_score = i, tonumber(head[2])
+      end
+    end
+    if best == nil then break end
+    local o = best * 6
+    local ready, inflight, env, info = k[o + 1], k[o + 3], k[o + 4], k[o + 5]
+    local tok = redis.call('ZRANGE', ready, 0, 0)[1]
+    redis.call('ZREM', ready, tok)
+    local vt = tonumber(redis.call('HGET', info, tok .. ':v') or '')
+    if vt == nil or vt <= 0 then vt = dvt end
+    local expires = string.format('%.6f', now + vt)
+    redis.call('ZADD', inflight, expires, tok)
+    local count = redis.call('HINCRBY', info, tok .. ':n', 1)
+    taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
+  end
+  local drained = 1
   for i = 0, n - 1 do
-    local head = redis.call('ZRANGE', KEYS[i * 6 + 1], 0, 0, 'WITHSCORES')
-    if head[1] and (best == nil or tonumber(head[2]) < best_score) then
-      best, best_score = i, tonumber(head[2])
+    if redis.call('ZCARD', k[i * 6 + 1]) == 0 then
+      redis.call('DEL', k[i * 6 + 6])
+    else
+      drained = 0
     end
   end
-  if best == nil then break end
-  local o = best * 6
-  local ready, inflight, env, info = KEYS[o + 1], KEYS[o + 3], KEYS[o + 4], KEYS[o + 5]
-  local tok = redis.call('ZRANGE', ready, 0, 0)[1]
-  redis.call('ZREM', ready, tok)
-  local vt = tonumber(redis.call('HGET', info, tok .. ':v') or '')
-  if vt == nil or vt <= 0 then vt = dvt end
-  local expires = string.format('%.6f', now + vt)
-  redis.call('ZADD', inflight, expires, tok)
-  local count = redis.call('HINCRBY', info, tok .. ':n', 1)
-  taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
-end
-local drained = 1
-for i = 0, n - 1 do
-  if redis.call('ZCARD', KEYS[i * 6 + 1]) == 0 then
-    redis.call('DEL', KEYS[i * 6 + 6])
-  else
-    drained = 0
-  end
-end
-local next_due = ''
-for i = 0, n - 1 do  -- when to look again without a wake: next due envelope or lease expiry
-  for _, zset in ipairs({KEYS[i * 6 + 2], KEYS[i * 6 + 3]}) do
-    local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
-    if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
-      next_due = head[2]
+  local next_due = ''
+  for i = 0, n - 1 do  -- when to look again without a wake: next due envelope or lease expiry
+    for _, zset in ipairs({k[i * 6 + 2], k[i * 6 + 3]}) do
+      local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+      if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
+        next_due = head[2]
+      end
     end
   end
+  return {taken, next_due, drained}
 end
-return {taken, next_due, drained}
 """
 )
+TAKE = TAKE_FN + "return take(KEYS, ARGV)\n"
 
 # KEYS: ready delayed inflight env info; ARGV: now -> {ready, delayed, inflight}
 COUNTS = (
     _MAINTAIN
     + """
-maintain(0, tonumber(ARGV[1]))
+maintain(KEYS, 0, tonumber(ARGV[1]))
 return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('ZCARD', KEYS[3])}
 """
 )

@@ -130,16 +130,27 @@ class RedisBroker(Broker):
 
     def _take(self, consumer: _RedisConsumer, want: int) -> tuple[list[Delivery], float, bool]:
         """Lease up to ``want`` of the best ready envelopes of the consumer's queues in one
-        round trip; undecodable ones are dead-lettered (reason ``malformed-envelope``).
+        round trip; see :meth:`_taken` for what it returns."""
+        keys, args = self._take_call(consumer, want)
+        return self._taken(consumer, self._run("TAKE", keys, args), float(args[0]))
+
+    def _take_call(self, consumer: _RedisConsumer, want: int) -> tuple[list[str], list[Any]]:
+        """The take function's keys and arguments: ``want`` envelopes for ``consumer``, now."""
+        keys = [k for q in consumer.queues for k in self._queue_keys(q, "wake")]
+        args = [repr(time.time()), repr(self.default_visibility_timeout), len(consumer.queues), want]
+        return keys, args
+
+    def _taken(
+        self, consumer: _RedisConsumer, reply: Any, now: float
+    ) -> tuple[list[Delivery], float, bool]:
+        """The deliveries of a take function's ``reply`` (made at ``now``), held by ``consumer``;
+        undecodable ones are dead-lettered (reason ``malformed-envelope``).
 
         Returns the deliveries, how long the consumer may block on its wake lists before it must
         look again (next due envelope or lease expiry, at most ``claim_interval``), and whether
         the queues were left with nothing ready (then a wake token is the only reason to look).
         """
-        keys = [k for q in consumer.queues for k in self._queue_keys(q, "wake")]
-        now = time.time()
-        args = [repr(now), repr(self.default_visibility_timeout), len(consumer.queues), want]
-        taken, next_due, drained = self._run("TAKE", keys, args)
+        taken, next_due, drained = reply
         deliveries = []
         for index, token, count, expires, text in taken:
             queue, token = consumer.queues[int(index)], token.decode()
@@ -188,10 +199,20 @@ class RedisBroker(Broker):
 
     def _settled(self, delivery: Delivery) -> None:
         """Forget who holds ``delivery`` (its consumer may then lease another)."""
-        with self._lock:
-            consumer = self._holders.pop((delivery.queue, delivery.receipt), None)
+        consumer = self._forget_holder(delivery)
         if consumer is not None:
             consumer._settled()
+
+    def _forget_holder(self, delivery: Delivery) -> _RedisConsumer | None:
+        with self._lock:
+            return self._holders.pop((delivery.queue, delivery.receipt), None)
+
+    def _holder(self, delivery: Delivery) -> _RedisConsumer | None:
+        """The open consumer of this broker that holds ``delivery``, if any."""
+        if not isinstance(delivery, Delivery):
+            return None
+        with self._lock:
+            return self._holders.get((delivery.queue, delivery.receipt))
 
     def _forget_consumer(self, consumer: _RedisConsumer) -> None:
         with self._lock:

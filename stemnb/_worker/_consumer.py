@@ -8,6 +8,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from .._broker import Consumer
+from .._envelope import Delivery
 from .._events import WorkerEventType
 from ._active import ActiveTask
 
@@ -97,10 +98,7 @@ class ConsumerLoop:
                 if consumer.closed:
                     return
                 continue
-            task = ActiveTask(w, delivery)
-            w._active.add(task)
-            w.count("received")
-            w._leases.track(task)
+            task = self._accept(delivery)
             with self._cond:
                 if self._stopping:
                     break
@@ -129,7 +127,26 @@ class ConsumerLoop:
                 return
             handle(w, task)
 
+    def _accept(self, delivery: Delivery) -> ActiveTask:
+        """Track a delivery from receipt: active, counted, its lease renewed."""
+        w = self._worker
+        task = ActiveTask(w, delivery)
+        w._active.add(task)
+        w.count("received")
+        w._leases.track(task)
+        return task
+
     def _next(self) -> ActiveTask | None:
+        """The next task: a buffered one, else one the consumer already leased (taken here,
+        without a hop through the receiving thread), else wait for one to be buffered."""
+        with self._cond:
+            if self._buffer:
+                return self._buffer.popleft()
+        consumer = self._consumer
+        if consumer is not None and not self._stopping:
+            delivery = consumer.get_leased()
+            if delivery is not None:
+                return self._accept(delivery)
         with self._cond:
             while not self._buffer:
                 if self._stopping:
