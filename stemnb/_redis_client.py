@@ -3,7 +3,8 @@
 :class:`Commands` sends the hot-path commands (scripts, GET) on connections of its own, taken
 from a small free list instead of the client's pool: the pool's bookkeeping on every command
 (fork check, lock, metrics, events) cost about as much CPU as the command itself, and a worker
-sharing its process with the producer is bound by that CPU.
+sharing its process with the producer is bound by that CPU. Their sockets make one system call
+per send and per receive (see ``_redis_socket``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError(
         'the Redis parts of stemnb need the redis package: pip install "stemnb[redis]"'
     ) from None
+
+from ._redis_socket import is_stale, prepare, timed_out  # noqa: E402 - after the redis check
 
 __all__ = ["Commands", "connect", "database_of"]
 
@@ -95,13 +98,16 @@ class Commands:
     def _run(self, args: tuple[Any, ...]) -> Any:
         conn = self._borrow()
         try:
+            prepare(conn)
             return conn.retry.call_with_retry(
                 lambda: _send(conn, args), lambda _error: conn.disconnect()
             )
         except _redis.ResponseError:
             raise  # the reply was read whole: the connection is still in step
-        except BaseException:
+        except BaseException as exc:
             conn.disconnect()  # a reply may be left unread: reconnect on next use
+            if isinstance(exc, _redis.ConnectionError) and timed_out(exc):
+                raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
             raise
         finally:
             with self._lock:
@@ -111,7 +117,8 @@ class Commands:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is not None:
-            _drop_if_stale(conn)
+            if is_stale(conn):  # the server closed it: reconnect, as the client's pool would
+                conn.disconnect()
             return conn
         assert self._pool is not None
         conn = self._pool.connection_class(**self._pool.connection_kwargs)
@@ -128,17 +135,6 @@ class Commands:
                 conn.disconnect()
             except Exception:  # pragma: no cover - a socket that will not close is gone anyway
                 pass
-
-
-def _drop_if_stale(conn: Any) -> None:
-    """Disconnect an idle connection the server closed (or that has stray data), as the
-    client's pool checks on every checkout; the next command then reconnects."""
-    try:
-        stale = conn.can_read()
-    except (_redis.ConnectionError, _redis.TimeoutError, OSError):
-        stale = True
-    if stale:
-        conn.disconnect()
 
 
 def _send(conn: Any, args: tuple[Any, ...]) -> Any:

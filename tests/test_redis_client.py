@@ -84,3 +84,17 @@ def test_commands_close_disconnects_and_a_later_call_reconnects(client, commands
     listed = {c["id"] for c in client.client_list()}
     assert str(first) not in listed and first not in listed
     assert commands.command("CLIENT", "ID") != first
+
+
+def test_commands_keep_the_clients_socket_timeout_and_reconnect_after_it():
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.2)
+    commands = Commands(client)
+    try:
+        assert commands.command("PING") in (b"PONG", "PONG", True)
+        with pytest.raises(redis.TimeoutError):
+            commands.command("BLPOP", _key(), 0)  # the server never answers: the client gives up
+        assert commands.command("PING") in (b"PONG", "PONG", True)
+    finally:
+        commands.close()
+        client.close()
+
