@@ -26,6 +26,10 @@ class PairedWrites:
     when the status write fails, the broker step is not attempted.
     """
 
+    #: Whether :meth:`set_then_ack_then_running` makes one write (then the worker hands a
+    #: finished task's slot to the next one with it, see ``_worker._handover``).
+    fuses_running = False
+
     def __init__(self, broker: Broker, backend: ResultBackend) -> None:
         self.broker = broker
         self.backend = backend
@@ -40,6 +44,15 @@ class PairedWrites:
         """Store ``status``, then ack ``delivery`` (a lost lease is not an error)."""
         stored = self.backend.set_status(status)
         self.broker.ack(delivery)
+        return stored
+
+    def set_then_ack_then_running(
+        self, status: TaskStatus, delivery: Delivery, running: TaskStatus
+    ) -> TaskStatus:
+        """Store ``status``, ack ``delivery``, then store another task's ``running`` status;
+        return the first stored status."""
+        stored = self.set_then_ack(status, delivery)
+        self.backend.set_status(running)
         return stored
 
     def set_then_dead_letter(

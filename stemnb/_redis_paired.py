@@ -34,29 +34,35 @@ def _status_then(function: str, name: str) -> str:
 
 
 SET_THEN_PUBLISH = _status_then(lua.PUBLISH_FN, "publish")
-SET_THEN_ACK = _status_then(lua.SETTLE_FNS, "ack")
 SET_THEN_DEAD_LETTER = _status_then(lua.SETTLE_FNS, "dead_letter")
 
 _ACK_KEYS = 5  # ready delayed inflight env info
 _ACK_ARGS = 2  # token count
 
-# The status, the ack, then a take for the consumer that held the delivery: its prefetch room,
-# refilled in the same round trip instead of by its own thread's next take.
-# Returns {acked, taken, next_due, drained} (see the broker's take function).
-SET_THEN_ACK_THEN_TAKE = (
-    lua.SLICE
-    + SET_STATUS_FN
-    + lua.SETTLE_FNS
-    + lua.TAKE_FN
-    + f"""
-set_status(slice(KEYS, 1, {_STATUS_KEYS}), slice(ARGV, 1, {_STATUS_ARGS}))
-local acked = ack(slice(KEYS, {_STATUS_KEYS + 1}, {_STATUS_KEYS + _ACK_KEYS}),
-                  slice(ARGV, {_STATUS_ARGS + 1}, {_STATUS_ARGS + _ACK_ARGS}))
-local t = take(slice(KEYS, {_STATUS_KEYS + _ACK_KEYS + 1}, #KEYS),
-               slice(ARGV, {_STATUS_ARGS + _ACK_ARGS + 1}, #ARGV))
-return {{acked, t[1], t[2], t[3]}}
-"""
-)
+
+def _ack_script(*, running: bool, take: bool) -> str:
+    """A script: a task's status, its ack, then (``running``) another task's ``running`` status,
+    then (``take``) a take that refills the prefetch room of the consumer that held the
+    delivery, instead of its own thread's next take. Returns the ack's result, or with
+    ``take`` {acked, taken, next_due, drained} (see the broker's take function)."""
+    k, a = _STATUS_KEYS + _ACK_KEYS, _STATUS_ARGS + _ACK_ARGS
+    lines = [
+        f"set_status(slice(KEYS, 1, {_STATUS_KEYS}), slice(ARGV, 1, {_STATUS_ARGS}))",
+        f"local acked = ack(slice(KEYS, {_STATUS_KEYS + 1}, {k}), slice(ARGV, {_STATUS_ARGS + 1}, {a}))",
+    ]
+    if running:
+        lines.append(
+            f"set_status(slice(KEYS, {k + 1}, {k + _STATUS_KEYS}), "
+            f"slice(ARGV, {a + 1}, {a + _STATUS_ARGS}))"
+        )
+        k, a = k + _STATUS_KEYS, a + _STATUS_ARGS
+    if take:
+        lines.append(f"local t = take(slice(KEYS, {k + 1}, #KEYS), slice(ARGV, {a + 1}, #ARGV))")
+        lines.append("return {acked, t[1], t[2], t[3]}")
+    else:
+        lines.append("return acked")
+    functions = lua.SLICE + SET_STATUS_FN + lua.SETTLE_FNS + (lua.TAKE_FN if take else "")
+    return functions + "\n".join(lines) + "\n"
 
 
 def redis_paired_writes(broker: Any, backend: Any) -> RedisPairedWrites | None:
@@ -80,6 +86,7 @@ def redis_paired_writes(broker: Any, backend: Any) -> RedisPairedWrites | None:
 class RedisPairedWrites(PairedWrites):
     """:class:`PairedWrites` in one round trip each (both parts must be on one Redis database)."""
 
+    fuses_running = True
     broker: RedisBroker
     backend: RedisResultBackend
 
@@ -87,9 +94,12 @@ class RedisPairedWrites(PairedWrites):
         super().__init__(broker, backend)
         register = broker._client.register_script
         self._set_then_publish = register(SET_THEN_PUBLISH)
-        self._set_then_ack = register(SET_THEN_ACK)
         self._set_then_dead_letter = register(SET_THEN_DEAD_LETTER)
-        self._set_then_ack_then_take = register(SET_THEN_ACK_THEN_TAKE)
+        self._ack_scripts = {
+            (running, take): register(_ack_script(running=running, take=take))
+            for running in (False, True)
+            for take in (False, True)
+        }
 
     def _run(self, script: Any, status: TaskStatus, keys: list[str], args: list[Any]) -> Any:
         status_keys, status_args = self.backend._status_call(status, None)
@@ -105,17 +115,32 @@ class RedisPairedWrites(PairedWrites):
     def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return super().set_then_ack(status, delivery)
+        return self._ack(status, delivery, None)
+
+    def set_then_ack_then_running(
+        self, status: TaskStatus, delivery: Delivery, running: TaskStatus
+    ) -> TaskStatus:
+        if isinstance(delivery, Delivery) and delivery.broadcast:
+            return super().set_then_ack_then_running(status, delivery, running)
+        return self._ack(status, delivery, running)
+
+    def _ack(self, status: TaskStatus, delivery: Delivery, running: TaskStatus | None) -> TaskStatus:
+        """One script: ``status``, the ack, ``running`` (if given), and a refill of the prefetch
+        room of the consumer that held ``delivery`` (if it has room)."""
         broker = self.broker
         keys, args = broker._queue_keys(delivery.queue), broker._settle_args(delivery)
+        if running is not None:
+            running_keys, running_args = self.backend._status_call(running, None)
+            keys, args = keys + running_keys, args + running_args
         consumer = broker._holder(delivery)
         want = consumer._reserve(settling=1) if consumer is not None else 0
+        script = self._ack_scripts[(running is not None, want > 0)]
         if consumer is None or want == 0:
-            self._run(self._set_then_ack, status, keys, args)
+            self._run(script, status, keys, args)
             broker._settled(delivery)
             return status
         try:
             take_keys, take_args = broker._take_call(consumer, want)
-            script = self._set_then_ack_then_take
             reply = self._run(script, status, keys + take_keys, args + take_args)
             taken, sleep, drained = broker._taken(consumer, reply[1:], float(take_args[0]))
         except BaseException:

@@ -212,3 +212,26 @@ def test_worker_heartbeats_are_published_on_redis(rh):
             worker.close()
         transport.close()
         listener.close()
+
+
+def test_a_finished_task_hands_its_slot_to_the_next_with_one_write_and_running_comes_first(rh):
+    seen = []
+
+    def peek(ctx, args):
+        seen.append(rh.backend.get(ctx.id).state)  # stored before the handler starts
+        return ctx.id
+
+    rh.registry.register("peek", TaskHandler.inline(peek))
+    ids = [rh.stem.enqueue("peek", {}) for _ in range(12)]  # leased ahead once the worker starts
+    worker = stemnb.Worker(rh.broker, rh.registry, rh.backend, concurrency=2, lifecycle=FAST_LIFECYCLE)
+    rh.workers.append(worker)
+    fused = []
+    write = worker._paired.set_then_ack_then_running
+    worker._paired.set_then_ack_then_running = lambda *args: fused.append(args) or write(*args)
+    worker.start()
+    assert [rh.wait(t).payload for t in ids] == ids
+    assert seen == [TaskState.RUNNING] * 12
+    assert fused  # some tasks were started in the slot of the one before
+    assert rh.broker.inflight_count("default") == 0  # acked in the script that stored the result
+    worker.shutdown(stemnb.WorkerShutdownMode.WARM).result(30)
+    assert worker.counters["started"] == worker.counters["succeeded"] == 12

@@ -48,8 +48,11 @@ class ConsumerLoop:
         receiver = threading.Thread(target=self._receive, name=f"stemnb-{w.worker_id}-consume", daemon=True)
         self._threads.append(receiver)
         # twice as many runners as slots: while some tasks run (holding a slot), others do their
-        # checks or store their results, so broker and backend round trips overlap the runs
-        for i in range(2 * w._max_slots):
+        # checks or store their results, so broker and backend round trips overlap the runs.
+        # When a finished task can hand its slot to the next (see _handover), its runner goes on
+        # with that task itself; spare runners would only take the leased tasks it hands over to.
+        runners = w._max_slots if w._paired.fuses_running else 2 * w._max_slots
+        for i in range(runners):
             self._threads.append(
                 threading.Thread(target=self._run, name=f"stemnb-{w.worker_id}-runner-{i}", daemon=True)
             )
@@ -119,13 +122,15 @@ class ConsumerLoop:
 
     def _run(self) -> None:
         w = self._worker
-        from ._pipeline import handle
+        from ._pipeline import handle, run_handed
 
         while True:
             task = self._next()
             if task is None:
                 return
-            handle(w, task)
+            handed = handle(w, task)
+            while handed is not None:  # the task handed its slot to the next one (_handover)
+                handed = run_handed(w, handed)
 
     def _accept(self, delivery: Delivery) -> ActiveTask:
         """Track a delivery from receipt: active, counted, its lease renewed."""
@@ -136,9 +141,9 @@ class ConsumerLoop:
         w._leases.track(task)
         return task
 
-    def _next(self) -> ActiveTask | None:
-        """The next task: a buffered one, else one the consumer already leased (taken here,
-        without a hop through the receiving thread), else wait for one to be buffered."""
+    def next_ready(self) -> ActiveTask | None:
+        """A task to run now without waiting: a buffered one, else one the consumer already
+        leased (taken here, without a hop through the receiving thread); None if neither."""
         with self._cond:
             if self._buffer:
                 return self._buffer.popleft()
@@ -147,6 +152,13 @@ class ConsumerLoop:
             delivery = consumer.get_leased()
             if delivery is not None:
                 return self._accept(delivery)
+        return None
+
+    def _next(self) -> ActiveTask | None:
+        """The next task: one ready now (:meth:`next_ready`), else wait for one to be buffered."""
+        task = self.next_ready()
+        if task is not None:
+            return task
         with self._cond:
             while not self._buffer:
                 if self._stopping:

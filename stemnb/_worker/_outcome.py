@@ -96,16 +96,32 @@ def success(worker: Worker, task: ActiveTask, result: Any) -> None:
     """Store ``succeeded`` (with the encoded result unless ignored), then ack and run follow-ups."""
     if task.abandoned:
         return
-    assert task.handler is not None
-    options = task.handler.options
-    ignore = bool(task.envelope.meta.get(IGNORE_RESULT_KEY, options.ignore_result))
     try:
-        payload = None if ignore else worker.codecs.encode_result(result, task.handler)
+        status = success_status(worker, task, result)
     except Exception as exc:
         return terminal_failure(worker, task, exc, reason="result-encode-failed")
-    status = worker._paired.set_then_ack(
-        _status(worker, task, TaskState.SUCCEEDED, payload=payload), task.delivery
-    )
+    succeeded(worker, task, worker._paired.set_then_ack(status, task.delivery), result)
+
+
+def success_status(worker: Worker, task: ActiveTask, result: Any) -> TaskStatus:
+    """The ``succeeded`` status of ``task``: its encoded result, unless results are ignored.
+
+    Raises:
+        Exception: the result encoder refused ``result``.
+    """
+    assert task.handler is not None
+    payload = None if _ignores_result(task) else worker.codecs.encode_result(result, task.handler)
+    return _status(worker, task, TaskState.SUCCEEDED, payload=payload)
+
+
+def _ignores_result(task: ActiveTask) -> bool:
+    assert task.handler is not None
+    return bool(task.envelope.meta.get(IGNORE_RESULT_KEY, task.handler.options.ignore_result))
+
+
+def succeeded(worker: Worker, task: ActiveTask, status: TaskStatus, result: Any) -> None:
+    """What follows a stored and acked success: count, log, COMPLETED, follow-ups, POSTRUN."""
+    ignore = _ignores_result(task)
     worker.count("succeeded")
     if log.isEnabledFor(logging.INFO):
         log.info("Task %s succeeded", task.envelope.name, extra=log_context(worker, task))

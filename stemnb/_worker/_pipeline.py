@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .._backend import TaskState
+from .._backend import TaskState, TaskStatus
 from .._context import TaskRetryRequest
 from .._events import WorkerEventType
 from .._exceptions import TaskInterruptedError
@@ -31,31 +32,66 @@ SOFT_LIMIT_KEY = "stem.softTimeLimit"
 HARD_LIMIT_KEY = "stem.timeLimit"
 
 
-def handle(worker: Worker, task: ActiveTask) -> None:
+@dataclass(frozen=True)
+class Run:
+    """A task that passed its checks, with its handler and decoded args."""
+
+    task: ActiveTask
+    handler: Any
+    args: Any
+
+
+def handle(worker: Worker, task: ActiveTask) -> Run | None:
     """Run every check, then the handler, then settle the delivery; never raises.
 
     Whatever happens, the delivery ends acked, dead-lettered, re-published or requeued, and the
-    task leaves the active set.
+    task leaves the active set. Returns the next task when this one handed its slot over (see
+    ``_handover``): it already counts as started; run it with :func:`run_handed`.
     """
+    handed = None
     try:
         if not _wait_for_slot(worker, task):
             if not task.abandoned:
                 _outcome.requeue_unstarted(worker, [task])
-            return
-        _handle(worker, task)
+            return None
+        run = check(worker, task)
+        if run is not None:
+            begin(worker, run)
+            worker.backend.set_status(running_status(worker, task))
+            prerun(worker, run)
+            handed = _finish(worker, run)
         worker._settle_failures = 0
     except BaseException as exc:  # the outcome step itself failed: give the delivery back
-        log.exception("worker %s: settling task %s failed", worker.worker_id, task.id)
-        worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
-        # back off before handing it back, so an unreachable backend is not hammered in a loop
-        worker._settle_failures += 1
-        worker._escalate.wait(min(SETTLE_BACKOFF_MAX, 0.05 * 2 ** min(worker._settle_failures, 7)))
-        try:
-            _outcome.requeue_unstarted(worker, [task])
-        except Exception:  # the broker is unreachable: its lease runs out and it comes back
-            log.exception("worker %s: could not requeue task %s", worker.worker_id, task.id)
+        settle_failed(worker, task, exc)
     finally:
         _outcome.release(worker, task)
+    return handed
+
+
+def run_handed(worker: Worker, run: Run) -> Run | None:
+    """Run a task handed a slot by the previous one, then settle it (as :func:`handle`)."""
+    handed = None
+    try:
+        handed = _finish(worker, run)
+        worker._settle_failures = 0
+    except BaseException as exc:
+        settle_failed(worker, run.task, exc)
+    finally:
+        _outcome.release(worker, run.task)
+    return handed
+
+
+def settle_failed(worker: Worker, task: ActiveTask, exc: BaseException) -> None:
+    """The outcome step of ``task`` failed: report it, back off, give the delivery back."""
+    log.exception("worker %s: settling task %s failed", worker.worker_id, task.id, exc_info=exc)
+    worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
+    # back off before handing it back, so an unreachable backend is not hammered in a loop
+    worker._settle_failures += 1
+    worker._escalate.wait(min(SETTLE_BACKOFF_MAX, 0.05 * 2 ** min(worker._settle_failures, 7)))
+    try:
+        _outcome.requeue_unstarted(worker, [task])
+    except Exception:  # the broker is unreachable: its lease runs out and it comes back
+        log.exception("worker %s: could not requeue task %s", worker.worker_id, task.id)
 
 
 def _wait_for_slot(worker: Worker, task: ActiveTask) -> bool:
@@ -71,79 +107,112 @@ def _wait_for_slot(worker: Worker, task: ActiveTask) -> bool:
             return True
 
 
-def _handle(worker: Worker, task: ActiveTask) -> None:
+def check(worker: Worker, task: ActiveTask) -> Run | None:
+    """The checks before a run, in Stem's order. Returns the run, or None when the task must
+    not run now (then its delivery was already settled: dead-lettered, cancelled, ...)."""
     if task.abandoned:
-        return
+        return None
     env = task.envelope
     handler = worker.registry.resolve(env.name)
     run_hook(worker.middleware, "on_consume", task.delivery)
     if handler is None:
-        return _outcome.unregistered(worker, task)
+        _outcome.unregistered(worker, task)
+        return None
     task.handler = handler
     if task.delivery.redelivered:
         status = worker.backend.get(env.id)
         if status is not None and status.terminal and status.attempt >= env.attempt:
-            return _outcome.already_terminal(worker, task, status)
+            _outcome.already_terminal(worker, task, status)
+            return None
         if status is not None and status.state is TaskState.RUNNING:
             prior = {"prior_state": status.state.value, "prior_worker": status.meta.get("worker"), "prior_attempt": status.attempt}
             worker.count("interrupted")
             worker.emit(WorkerEventType.INTERRUPTED, task, data=prior)
             if handler.options.recovery_policy is TaskRecoveryPolicy.RETRY:
                 lost = TaskInterruptedError(f"task {env.id} was interrupted: its worker {prior['prior_worker']} ended mid-run")
-                return _outcome.failure(worker, task, lost)
+                _outcome.failure(worker, task, lost)
+                return None
     problem = _meta_problem(env)
     if problem is not None:
-        return _outcome.malformed(worker, task, problem)
+        _outcome.malformed(worker, task, problem)
+        return None
     entry = worker._revocations.revocation_for(env.id)
     if entry is not None:
-        return _outcome.revoked(worker, task, entry.reason or "revoked")
+        _outcome.revoked(worker, task, entry.reason or "revoked")
+        return None
     if worker.signer is not None:
         problem = _signature_problem(worker, env)
         if problem is not None:
-            return _outcome.signature_invalid(worker, task, problem)
+            _outcome.signature_invalid(worker, task, problem)
+            return None
     expires = env.meta.get(EXPIRES_KEY)
     if expires is not None and float(expires) <= time.time():
-        return _outcome.expired(worker, task)
+        _outcome.expired(worker, task)
+        return None
     if worker._revocations.queue_paused(task.delivery.queue):
-        return _outcome.republish_later(worker, task, PAUSED_QUEUE_BACKOFF, reason="queue-paused")
+        _outcome.republish_later(worker, task, PAUSED_QUEUE_BACKOFF, reason="queue-paused")
+        return None
     try:
         args = worker.codecs.decode_args(env, handler)
     except Exception as exc:
-        return _outcome.undecodable(worker, task, exc)
+        _outcome.undecodable(worker, task, exc)
+        return None
     from ._ratelimits import admit
 
     if not admit(worker, task, handler.options):
         return None
-    _run(worker, task, handler, args)
-    return None
+    return Run(task, handler, args)
 
 
-def _run(worker: Worker, task: ActiveTask, handler: Any, args: Any) -> None:
-    env = task.envelope
+def begin(worker: Worker, run: Run) -> None:
+    """What precedes storing ``running``: the RECEIVED event, the start time, a revocation
+    that arrived since the checks, the ``started`` count."""
+    task = run.task
     worker.emit(WorkerEventType.RECEIVED, task)
     task.started_at = time.time()
-    late = worker._revocations.revocation_for(env.id)
+    late = worker._revocations.revocation_for(task.id)
     if late is not None and late.terminate:  # arrived between the check and now
         worker._revocations.terminate_task(task, late.reason or "revoked")
     worker.count("started")
-    worker.backend.set(env.id, TaskState.RUNNING, meta=_outcome.status_meta(worker, task), attempt=env.attempt)
+
+
+def running_status(worker: Worker, task: ActiveTask) -> TaskStatus:
+    """The ``running`` status stored before ``task``'s handler starts."""
+    meta = _outcome.status_meta(worker, task)
+    return TaskStatus(task.id, TaskState.RUNNING, meta=meta, attempt=task.envelope.attempt)
+
+
+def prerun(worker: Worker, run: Run) -> None:
+    """What follows storing ``running``: the PRERUN event, the log line, the task's timers."""
+    task = run.task
     worker.emit(WorkerEventType.PRERUN, task)
     if log.isEnabledFor(logging.INFO):
-        log.info("Task %s started", env.name, extra=log_context(worker, task))
-    start_task_timers(worker, task, soft_limit(env, handler.options))
-    from ._execution import execute
+        log.info("Task %s started", task.envelope.name, extra=log_context(worker, task))
+    start_task_timers(worker, task, soft_limit(task.envelope, run.handler.options))
 
+
+def _finish(worker: Worker, run: Run) -> Run | None:
+    """Run the handler, then store the outcome and settle; returns the task this one handed its
+    slot to, if it did (see ``_handover``)."""
+    from ._execution import execute
+    from ._handover import hand_over
+
+    task = run.task
     settle: Callable[[], None]
     try:
-        result = execute(worker, task, handler, args)
+        result = execute(worker, task, run.handler, run.args)
     except TaskRetryRequest as request:
         settle = partial(_outcome.explicit_retry, worker, task, request)
     except BaseException as exc:  # noqa: BLE001 - SystemExit in a task is a task failure too
         settle = partial(_outcome.failure, worker, task, exc)
     else:
+        handed = hand_over(worker, task, result)
+        if handed is not None:
+            return handed
         settle = partial(_outcome.success, worker, task, result)
     _outcome.free_slot(worker, task)  # the run is over: storing its outcome overlaps the next run
     settle()
+    return None
 
 
 def _meta_problem(env: Any) -> str | None:

@@ -50,6 +50,12 @@ class Slots:
             self._in_use += 1
             return True
 
+    def may_keep(self) -> bool:
+        """Whether a holder may keep its slot for another task: not when the limit was lowered
+        below the slots now held (the slot must go, so the lower limit takes effect)."""
+        with self._cond:
+            return self._in_use <= self._limit
+
     def release(self) -> None:
         """Give a slot back."""
         with self._cond:
