@@ -20,6 +20,8 @@ __all__ = ["ChannelListener"]
 
 _log = logging.getLogger("stemnb.redis")
 
+NAP = 0.002  # seconds an idle listener lets messages gather (see ChannelListener._nap)
+
 
 class ChannelListener:
     """Subscribes to ``channel`` and calls ``handle(data)`` for each message, in order, on a
@@ -28,7 +30,8 @@ class ChannelListener:
     The constructor returns once Redis has confirmed the subscription (at most ``timeout``
     seconds), so whatever is published after it returns is seen. A ``handle`` that raises is
     logged and the thread goes on; a connection that fails ends the thread, logged unless
-    :meth:`close` (idempotent) cut it.
+    :meth:`close` (idempotent) cut it. While ``idle()`` is true nobody waits for the messages
+    (they are only recorded), so they are read in bursts; call :meth:`wake` when that changes.
 
     Raises:
         redis.RedisError: the subscription could not be made.
@@ -41,9 +44,13 @@ class ChannelListener:
         handle: Callable[[bytes], None],
         what: str,
         timeout: float = 5.0,
+        idle: Callable[[], bool] | None = None,
     ) -> None:
         self._handle = handle
         self._what = what
+        self._idle = idle
+        self._napping = False
+        self._woken = threading.Event()
         self._closed = False
         self._conn: Any = None
         self._pubsub: Any = None
@@ -63,6 +70,7 @@ class ChannelListener:
 
     def _read_direct(self) -> None:
         conn = self._conn
+        buffered = _buffered(conn)
         while not self._closed:
             try:
                 reply = conn.read_response()
@@ -70,6 +78,23 @@ class ChannelListener:
                 return self._stopped()
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                 self._dispatch(reply[2])
+            if buffered is not None and self._idle is not None and not buffered():
+                self._nap(self._idle)
+
+    def _nap(self, idle: Callable[[], bool]) -> None:
+        """While ``idle()`` (nobody waits for a message), let messages gather for up to
+        ``NAP`` seconds before the next read: one wake-up per burst instead of per message.
+        :meth:`wake` ends a nap at once."""
+        self._napping = True  # before asking idle(): a wake() after this cannot be missed
+        if idle():
+            self._woken.wait(NAP)
+        self._napping = False
+        self._woken.clear()
+
+    def wake(self) -> None:
+        """Read on at once: someone now waits for a message (a no-op unless napping)."""
+        if self._napping:
+            self._woken.set()
 
     def _read_pubsub(self) -> None:
         pubsub = self._pubsub
@@ -103,6 +128,14 @@ class ChannelListener:
                 self._pubsub.close()
         except Exception:
             _log.debug("closing a watch connection failed", exc_info=True)
+
+
+def _buffered(conn: Any) -> Callable[[], bool] | None:
+    """A test for whether ``conn``'s reply parser holds unread messages (hiredis's), or None
+    when it cannot be told (then the listener never naps)."""
+    reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+    has_data = getattr(reader, "has_data", None)
+    return has_data if callable(has_data) else None
 
 
 def _direct(client: Any) -> bool:

@@ -77,3 +77,16 @@ def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client
         listener._thread.join(10)
     assert not listener._thread.is_alive()
     assert "listener stopped" not in caplog.text  # a close is not reported as a failure
+
+
+def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_order(client):
+    channel, got = _channel(), queue.Queue()
+    listener = ChannelListener(client, channel, got.put, "test", idle=lambda: True)
+    try:
+        for i in range(200):
+            client.publish(channel, f"m{i}")
+            if i % 50 == 0:
+                listener.wake()
+        assert [got.get(timeout=5) for _ in range(200)] == [f"m{i}".encode() for i in range(200)]
+    finally:
+        listener.close()

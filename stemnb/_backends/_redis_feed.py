@@ -68,10 +68,11 @@ class StatusFeed:
         """Call ``callback`` with every status of ``task_id`` seen from now on (and first, with
         ``current``, with its current status if it has one). Raises redis errors when the feed
         cannot subscribe."""
-        self._ensure_listener()
+        listener = self._ensure_listener()
         with self._lock:
             self._watchers.setdefault(task_id, []).append(callback)
             seen = self._seen.get(task_id) if current else None
+        listener.wake()  # it may be reading in bursts while nobody watched
 
         def cancel() -> None:
             with self._lock:
@@ -103,12 +104,17 @@ class StatusFeed:
         with self._lock:
             self._seen.pop(task_id, None)
 
-    def _ensure_listener(self) -> None:
+    def _ensure_listener(self) -> ChannelListener:
         with self._lock:
             if self._listener is None:
                 self._listener = ChannelListener(
-                    self._client, self._channel, self._on_status, "redis-backend"
+                    self._client,
+                    self._channel,
+                    self._on_status,
+                    "redis-backend",
+                    idle=lambda: not self._watchers,  # then statuses are only filed
                 )
+            return self._listener
 
     def _on_status(self, data: bytes) -> None:
         task_id = status_id(data)
