@@ -22,6 +22,12 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 from ._redis_socket import is_stale, prepare, timed_out  # noqa: E402 - after the redis check
 
+_hiredis: Any
+try:
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover - the redis extra installs it
+    _hiredis = None
+
 __all__ = ["Commands", "connect", "database_of"]
 
 
@@ -66,6 +72,8 @@ class Commands:
         pool = getattr(client, "connection_pool", None)
         direct = pool is not None and getattr(pool, "cache", None) is None
         self._pool = pool if direct else None
+        encoding = getattr(pool, "connection_kwargs", {}).get("encoding", "utf-8")
+        self._pack = _hiredis is not None and encoding.lower() in ("utf-8", "utf8")
         self._idle: list[Any] = []
         self._every: list[Any] = []
         self._lock = threading.Lock()
@@ -100,7 +108,7 @@ class Commands:
         try:
             prepare(conn)
             return conn.retry.call_with_retry(
-                lambda: _send(conn, args), lambda _error: conn.disconnect()
+                lambda: _send(conn, args, self._pack), lambda _error: conn.disconnect()
             )
         except _redis.ResponseError:
             raise  # the reply was read whole: the connection is still in step
@@ -137,6 +145,20 @@ class Commands:
                 pass
 
 
-def _send(conn: Any, args: tuple[Any, ...]) -> Any:
-    conn.send_command(*args)
+def _send(conn: Any, args: tuple[Any, ...], pack: bool) -> Any:
+    packed = _pack(args) if pack else None
+    if packed is None:
+        conn.send_command(*args)
+    else:
+        conn.send_packed_command(packed)
     return conn.read_response()
+
+
+def _pack(args: tuple[Any, ...]) -> list[bytes] | None:
+    """``args`` in the Redis protocol, packed by hiredis in one call (redis-py's packer copies
+    and checks every argument first; text is UTF-8 either way), or None for arguments hiredis
+    refuses."""
+    try:
+        return [_hiredis.pack_command(args)]
+    except TypeError:  # e.g. a memoryview: redis-py converts it
+        return None

@@ -14,6 +14,7 @@ redis-py that no longer keeps ``_sock``) are left as redis-py made them.
 
 from __future__ import annotations
 
+import _socket
 import socket
 import struct
 import sys
@@ -24,12 +25,17 @@ __all__ = ["is_stale", "prepare", "timed_out"]
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("l") == 8
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state, the struct's first byte
-_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_TCP_FAMILIES = (int(socket.AF_INET), int(socket.AF_INET6))
 
 
 def _plain_socket(conn: Any) -> socket.socket | None:
     sock = getattr(conn, "_sock", None)
     return sock if type(sock) is socket.socket else None
+
+
+def _family(sock: socket.socket) -> int:
+    # the C attribute: socket.socket.family converts it to an enum member on every read
+    return int(_socket.socket.family.__get__(sock))
 
 
 def prepare(conn: Any) -> None:
@@ -60,7 +66,7 @@ def is_stale(conn: Any) -> bool:
     """Whether an idle ``conn`` must be reconnected: the server closed it, or data nobody
     asked for waits on it (as redis-py's pool checks on every checkout)."""
     sock = _plain_socket(conn)
-    if sock is not None and _TCP_INFO is not None and sock.family in _TCP_FAMILIES:
+    if sock is not None and _TCP_INFO is not None and _family(sock) in _TCP_FAMILIES:
         try:
             return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] != _TCP_ESTABLISHED
         except OSError:

@@ -106,6 +106,7 @@ class RedisBroker(Broker):
         }
         self._commands = Commands(self._client)
         self._consumers: set[_RedisConsumer] = set()
+        self._keys: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         self._holders: dict[tuple[str, str], _RedisConsumer] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -115,7 +116,14 @@ class RedisBroker(Broker):
         return ":".join((self.namespace, *parts))
 
     def _queue_keys(self, queue: str, *extra: str) -> list[str]:
-        return [self._key("q", queue, part) for part in (*_QUEUE_PARTS, *extra)]
+        """The keys of ``queue``'s parts (ready delayed inflight env info, then ``extra``)."""
+        cached = self._keys.get((queue, extra))
+        if cached is None:  # made once per queue and part list: they are on every hot path
+            cached = [self._key("q", queue, part) for part in (*_QUEUE_PARTS, *extra)]
+            if len(self._keys) >= 4096:  # many one-off queue names: start over
+                self._keys.clear()
+            self._keys[(queue, extra)] = cached
+        return list(cached)
 
     def _publish_keys(self, queue: str) -> list[str]:
         ready, delayed, _, env, info = self._queue_keys(queue)
