@@ -235,3 +235,19 @@ def test_a_finished_task_hands_its_slot_to_the_next_with_one_write_and_running_c
     assert rh.broker.inflight_count("default") == 0  # acked in the script that stored the result
     worker.shutdown(stemnb.WorkerShutdownMode.WARM).result(30)
     assert worker.counters["started"] == worker.counters["succeeded"] == 12
+
+
+def test_tasks_sent_one_at_a_time_are_taken_at_once_not_at_the_next_claim_interval(rh):
+    # a settle that found the queue empty once overruled the consumer's fresher wake-up, and the
+    # next task waited for claim_interval; with a 60 s interval any such wait fails the test
+    broker = stemnb.RedisBroker(REDIS_URL, namespace=rh.namespace, claim_interval=60)
+    worker = stemnb.Worker(broker, rh.registry, rh.backend, concurrency=2, lifecycle=FAST_LIFECYCLE)
+    rh.workers.append(worker)
+    rh.registry.register("one", TaskHandler.inline(lambda ctx, args: args["i"]))
+    worker.start()
+    try:
+        for i in range(400):
+            assert rh.stem.wait_for_task(rh.stem.enqueue("one", {"i": i}), 30).result().payload == i
+    finally:
+        worker.close()
+        broker.close()

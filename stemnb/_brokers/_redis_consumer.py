@@ -137,10 +137,12 @@ class _RedisConsumer(Consumer):
         """Hold ``taken``, leased against ``reserved`` room. When the queues were left empty,
         block on the wake lists (for at most ``sleep`` seconds) before looking again.
 
-        ``quiet``: the caller takes ``taken`` with :meth:`get_leased` itself, so a thread
-        waiting in :meth:`get` is woken only if room is left (or on the wake lists, if any).
+        ``quiet``: another thread's take (a settle that refilled the prefetch), whose caller
+        takes ``taken`` with :meth:`get_leased` itself; a thread waiting in :meth:`get` is woken
+        only if room is left, and its idle state is left alone (only its own take may set it: a
+        wake token it took since could otherwise be overruled by this older news).
         """
-        if drained or not taken:
+        if not quiet and (drained or not taken):
             self._idle_until = time.monotonic() + sleep
         with self._cond:
             self._reserved -= reserved

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .._events import WorkerEventType
 from . import _outcome
-from ._pipeline import Run, begin, check, prerun, running_status, settle_failed
+from ._pipeline import Run, begin, check, running_status, settle_failed
 
 if TYPE_CHECKING:
     from ._active import ActiveTask
@@ -28,9 +29,9 @@ log = logging.getLogger("stemnb.worker")
 def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
     """Settle the succeeded ``task`` together with starting the next leased task in its slot.
 
-    Returns that next task's run (``running`` stored, slot held), or None when there is none
-    that may run now: then ``task`` is still unsettled and settles as usual. Raises what the
-    write raises (the next task is then given back).
+    Returns that next task's run (``running`` stored, slot held; ``run_handed`` runs it), or
+    None when there is none that may run now: then ``task`` is still unsettled and settles as
+    usual. Raises what the write raises (the next task is then given back).
     """
     if not worker._paired.fuses_running or task.abandoned or worker._consumer.stopping:
         return None
@@ -53,8 +54,11 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
         _give_back(worker, nxt)
         raise
     task.slot_held, nxt.slot_held = False, True  # the slot passes to the next task
-    _outcome.succeeded(worker, task, stored, result)
-    prerun(worker, run)
+    try:
+        _outcome.succeeded(worker, task, stored, result)
+    except Exception as exc:  # stored and acked already: report it, the next task still runs
+        log.exception("worker %s: after task %s succeeded", worker.worker_id, task.id)
+        worker.emit(WorkerEventType.ERROR, task, error=exc, data={"where": "settle"})
     return run
 
 

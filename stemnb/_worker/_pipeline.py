@@ -72,6 +72,7 @@ def run_handed(worker: Worker, run: Run) -> Run | None:
     """Run a task handed a slot by the previous one, then settle it (as :func:`handle`)."""
     handed = None
     try:
+        prerun(worker, run)
         handed = _finish(worker, run)
         worker._settle_failures = 0
     except BaseException as exc:
