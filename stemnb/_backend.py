@@ -226,6 +226,21 @@ class Watch:
         self.close()
 
 
+def watch_of(lock: Any, watchers: dict[str, list[Callable[[TaskStatus], None]]], task_id: str,
+             callback: Callable[[TaskStatus], None]) -> Watch:
+    """The Watch for ``callback`` registered in ``watchers[task_id]``: closing it removes that entry under ``lock``."""
+
+    def cancel() -> None:
+        with lock:
+            callbacks = watchers.get(task_id)
+            if callbacks and callback in callbacks:
+                callbacks.remove(callback)
+                if not callbacks:
+                    del watchers[task_id]
+
+    return Watch(cancel)
+
+
 def call_watchers(callbacks: Iterable[Callable[[TaskStatus], None]], status: TaskStatus) -> None:
     """Call each watcher with ``status``; a failing callback is logged and the rest still run."""
     for callback in callbacks:

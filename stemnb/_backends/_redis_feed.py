@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import TaskStatus, Watch, call_watchers
+from .._backend import TaskStatus, Watch, call_watchers, watch_of
 from .._redis_watch import ChannelListener
 
 __all__ = ["StatusFeed"]
@@ -73,16 +73,7 @@ class StatusFeed:
             self._watchers.setdefault(task_id, []).append(callback)
             seen = self._seen.get(task_id) if current else None
         listener.wake()  # it may be reading in bursts while nobody watched
-
-        def cancel() -> None:
-            with self._lock:
-                callbacks = self._watchers.get(task_id)
-                if callbacks and callback in callbacks:
-                    callbacks.remove(callback)
-                    if not callbacks:
-                        del self._watchers[task_id]
-
-        watch = Watch(cancel)
+        watch = watch_of(self._lock, self._watchers, task_id, callback)
         if current:
             self._deliver_current(task_id, callback, seen)
         return watch

@@ -26,6 +26,7 @@ from .._backend import (
     _check_ttl,
     _coerce_state,
     call_watchers,
+    watch_of,
 )
 from .._exceptions import ClosedError
 
@@ -158,16 +159,7 @@ class InMemoryResultBackend(ResultBackend):
         with self._lock:
             self._check_open()
             self._watchers.setdefault(task_id, []).append(callback)
-
-        def cancel() -> None:
-            with self._lock:
-                callbacks = self._watchers.get(task_id)
-                if callbacks and callback in callbacks:
-                    callbacks.remove(callback)
-                    if not callbacks:
-                        del self._watchers[task_id]
-
-        return Watch(cancel)
+        return watch_of(self._lock, self._watchers, task_id, callback)
 
     def list_statuses(
         self,
