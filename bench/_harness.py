@@ -7,6 +7,7 @@ path given on its command line; the driver collects them and renders the tables.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -315,3 +316,24 @@ def write_report(name: str, lines: Sequence[str], out_dir: Path | None = None) -
 def utc_now() -> str:
     """Return the current UTC time as ``YYYY-MM-DD HH:MM UTC``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def cli(description: str, all_systems: Sequence[str], name: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--systems``, ``--quick`` and ``--name``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--systems", default=",".join(all_systems), help="comma-separated subset")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks the harness, not speed"
+    )
+    parser.add_argument("--name", default=name, help="results file prefix")
+    return parser
+
+
+def chosen_systems(parser: argparse.ArgumentParser, raw: str, known: Iterable[str]) -> list[str]:
+    """The systems named in ``raw`` (comma-separated); an unknown one is a usage error."""
+    known = list(known)
+    systems = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in known]
+    if unknown:
+        parser.error(f"unknown systems {unknown}; known: {', '.join(known)}")
+    return systems

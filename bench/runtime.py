@@ -12,7 +12,6 @@ See ``bench/README.md`` for what each workload means.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -417,18 +416,10 @@ def _say(msg: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print and save the report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated subset")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes: checks the harness, not speed"
-    )
+    parser = h.cli(__doc__.splitlines()[0], ALL_SYSTEMS, "runtime")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start children")
-    parser.add_argument("--name", default="runtime", help="results file prefix")
     args = parser.parse_args(argv)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in SYSTEMS]
-    if unknown:
-        parser.error(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
+    systems = h.chosen_systems(parser, args.systems, SYSTEMS)
     _, lines = run(systems, quick=args.quick, cold=not args.no_cold)
     print("\n".join(lines))
     print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)

@@ -12,7 +12,6 @@ It prints a Markdown report and writes it to ``bench/results/tasks-<UTC date-tim
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -152,17 +151,9 @@ def run(systems: Sequence[str], quick: bool = False) -> tuple[dict, list[str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print and save the report."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated subset")
-    parser.add_argument(
-        "--quick", action="store_true", help="tiny sizes: checks the harness, not speed"
-    )
-    parser.add_argument("--name", default="tasks", help="results file prefix")
+    parser = h.cli(__doc__.splitlines()[0], ALL_SYSTEMS, "tasks")
     args = parser.parse_args(argv)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in TASK_SYSTEMS]
-    if unknown:
-        parser.error(f"unknown systems {unknown}; known: {', '.join(TASK_SYSTEMS)}")
+    systems = h.chosen_systems(parser, args.systems, TASK_SYSTEMS)
     _, lines = run(systems, quick=args.quick)
     print("\n".join(lines))
     print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)
