@@ -55,7 +55,7 @@ class Hub:
         with self._lock:
             handler = self._handlers.get(port_id)
         if handler is None:
-            drop(payload)  # closed port: the message is dropped, as in Dart
+            discard(payload)  # closed port: the message is dropped, as in Dart
             return
         try:
             handler(payload)
@@ -95,7 +95,7 @@ class Hub:
                 return
             except OSError:
                 self._drop(address, conn)
-        drop(payload)  # the receiving process is gone
+        discard(payload)  # the receiving process is gone
 
     def _connection(self, address: str) -> tuple[Connection | None, threading.Lock]:
         with self._lock:
@@ -117,11 +117,6 @@ class Hub:
             if self._out.get(address, (None,))[0] is conn:
                 del self._out[address]
         conn.close()
-
-
-def drop(payload: Payload) -> None:
-    """Free what a message nobody will read holds: its segments and those it hands over."""
-    discard(payload)
 
 
 def _owner_pid(address: str) -> int | None:

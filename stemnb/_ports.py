@@ -20,8 +20,8 @@ from typing import Any
 from . import _gate
 from ._exceptions import ClosedError
 from ._future import Future
-from ._hub import drop, hub
-from ._serialize import Payload, dumps, loads
+from ._hub import hub
+from ._serialize import Payload, discard, dumps, loads
 
 
 class SendPort:
@@ -81,7 +81,7 @@ class ReceivePort:
     def _deliver(self, payload: Payload) -> None:
         with self._cond:
             if self._closed:
-                drop(payload)
+                discard(payload)
                 return
             self._queue.append(payload)
             self._cond.notify_all()
@@ -225,7 +225,7 @@ class ReceivePort:
             self._cond.notify_all()
         self._hub.unregister(self._id)
         for payload in dropped:
-            drop(payload)
+            discard(payload)
         for waiter in waiters:
             if waiter.set_running_or_notify_cancel():
                 waiter.set_exception(ClosedError(f"{self!r} is closed"))
@@ -277,7 +277,7 @@ class RawReceivePort(ReceivePort):
 
 def _resolve(waiter: cf.Future, payload: Payload) -> None:
     if not waiter.set_running_or_notify_cancel():
-        drop(payload)
+        discard(payload)
         return
     try:
         waiter.set_result(loads(payload, what="message"))
