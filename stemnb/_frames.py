@@ -21,53 +21,66 @@ _LONG = struct.Struct("!Q")
 class FrameReader:
     """Splits the byte stream of one Connection into its messages.
 
-    Only this reader may read from the connection once it exists (it keeps what it read ahead).
+    Reads go into one buffer kept for the reader's life (a fresh 256 KiB ``bytes`` per read would
+    cost an ``mmap``, an ``mremap`` and an ``munmap`` each time). Only this reader may read from the
+    connection once it exists (it keeps what it read ahead).
     """
 
     def __init__(self, conn: Connection) -> None:
         self._fd = conn.fileno()
-        self._buf = bytearray()
-        self._frames: list[bytes | bytearray] = []
+        self._area = bytearray(_CHUNK)
+        self._view = memoryview(self._area)
+        self._start = 0  # the first byte not yet handed out
+        self._end = 0  # the end of what was read
 
     def read(self) -> list[bytes | bytearray]:
         """Every complete message received so far, waiting for at least one.
 
         Raises EOFError when the other end has closed the connection, OSError on a broken one.
         """
-        while not self._frames:
-            data = os.read(self._fd, _CHUNK)
-            if not data:
+        while True:
+            frames = self._split()
+            if frames:
+                return frames
+            if self._start == self._end:
+                self._start = self._end = 0
+            elif self._end == _CHUNK:  # a partial message at the end of the buffer: move it to the front
+                self._area[:self._end - self._start] = self._area[self._start:self._end]
+                self._start, self._end = 0, self._end - self._start
+            n = os.readv(self._fd, [self._view[self._end:]])
+            if n == 0:
                 raise EOFError("the connection was closed")
-            self._buf += data
-            self._split()
-        frames, self._frames = self._frames, []
-        return frames
+            self._end += n
 
-    def _split(self) -> None:
-        buf, pos = self._buf, 0
-        while len(buf) - pos >= 4:
-            (size,) = _SHORT.unpack_from(buf, pos)
+    def _split(self) -> list[bytes | bytearray]:
+        area, pos, end = self._area, self._start, self._end
+        frames: list[bytes | bytearray] = []
+        while end - pos >= 4:
+            (size,) = _SHORT.unpack_from(area, pos)
             head = 4
             if size == -1:
-                if len(buf) - pos < 12:
+                if end - pos < 12:
                     break
-                (size,) = _LONG.unpack_from(buf, pos + 4)
+                (size,) = _LONG.unpack_from(area, pos + 4)
                 head = 12
             start = pos + head
-            if len(buf) - start < size:
-                if size > _CHUNK:
-                    self._frames.append(self._read_rest(buf, start, size))
-                    pos = len(buf)
+            if end - start < size:
+                if head + size > _CHUNK:  # it can never fit: read the rest straight into its own buffer
+                    frames.append(self._read_rest(start, size))
+                    pos = end
                 break
-            self._frames.append(bytes(buf[start:start + size]))
+            frames.append(bytes(area[start:start + size]))
             pos = start + size
-        del buf[:pos]
+        self._start = pos
+        if pos == end:
+            self._start = self._end = 0
+        return frames
 
-    def _read_rest(self, buf: bytearray, start: int, size: int) -> bytearray:
+    def _read_rest(self, start: int, size: int) -> bytearray:
         """A large message: read its remainder straight into place instead of chunk by chunk."""
         frame = bytearray(size)
-        have = len(buf) - start
-        frame[:have] = buf[start:]
+        have = self._end - start
+        frame[:have] = self._view[start:self._end]
         view = memoryview(frame)
         while have < size:
             n = os.readv(self._fd, [view[have:]])

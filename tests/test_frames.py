@@ -61,3 +61,17 @@ def test_reading_after_the_other_end_closed_raises_eoferror(pipe):
     assert [bytes(f) for f in reader.read()] == [b"last"]
     with pytest.raises(EOFError):
         reader.read()
+
+
+def test_messages_that_straddle_the_read_buffer_arrive_whole_and_in_order(pipe):
+    sender, receiver = pipe
+    sizes = [100_000, 3, 150_000, 70_000, 250_000, 262_140, 1, 262_144, 5]  # around the 256 KiB buffer
+    messages = [bytes([i % 251]) * size for i, size in enumerate(sizes * 3)]
+    thread = threading.Thread(target=lambda: [sender.send_bytes(m) for m in messages])
+    thread.start()
+    reader = FrameReader(receiver)
+    got = []
+    while len(got) < len(messages):
+        got.extend(bytes(f) for f in reader.read())
+    thread.join()
+    assert got == messages
