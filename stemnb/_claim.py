@@ -17,7 +17,7 @@ from typing import Any
 from ._exceptions import SharedMemoryError
 from ._shm import Segment
 
-RING = 64  #: pipelining depth must stay below this
+RING = 256  #: pipelining depth must stay below this
 
 
 class ClaimBoard:

@@ -88,6 +88,9 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
     return tuple(sorted(_extract_code_globals(code)))
 
 
+_HEAD = operator.attrgetter("__name__", "__qualname__", "__module__", "__doc__", "__defaults__")
+
+
 def _captured(fn: types.FunctionType, names: tuple[str, ...]) -> tuple | None:
     """Every object the pickled function depends on, flat, in a fixed order; None if it has attributes.
 
@@ -96,16 +99,18 @@ def _captured(fn: types.FunctionType, names: tuple[str, ...]) -> tuple | None:
     """
     if fn.__dict__:
         return None
+    closure = fn.__closure__
     try:
-        closure = [cell.cell_contents for cell in fn.__closure__ or ()]
+        cells = tuple([cell.cell_contents for cell in closure]) if closure else ()
     except ValueError:  # an empty cell (a variable assigned later): leave it to cloudpickle
         return None
-    kwdefaults = fn.__kwdefaults__ or {}
+    kwdefaults = fn.__kwdefaults__
     annotations = fn.__annotations__
     g = fn.__globals__
-    return (fn.__name__, fn.__qualname__, fn.__module__, fn.__doc__, fn.__defaults__,
-            len(kwdefaults), *_flat(kwdefaults), len(annotations), *_flat(annotations),
-            len(closure), *closure, *[g.get(name, _MISSING) for name in names])
+    return (*_HEAD(fn), len(cells), *cells,
+            *((len(kwdefaults), *_flat(kwdefaults)) if kwdefaults else (0,)),
+            *((len(annotations), *_flat(annotations)) if annotations else (0,)),
+            *[g.get(name, _MISSING) for name in names])
 
 
 def _flat(mapping: dict) -> list:

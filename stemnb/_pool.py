@@ -40,13 +40,13 @@ from ._pool_records import _Call, _Worker
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason, PoolStatistics
 from ._process import start_child, wait_connected
 from ._runtime import ensure_started, track_closeable
-from ._serialize import Payload, discard, dumps
+from ._serialize import Payload, discard, dumps_call
 from ._shm import SegmentCache, SegmentRef, sweep_pid
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
 _MAX_SPAWN_FAILURES = 3
-PIPELINE_DEPTH = 4  #: calls a busy worker may hold while the pool has a backlog
+PIPELINE_DEPTH = 32  #: calls a busy worker may hold while the pool has a backlog
 
 
 class IsolatePool:
@@ -142,7 +142,7 @@ class IsolatePool:
 
     def _dump_call(self, fn: Callable, args: tuple, kwargs: dict) -> Payload:
         try:
-            return dumps((fn, args, kwargs), what="call", cache=self._cache)
+            return dumps_call(fn, args, kwargs, cache=self._cache)
         except SerializationError as exc:
             raise _blame(fn, args, kwargs, exc) from exc.__cause__
 

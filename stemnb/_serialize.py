@@ -84,6 +84,10 @@ _PLAIN_TYPES = frozenset({tuple, list, dict, set, frozenset, bytearray, complex,
 _SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
 
 
+def _plain_scalars(values: Any) -> bool:
+    return all(type(v) in _SCALARS for v in values)
+
+
 class Payload(NamedTuple):
     """A pickled object, the out-of-band buffers it refers to (in order), and the segment names it hands over.
 
@@ -137,6 +141,32 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
     finally:
         transit, _collecting.names = tuple(_collecting.names), outer
     return Payload(out.getvalue(), tuple(buffers), transit)
+
+
+def dumps_call(fn: Callable, args: tuple, kwargs: dict, *, cache: SegmentCache | None = None) -> Payload:
+    """Pickle the call ``fn(*args, **kwargs)`` as the tuple ``(fn, args, kwargs)``; load it with :func:`loads_call`.
+
+    The common call (a notebook function cloudpickle would send by value, whose blob is cached, with
+    scalar arguments) is pickled by the C pickler alone, with the function as its blob (``bytes``,
+    which no callable is), in a sixth of the time cloudpickle takes.
+    """
+    if type(fn) is types.FunctionType and _plain_scalars(args) and (not kwargs or _plain_scalars(kwargs.values())):
+        reduced = reduce_function(fn, _dump_plain)
+        if reduced is not None:
+            return Payload(pickle.dumps((reduced[1][0], args, kwargs), protocol=5))
+    return dumps((fn, args, kwargs), what="call", cache=cache)
+
+
+def loads_call(payload: Payload | tuple, *, writable: bool = False,
+               on_release: Callable[[str], None] | None = None) -> tuple[Callable, tuple, dict]:
+    """``(fn, args, kwargs)`` of a call made by :func:`dumps_call`; raises SerializationError like :func:`loads`."""
+    fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=on_release)
+    if type(fn) is bytes:
+        try:
+            fn = _rebuild(fn)
+        except Exception as exc:
+            raise SerializationError(_describe("unpickle", "arguments", None, exc), "arguments") from exc
+    return fn, args, kwargs
 
 
 def _to_segment(view: memoryview, cache: SegmentCache | None) -> SegmentRef | None:

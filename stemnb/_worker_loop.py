@@ -28,7 +28,7 @@ from ._exceptions import SerializationError
 from ._frames import FrameReader
 from ._output import ForwardStream
 from ._runtime import rss_bytes
-from ._serialize import Payload, dumps, loads
+from ._serialize import Payload, dumps, loads_call
 from ._shm import SegmentCache
 
 
@@ -116,7 +116,7 @@ def _take(items: list[str]) -> list[str]:
 def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writable: bool,
               track_rss: bool) -> tuple:
     try:
-        fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=released.append)
+        fn, args, kwargs = loads_call(payload, writable=writable, on_release=released.append)
         result = fn(*args, **kwargs)
         if isinstance(result, types.CoroutineType):
             import asyncio  # only processes that run async functions pay for asyncio

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
 import types
 
 import pytest
 
 import stemnb
 from stemnb import _fnpickle
-from stemnb._serialize import dumps, loads
+from stemnb._exceptions import SerializationError
+from stemnb._serialize import Payload, dumps, dumps_call, loads, loads_call
 
 
 def notebook_function(source: str, name: str, **namespace: object) -> types.FunctionType:
@@ -123,3 +125,28 @@ def test_pool_calls_of_a_global_assigning_function_do_not_see_each_others_writes
     fn = notebook_function("n = 0\ndef bump():\n    global n\n    n += 1\n    return n\n", "bump")
     with stemnb.IsolatePool(1) as pool:
         assert [pool.run(fn).result() for _ in range(3)] == [1, 1, 1]
+
+
+def test_a_call_with_scalar_arguments_travels_as_the_function_blob_and_loads_as_a_fresh_copy():
+    fn = notebook_function("def f(x, *, y):\n    return x + y\n", "f")
+    payload = dumps_call(fn, (1,), {"y": 2.5})
+    assert pickle.loads(payload.data)[0] == _fnpickle._entries[id(fn)].blob  # the C pickler's tuple
+    first, args, kwargs = loads_call(payload)
+    second = loads_call(dumps_call(fn, (1,), {"y": 2.5}))[0]
+    assert first is not second and first(*args, **kwargs) == 3.5
+
+
+def test_a_call_with_other_arguments_or_an_uncacheable_function_goes_through_cloudpickle():
+    fn = notebook_function("def f(x):\n    return len(x)\n", "f")
+    fn_list, args, _ = loads_call(dumps_call(fn, ([1, 2, 3],), {}))
+    assert fn_list(*args) == 3
+    mutable = notebook_function("def g():\n    return sum(L)\n", "g", L=[1, 2])
+    payload = dumps_call(mutable, (), {})
+    assert not isinstance(pickle.loads(payload.data)[0], bytes)
+    assert loads_call(payload)[0]() == 3
+
+
+def test_a_corrupt_function_blob_is_a_serialization_error():
+    payload = Payload(pickle.dumps((b"not a pickle", (), {}), protocol=5))
+    with pytest.raises(SerializationError, match="cannot unpickle the arguments"):
+        loads_call(payload)
