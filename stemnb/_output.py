@@ -129,15 +129,18 @@ class Origin:
             target.reset_thread_parent(token)
 
 
+_NOWHERE = Origin(None, None)  # outside a kernel every submission has the same origin
+
+
 def capture_origin() -> Origin:
     """Remember where output of work submitted now belongs."""
     shell = _kernel_shell()
-    parent = None
-    if shell is not None:
-        try:
-            parent = shell.kernel.get_parent()
-        except Exception:  # noqa: BLE001
-            parent = getattr(shell, "parent_header", None)
+    if shell is None:
+        return _NOWHERE
+    try:
+        parent = shell.kernel.get_parent()
+    except Exception:  # noqa: BLE001
+        parent = getattr(shell, "parent_header", None)
     return Origin(parent, shell)
 
 

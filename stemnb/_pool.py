@@ -10,6 +10,7 @@ shared-memory segments the pool and its processes reuse.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import pickle
 import threading
@@ -47,6 +48,10 @@ from ._timers import call_later
 _pool_ids = itertools.count(1)
 _MAX_SPAWN_FAILURES = 3
 PIPELINE_DEPTH = 32  #: calls a busy worker may hold while the pool has a backlog
+
+
+def _load(worker: _Worker) -> int:
+    return len(worker.inflight)
 
 
 class IsolatePool:
@@ -169,32 +174,40 @@ class IsolatePool:
     def _pump_locked(self) -> None:
         """Hand queued calls to workers; the calls one worker gets travel in one message."""
         batches: dict[_Worker, list[_Call]] = {}
+        ready: list[_Worker] | None = None  # busy workers that may take more, found once per pump
         while self._queue and self._state in ("running", "closing"):
             call = self._queue[0]
-            worker = self._pick_worker(call)
-            if worker is None:
-                break
+            if not call.started and call.future.cancelled():  # cancelled while queued: drop it
+                self._queue.popleft()
+                discard(call.payload, self._cache)
+                self._counts["cancelled"] += 1
+                continue
+            if self._idle:
+                worker = self._idle.pop()
+            elif call.timeout is not None or len(self._queue) < 2:
+                break  # a time limit counts from the start: only an idle worker starts it at once
+            else:
+                if ready is None:
+                    ready = [w for w in self._workers if w.state == "busy" and w.stop_reason is None
+                             and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
+                if not ready:
+                    break
+                worker = min(ready, key=_load)  # with a backlog: the least-loaded busy one
+                if len(worker.inflight) + 1 >= PIPELINE_DEPTH:
+                    ready.remove(worker)
             self._queue.popleft()
             if not call.started:
-                if not call.future.set_running_or_notify_cancel():
+                if not call.future.set_running_or_notify_cancel():  # cancelled just now: keep the worker
                     discard(call.payload, self._cache)
                     self._counts["cancelled"] += 1
+                    if worker.state != "busy":
+                        self._idle.append(worker)
                     continue
                 call.started = True
             self._assign_locked(worker, call)
             batches.setdefault(worker, []).append(call)
         for worker, calls in batches.items():
             self._send_calls_locked(worker, calls)
-
-    def _pick_worker(self, call: _Call) -> _Worker | None:
-        """An idle worker; or, with a backlog, the least-loaded busy one that may take more."""
-        if self._idle:
-            return self._idle.pop()
-        if call.timeout is not None or len(self._queue) < 2:
-            return None  # a time limit counts from the start: only an idle worker starts it at once
-        ready = [w for w in self._workers if w.state == "busy" and w.stop_reason is None
-                 and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
-        return min(ready, key=lambda w: len(w.inflight)) if ready else None
 
     def _assign_locked(self, worker: _Worker, call: _Call) -> None:
         """Make ``call`` the worker's (book-keeping only: :meth:`_send_calls_locked` sends it)."""
@@ -204,8 +217,9 @@ class IsolatePool:
         worker.seq += 1
         call.seq = worker.seq
         worker.inflight.append(call)
-        worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
-        call.future._set_stopper(lambda: self._stop_call(worker, call))
+        if call.payload.buffers:
+            worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
+        call.future._set_stopper(functools.partial(self._stop_call, worker, call))
         if call.timeout is not None:
             call.timer = call_later(call.timeout, lambda: self._time_out(worker, call))
 

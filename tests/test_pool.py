@@ -178,6 +178,18 @@ def test_calls_queued_behind_a_busy_process_are_sent_ahead_together_and_a_cancel
             port.receive(0.2)  # c never ran
 
 
+def test_a_cancelled_queued_call_does_not_cost_the_pool_its_process(port):
+    with stemnb.IsolatePool(1) as pool:
+        a = pool.run(_gated, port.send_port, "a")
+        _, gate = port.receive(30)
+        queued = pool.run(abs, -5)
+        assert queued.cancel()
+        gate.send(None)
+        assert a.result(30) == "a"
+        assert pool.run(abs, -2).result(30) == 2  # the process freed by "a" still takes calls
+        assert pool.statistics().cancelled == 1
+
+
 def test_an_idle_process_takes_back_a_call_waiting_inside_a_busy_one(port):
     with stemnb.IsolatePool(2) as pool:
         x1 = pool.run(_gated, port.send_port, "x1")
