@@ -64,9 +64,26 @@ class PairedWrites:
         return stored
 
 
+class InProcessPairedWrites(PairedWrites):
+    """Paired writes on the in-memory broker and backend: plain calls, each a few microseconds.
+
+    With writes this cheap, settling a finished task and starting the next in its slot from the
+    same runner thread (``_worker._handover``) beats freeing the slot for another runner to wake
+    and take: the next task starts sooner and no thread hand-off is paid.
+    """
+
+    fuses_running = True
+
+
 def paired_writes(broker: Broker, backend: ResultBackend) -> PairedWrites:
     """The paired writes for ``broker`` and ``backend``: one script per pair when both are the
-    Redis parts of stemnb on one Redis database, else two calls."""
+    Redis parts of stemnb on one Redis database, plain calls in one go when both are in memory,
+    else two calls."""
+    from ._backends.memory import InMemoryResultBackend
+    from ._brokers.memory import InMemoryBroker
+
+    if type(broker) is InMemoryBroker and type(backend) is InMemoryResultBackend:
+        return InProcessPairedWrites(broker, backend)
     database = _redis_database(broker)
     if database is not None and database == _redis_database(backend):
         from ._redis_paired import redis_paired_writes
