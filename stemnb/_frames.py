@@ -9,6 +9,7 @@ when there is only one. It reads Connection's own framing (a 4-byte big-endian l
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from multiprocessing.connection import Connection
@@ -22,13 +23,14 @@ class FrameReader:
     """Splits the byte stream of one Connection into its messages.
 
     Reads go into one buffer kept for the reader's life (a fresh 256 KiB ``bytes`` per read would
-    cost an ``mmap``, an ``mremap`` and an ``munmap`` each time). Only this reader may read from the
-    connection once it exists (it keeps what it read ahead).
+    cost an ``mmap``, an ``mremap`` and an ``munmap`` each time). The buffer is an anonymous
+    mapping, so only the pages a burst of messages reached take memory, not all 256 KiB. Only
+    this reader may read from the connection once it exists (it keeps what it read ahead).
     """
 
     def __init__(self, conn: Connection) -> None:
         self._fd = conn.fileno()
-        self._area = bytearray(_CHUNK)
+        self._area = mmap.mmap(-1, _CHUNK)
         self._view = memoryview(self._area)
         self._start = 0  # the first byte not yet handed out
         self._end = 0  # the end of what was read
