@@ -10,7 +10,7 @@ from redis_support import drop_namespace as _drop
 
 import stemnb
 from stemnb import Envelope, TaskState, TaskStatus
-from stemnb._paired import PairedWrites, paired_writes
+from stemnb._paired import InProcessPairedWrites, PairedWrites, paired_writes
 from stemnb._redis_paired import RedisPairedWrites
 
 redis = pytest.importorskip("redis")
@@ -45,14 +45,17 @@ def test_parts_on_one_redis_database_write_in_one_script(parts):
     assert isinstance(paired_writes(*parts), RedisPairedWrites)
 
 
-def test_parts_on_different_databases_or_in_memory_write_in_two_calls(parts):
+def test_parts_on_different_databases_or_mixed_write_in_two_calls_and_in_memory_ones_hand_over(parts):
     broker, backend = parts
     elsewhere = stemnb.RedisResultBackend(_other_database(REDIS_URL), namespace=backend.namespace)
     try:
         assert type(paired_writes(broker, elsewhere)) is PairedWrites
+        assert type(paired_writes(stemnb.InMemoryBroker(), elsewhere)) is PairedWrites
     finally:
         elsewhere.close()
-    assert type(paired_writes(stemnb.InMemoryBroker(), stemnb.InMemoryResultBackend())) is PairedWrites
+    in_memory = paired_writes(stemnb.InMemoryBroker(), stemnb.InMemoryResultBackend())
+    assert type(in_memory) is InProcessPairedWrites and in_memory.fuses_running
+    assert not PairedWrites.fuses_running
 
 
 def test_a_backend_subclass_that_overrides_set_gets_its_override_called(parts):
