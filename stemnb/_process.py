@@ -169,14 +169,18 @@ def _on_spawner(job: Callable[[], Any]) -> _CFuture:
 
 
 def _process_class() -> type:
-    """loky's Process, except that a closed or broken ``sys.stdout`` cannot stop it from starting.
+    """loky's Process, with two differences in how it starts.
 
-    loky flushes the standard streams before it starts a process and lets any error escape; a
-    notebook whose ``sys.stdout`` was closed or replaced by a broken object would never get a
-    process again. The flush is kept, but its errors are ignored (as ``multiprocessing`` does).
+    * A closed or broken ``sys.stdout`` cannot stop a start: loky flushes the standard streams
+      first and lets any error escape, so a notebook whose ``sys.stdout`` was closed or replaced
+      would never get a process again. The flush is kept; its errors are ignored (as
+      ``multiprocessing`` does).
+    * No ``multiprocessing`` resource tracker is started for it (see :func:`_skip_mp_tracker`).
     """
     from loky.backend.popen_loky_posix import Popen
     from loky.backend.process import LokyProcess
+
+    _skip_mp_tracker()
 
     class _Popen(Popen):
         __module__ = Popen.__module__  # loky runs the child as ``python -m <this module>``
@@ -191,12 +195,41 @@ def _process_class() -> type:
             self._fds: list[int] = []
             self._launch(process_obj)
 
+        def duplicate_for_child(self, fd: int | None) -> int | None:
+            if fd is None:  # multiprocessing's tracker, not started for stemnb's processes
+                return None
+            return super().duplicate_for_child(fd)
+
     class _Process(LokyProcess):
         @staticmethod
         def _Popen(process_obj: Any) -> _Popen:
             return _Popen(process_obj)
 
     return _Process
+
+
+def _skip_mp_tracker() -> None:
+    """Keep loky from starting ``multiprocessing``'s resource tracker for stemnb's processes.
+
+    loky starts that second tracker process before every child so children can unpickle the
+    stdlib's ``SharedMemory`` objects (loky#242). stemnb's shared memory is tracked by loky's own
+    tracker, so the extra process only cost a Python start at the first spawn and ~7 MB of
+    memory. The skip applies on the spawner thread alone, while that tracker is not running;
+    anything else that needs it starts it as usual, and a child that needs it starts its own.
+    """
+    from multiprocessing.resource_tracker import _resource_tracker as tracker
+
+    if getattr(tracker.ensure_running, "_stemnb_skip", False):
+        return
+    ensure_running = tracker.ensure_running
+
+    def ensure_unless_spawning() -> None:
+        if threading.current_thread() is _spawner and getattr(tracker, "_fd", None) is None:
+            return
+        ensure_running()
+
+    ensure_unless_spawning._stemnb_skip = True  # type: ignore[attr-defined]
+    tracker.ensure_running = ensure_unless_spawning  # type: ignore[method-assign]
 
 
 def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -> _CFuture:

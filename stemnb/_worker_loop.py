@@ -122,7 +122,7 @@ def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writab
             import asyncio  # only processes that run async functions pay for asyncio
 
             result = asyncio.run(result)
-        fn = args = kwargs = None  # drop references so argument segments are released now
+        del fn, args, kwargs  # drop references so argument segments are released now
     except BaseException as exc:  # noqa: BLE001 - every failure travels back
         return error_reply(exc)
     rss = rss_bytes() if track_rss else 0

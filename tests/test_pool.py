@@ -58,6 +58,25 @@ def test_functions_defined_in_a_file_less_main_work_as_in_a_notebook():
     assert "resource_tracker" not in out.stderr
 
 
+def test_starting_processes_does_not_start_multiprocessings_resource_tracker_but_user_code_still_can():
+    script = textwrap.dedent("""
+        from multiprocessing import resource_tracker, shared_memory
+        import stemnb
+        with stemnb.IsolatePool(2) as p:
+            p.run(abs, -1).result(60)
+            print("mp tracker started:", resource_tracker._resource_tracker._pid is not None)
+            shm = shared_memory.SharedMemory(create=True, size=16)  # the user's own use starts it
+            shm.close()
+            shm.unlink()
+            print("mp tracker started:", resource_tracker._resource_tracker._pid is not None)
+            print(p.run(abs, -2).result(60))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["mp tracker started: False", "mp tracker started: True", "2"]
+    assert "resource_tracker" not in out.stderr and "leaked" not in out.stderr
+
+
 def test_future_is_awaitable(pool):
     async def main():
         return await pool.run(sum, [1, 2, 3])
