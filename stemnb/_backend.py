@@ -85,6 +85,8 @@ def _check_expected(expected: object) -> None:
 
 
 def _coerce_state(state: TaskState | str) -> TaskState:
+    if type(state) is TaskState:  # the common case, without the enum lookup
+        return state
     try:
         return TaskState(state)
     except ValueError:
