@@ -104,6 +104,11 @@ class Payload(NamedTuple):
 _collecting = threading.local()
 
 
+def collecting_transit() -> bool:
+    """Whether :func:`dumps` is pickling on this thread (so a name handed over can be recorded)."""
+    return getattr(_collecting, "names", None) is not None
+
+
 def note_transit(name: str) -> None:
     """Record that the object being pickled by :func:`dumps` hands segment ``name`` to the receiver."""
     names = getattr(_collecting, "names", None)

@@ -18,7 +18,7 @@ from typing import Any, SupportsIndex
 
 from ._exceptions import ClosedError, SharedMemoryError
 from ._hub import hand_over
-from ._serialize import note_transit
+from ._serialize import collecting_transit, note_transit
 from ._session import current_session
 from ._shm import SHM_DIR, Segment, link_for_transit, unlink_foreign
 
@@ -82,11 +82,14 @@ def _shared_class() -> type:
                     return np.asarray(self).__reduce__()
                 name, nbytes, base_addr, _keep = seg
                 offset = self.__array_interface__["data"][0] - base_addr
-                # the receiver gets a name of its own, so the memory outlives this process's views
-                # (a pool worker returning an array it made drops it right after sending)
+                layout = (nbytes, offset, self.shape, self.dtype.str, self.strides)
+                if not collecting_transit():  # pickled by hand: refer to the memory, leave no name behind
+                    return (_attach_shared, (name, *layout, False))
+                # sent by stemnb: the receiver gets a name of its own, so the memory outlives this
+                # process's views (a pool worker returning an array it made drops it right after sending)
                 transit = link_for_transit(name)
                 note_transit(transit)
-                return (_attach_shared, (transit, nbytes, offset, self.shape, self.dtype.str, self.strides))
+                return (_attach_shared, (transit, *layout))
 
             def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
                 return self.__reduce__()
@@ -128,9 +131,11 @@ def shared_array(shape: int | tuple[int, ...], dtype: Any = "float64", *, fill: 
     return arr
 
 
-def _attach_shared(name: str, nbytes: int, offset: int, shape: tuple, dtype: str, strides: tuple) -> Any:
+def _attach_shared(name: str, nbytes: int, offset: int, shape: tuple, dtype: str, strides: tuple,
+                   owned: bool = True) -> Any:
+    """Map a received shared array; an ``owned`` name (stemnb's hand-over) is unlinked with the last view."""
     m = _map(name, nbytes, private=False)
-    return _wrap(m, _Held(name, m), name, nbytes, offset, shape, dtype, strides)
+    return _wrap(m, _Held(name, m) if owned else m, name, nbytes, offset, shape, dtype, strides)
 
 
 class TransferableTypedData:

@@ -208,6 +208,21 @@ def test_shared_array_pickles_as_a_reference_whatever_its_size():
     assert abs(len(cloudpickle.dumps(large)) - len(cloudpickle.dumps(small))) < 64
 
 
+def test_a_shared_array_pickled_by_hand_refers_to_its_memory_and_leaves_no_extra_name():
+    before = set(session_segments())
+    sa = stemnb.shared_array(100, fill=2.0)
+    data = pickle.dumps(sa)
+    assert len(new_segments(before)) == 1  # no second name made for a pickle nobody may load
+    loaded = pickle.loads(data)
+    loaded[0] = 5.0
+    assert sa[0] == 5.0 and float(loaded.sum()) == 203.0  # the same memory
+    del loaded
+    assert len(new_segments(before)) == 1  # dropping the loaded view leaves the creator's name
+    assert float(sa.sum()) == 203.0
+    del sa
+    assert new_segments(before) == set()
+
+
 def test_a_shared_array_segment_is_unlinked_when_its_last_view_is_dropped():
     before = set(session_segments())
     sa = stemnb.shared_array((64, 64), dtype="int32", fill=3)
