@@ -390,3 +390,18 @@ def test_a_malformed_task_meta_dead_letters_once_instead_of_looping(h, meta):
     assert status.state is TaskState.FAILED and status.error["type"] == "MalformedEnvelopeError"
     [entry] = h.dead_letters()
     assert entry.reason == "malformed-envelope" and ran == []
+
+
+def _sum_then_retry_once(ctx, args):
+    total = float(args["a"].sum())
+    if ctx.attempt == 0:
+        ctx.retry(countdown=0.01)
+    return total
+
+
+def test_a_shared_array_in_cloudpickled_args_is_read_again_on_a_retry(h):
+    h.registry.register("t", TaskHandler(_sum_then_retry_once, TaskOptions(max_retries=1)))
+    h.worker()
+    shared = stemnb.shared_array(1000, fill=2.0)
+    status = h.wait(h.stem.enqueue("t", {"a": shared}, args_encoder="cloudpickle"), 60)
+    assert (status.state, status.attempt, status.payload) == (TaskState.SUCCEEDED, 1, 2000.0)
