@@ -9,6 +9,7 @@ processes and machines.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -158,12 +159,17 @@ class Envelope:
         for required in ("id", "name"):
             if required not in data:
                 raise MalformedEnvelopeError(f"envelope dict has no {required!r} field")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _field_names(cls)
         kwargs = {k: v for k, v in data.items() if k in names and v is not None}
         for optional in ("not_before", "visibility_timeout"):
             if optional in data:
                 kwargs[optional] = data[optional]
         return cls(**kwargs)
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
@@ -189,10 +190,14 @@ def epoch_seconds(value: _dt.datetime | float | int) -> float:
     return float(value)
 
 
+@functools.cache
+def _enqueue_option_names() -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(TaskEnqueueOptions))
+
+
 def options_from_mapping(data: Mapping[str, Any]) -> TaskEnqueueOptions:
     """Build enqueue options from a plain mapping (keyword arguments of ``Stem.enqueue``)."""
-    fields = {f.name for f in dataclasses.fields(TaskEnqueueOptions)}
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(set(data) - _enqueue_option_names())
     if unknown:
         raise TypeError(f"unknown enqueue option(s): {', '.join(unknown)}")
     return TaskEnqueueOptions(**data)
