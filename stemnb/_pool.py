@@ -174,7 +174,7 @@ class IsolatePool:
     def _pump_locked(self) -> None:
         """Hand queued calls to workers; the calls one worker gets travel in one message."""
         batches: dict[_Worker, list[_Call]] = {}
-        ready: list[_Worker] | None = None  # busy workers that may take more, found once per pump
+        ready: list[_Worker] = []  # busy workers that may take more, found once per pump
         while self._queue and self._state in ("running", "closing"):
             call = self._queue[0]
             if not call.started and call.future.cancelled():  # cancelled while queued: drop it
@@ -182,19 +182,9 @@ class IsolatePool:
                 discard(call.payload, self._cache)
                 self._counts["cancelled"] += 1
                 continue
-            if self._idle:
-                worker = self._idle.pop()
-            elif call.timeout is not None or len(self._queue) < 2:
-                break  # a time limit counts from the start: only an idle worker starts it at once
-            else:
-                if ready is None:
-                    ready = [w for w in self._workers if w.state == "busy" and w.stop_reason is None
-                             and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
-                if not ready:
-                    break
-                worker = min(ready, key=_load)  # with a backlog: the least-loaded busy one
-                if len(worker.inflight) + 1 >= PIPELINE_DEPTH:
-                    ready.remove(worker)
+            worker = self._pick_worker(call, ready)
+            if worker is None:
+                break
             self._queue.popleft()
             if not call.started:
                 if not call.future.set_running_or_notify_cancel():  # cancelled just now: keep the worker
@@ -208,6 +198,25 @@ class IsolatePool:
             batches.setdefault(worker, []).append(call)
         for worker, calls in batches.items():
             self._send_calls_locked(worker, calls)
+
+    def _pick_worker(self, call: _Call, ready: list[_Worker]) -> _Worker | None:
+        """An idle worker; or, with a backlog, the least-loaded busy one that may take more.
+
+        ``ready`` caches the busy workers that may take more for the rest of one pump.
+        """
+        if self._idle:
+            return self._idle.pop()
+        if call.timeout is not None or len(self._queue) < 2:
+            return None  # a time limit counts from the start: only an idle worker starts it at once
+        if not ready:
+            ready += [w for w in self._workers if w.state == "busy" and w.stop_reason is None
+                      and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
+        if not ready:
+            return None
+        worker = min(ready, key=_load)
+        if len(worker.inflight) + 1 >= PIPELINE_DEPTH:
+            ready.remove(worker)
+        return worker
 
     def _assign_locked(self, worker: _Worker, call: _Call) -> None:
         """Make ``call`` the worker's (book-keeping only: :meth:`_send_calls_locked` sends it)."""
