@@ -1,0 +1,95 @@
+"""The isolate-pattern notebooks: built from notebooks/patterns/build.py, committed with clean outputs.
+
+One notebook per core pattern of the Dart isolate catalogue. Their outputs are checked by the
+nbval run in tests/test_notebooks.py (it collects notebooks/ recursively); these tests keep the
+committed files honest and the list complete.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+PATTERNS = Path(__file__).resolve().parent.parent / "notebooks" / "patterns"
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("notebooks_patterns_build", PATTERNS / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = load_build()
+
+EXPECTED = [
+    "01_basic_isolate_run.ipynb",
+    "02_heavy_task.ipynb",
+    "03_passing_data.ipynb",
+    "04_spawn_send_receive_ports.ipynb",
+    "05_bidirectional_communication.ipynb",
+    "06_multiple_isolates_in_parallel.ipynb",
+    "07_error_handling.ipynb",
+    "08_error_port.ipynb",
+    "09_exit_port.ipynb",
+    "10_pausing_and_resuming.ipynb",
+    "11_killing_isolates.ipynb",
+    "12_command_pattern.ipynb",
+    "13_isolate_pool.ipynb",
+    "14_streaming_data.ipynb",
+    "15_isolate_with_timeout.ipynb",
+    "16_debugging_names.ipynb",
+    "17_transferable_types.ipynb",
+]
+
+
+def test_every_listed_pattern_has_a_build_entry_and_a_committed_notebook():
+    assert list(BUILD.NOTEBOOKS) == EXPECTED
+    committed = sorted(p.name for p in PATTERNS.glob("*.ipynb"))
+    assert committed == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_committed_pattern_notebook_matches_its_build_script(name):
+    nb = nbformat.read(PATTERNS / name, as_version=4)
+    expected = list(BUILD.NOTEBOOKS[name])
+    actual = [(BUILD.MD if c.cell_type == "markdown" else BUILD.PY, c.source) for c in nb.cells]
+    assert actual == expected, f"{name} is stale: run python notebooks/patterns/build.py {name[:2]}"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_pattern_notebook_starts_with_an_intro_and_every_code_cell_ran_cleanly(name):
+    nb = nbformat.read(PATTERNS / name, as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run top to bottom once"
+    for cell in code:
+        for out in cell.outputs:
+            assert out.output_type != "error", cell.source
+            assert not (out.output_type == "stream" and out.name == "stderr"), (cell.source, out.text)
+
+
+def test_pattern_notebooks_print_no_unsanitised_process_ids():
+    """Outputs are compared by nbval; a pid only passes when written as ``pid=N`` (sanitize.cfg)."""
+    for name in EXPECTED:
+        nb = nbformat.read(PATTERNS / name, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+                assert "(pid " not in text and "pid:" not in text, (name, text)
+
+
+def test_nbval_collects_the_pattern_notebooks():
+    """The slow nbval test runs ``pytest --nbval notebooks/``; it must reach notebooks/patterns/."""
+    root = PATTERNS.parent.parent
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
+                           "--nbval-current-env", "--collect-only", "notebooks/"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    for name in EXPECTED:
+        assert f"notebooks/patterns/{name}::" in proc.stdout, name
