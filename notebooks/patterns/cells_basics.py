@@ -250,7 +250,7 @@ for index, chunk in enumerate(chunks):
     await stemnb.spawn(chunk_worker, (port.send_port, chunk), debug_name=f"chunk-{index}")
     firsts.append(port.first())      # each port closes after its one message
 
-done, not_done = wait(firsts, timeout=120)    # Future.wait
+wait(firsts, timeout=120)                     # Future.wait: until every chunk has answered
 results = [f.result() for f in firsts]        # in chunk order, whatever order they finished in
 print(f"Processed {len(chunks)} chunks in parallel")
 print("Per chunk:", results)
