@@ -9,6 +9,7 @@ known to be running (the parent then ends the process) or already finished.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import tempfile
@@ -62,12 +63,14 @@ class ClaimBoard:
 
     @classmethod
     def attach(cls, spec: tuple[Any, str]) -> ClaimBoard:
+        """Worker: map the board, then unlink its names (see :func:`_unlink_names`)."""
         lock, path = spec
         fd = os.open(path, os.O_RDWR)
         try:
             m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
         finally:
             os.close(fd)
+        _unlink_names(lock, path)
         return cls(lock, path, None, memoryview(m).cast("q"))
 
     def claim(self, seq: int) -> bool:
@@ -109,5 +112,28 @@ class ClaimBoard:
             self._owner = None
         elif self._temp_path is not None:
             self._slots.release()
-            os.unlink(self._temp_path)
+            with contextlib.suppress(FileNotFoundError):  # the worker unlinked it once attached
+                os.unlink(self._temp_path)
             self._temp_path = None
+
+
+def _unlink_names(lock: Any, path: str) -> None:
+    """Once its worker has the board open and mapped, nobody needs its names any more.
+
+    The worker unlinks both the segment and the semaphore, so the memory and the lock live only as
+    long as the two processes that hold them: a session killed outright (a kernel's whole process
+    group, resource tracker included) leaves no ``sem.loky-*`` or board file behind. The parent's
+    own clean-up later finds them gone, which it tolerates; the segment's tracker registration is
+    dropped here, the semaphore's by the parent's lock when it is collected.
+    """
+    from _multiprocessing import sem_unlink
+
+    from ._shm import SHM_DIR, unlink_foreign
+
+    if os.path.dirname(path) == SHM_DIR:
+        unlink_foreign(os.path.basename(path))
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    with contextlib.suppress(FileNotFoundError):
+        sem_unlink(lock._semlock.name)

@@ -174,3 +174,51 @@ def test_a_normal_exit_prints_no_resource_tracker_warning_and_leaves_nothing():
     assert session_files(report["session"]) == []
     pids = report["workers"] + report["isolates"] + [report["tracker"]]
     wait_until(lambda: not any(pid_is_alive(p) for p in pids), what=f"children {pids} ended")
+
+
+GROUP_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    import stemnb
+
+    def hold(port):
+        inbox = stemnb.ReceivePort()
+        port.send(inbox.send_port)
+        inbox.receive(60)
+        return os.getpid()
+
+    pool = stemnb.IsolatePool(2)
+    replies = stemnb.ReceivePort()
+    calls = [pool.run(hold, replies.send_port) for _ in range(2)]
+    for gate in [replies.receive(60) for _ in calls]:  # both run at once: each process is set up
+        gate.send(None)
+    workers = sorted(c.result(60) for c in calls)
+    from stemnb._session import current_session
+    print(json.dumps({"workers": workers, "session": current_session().prefix}), flush=True)
+    sys.stdin.read()  # until the whole group is killed
+    """
+)
+
+
+@pytest.mark.slow
+def test_killing_the_whole_process_group_leaves_no_claim_board_semaphore_or_file():
+    """A kernel restart kills the kernel's process group, resource tracker included: nothing may
+    rely on the tracker for the pool's own locks."""
+    env = {k: v for k, v in os.environ.items() if k != "STEMNB_SESSION"}
+    proc = subprocess.Popen([sys.executable, "-c", GROUP_SCRIPT], cwd=REPO, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, proc.communicate(timeout=WAIT)[1]
+        report = json.loads(line)
+        workers = report["workers"]
+        assert len(set(workers)) == 2
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(WAIT)
+        wait_until(lambda: not any(pid_is_alive(p) for p in workers), what="the workers ended")
+        left = [n for n in os.listdir("/dev/shm") if n.startswith(f"sem.loky-{proc.pid}-")]
+        assert left == [] and session_files(report["session"]) == []  # no array was sent: no segment either
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=WAIT)
