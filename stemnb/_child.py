@@ -29,6 +29,7 @@ def _die_with_parent(parent_pid: int) -> None:
 def main(bootstrap: dict[str, Any]) -> None:
     """Entry point of every stemnb child process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the fork (see _process)
     _die_with_parent(bootstrap["parent_pid"])
     os.environ["STEMNB_SESSION"] = bootstrap["session"]
     from . import _runtime

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -146,6 +147,11 @@ _spawner_pid: int | None = None
 
 
 def _spawn_loop() -> None:
+    # Children inherit this thread's signal mask across fork and exec: with SIGINT blocked, a
+    # notebook interrupt (sent to the whole process group) that lands while a child is still
+    # starting stays pending until the child has set SIGINT to ignored (_child.main), instead of
+    # printing a KeyboardInterrupt traceback from the middle of its imports.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     while True:
         job, fut = _spawn_queue.get()
         if not fut.set_running_or_notify_cancel():

@@ -222,3 +222,29 @@ def test_killing_the_whole_process_group_leaves_no_claim_board_semaphore_or_file
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=WAIT)
+
+
+INTERRUPTED_START_SCRIPT = textwrap.dedent(
+    """
+    import os, signal
+    import stemnb
+
+    signal.signal(signal.SIGINT, lambda *_: None)  # the kernel's own handler; children get the default
+    pool = stemnb.IsolatePool(2)
+    first = pool.run(abs, -7)
+    while not first.done():  # interrupt the whole group while the processes start
+        os.killpg(0, signal.SIGINT)
+    print(first.result(60), pool.run(abs, -8).result(60), flush=True)
+    pool.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_interrupts_while_pool_processes_start_neither_kill_them_nor_print_tracebacks():
+    env = {k: v for k, v in os.environ.items() if k != "STEMNB_SESSION"}
+    out = subprocess.run([sys.executable, "-c", INTERRUPTED_START_SCRIPT], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120, start_new_session=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["7", "8"]
+    assert "KeyboardInterrupt" not in out.stderr and "Traceback" not in out.stderr, out.stderr
