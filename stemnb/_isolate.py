@@ -219,6 +219,8 @@ def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple
 
 # ------------------------------------------------------------------------------ supervisor
 _supervised: dict[int, _Supervised] = {}
+_ended_names: dict[int, str] = {}  # debug names of the isolates that ended, newest last, for error messages
+_ENDED_NAMES_MAX = 1024
 _supervisor_port: SendPort | None = None
 _supervisor_lock = threading.Lock()
 
@@ -282,7 +284,9 @@ def _handle_ended(isolate_id: int, method: str, args: tuple) -> Any:
     if method == "add_on_exit_listener":
         args[0].send(args[1])
         return None
-    raise ClosedError(f"isolate #{isolate_id} has ended; cannot {method} it")
+    name = _ended_names.get(isolate_id)
+    what = f"isolate {name!r}" if name is not None else f"isolate #{isolate_id}"
+    raise ClosedError(f"{what} has ended; cannot {method} it")
 
 
 class _Supervised:
@@ -431,6 +435,9 @@ class _Supervised:
             except Exception as exc:  # noqa: BLE001 - one bad listener must not silence the others
                 report_uncaught(exc, f"exit listener of isolate {self.name!r}")
         _supervised.pop(self.id, None)
+        _ended_names[self.id] = self.name
+        if len(_ended_names) > _ENDED_NAMES_MAX:
+            del _ended_names[next(iter(_ended_names))]
 
 
 def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, errors_are_fatal: bool = True,

@@ -703,9 +703,9 @@ def test_a_killed_isolate_raises_closed_error_on_pause_resume_and_ping(spawned, 
     iso.add_on_exit_listener(exit_port.send_port)
     iso.kill(Isolate.IMMEDIATE)
     exit_port.receive(timeout=WAIT)
-    with pytest.raises(stemnb.ClosedError):
+    with pytest.raises(stemnb.ClosedError, match=f"isolate {iso.debug_name!r} has ended; cannot pause it"):
         iso.pause()
-    with pytest.raises(stemnb.ClosedError):
+    with pytest.raises(stemnb.ClosedError, match=f"isolate {iso.debug_name!r} has ended"):
         iso.resume(cap)
     with pytest.raises(stemnb.ClosedError):
         iso.ping(exit_port.send_port)
