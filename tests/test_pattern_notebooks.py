@@ -1,6 +1,6 @@
 """The isolate-pattern notebooks: built from notebooks/patterns/build.py, committed with clean outputs.
 
-One notebook per core pattern of the Dart isolate catalogue. Their outputs are checked by the
+One notebook per pattern of the Dart isolate catalogue (the core patterns, then the architecture ones). Their outputs are checked by the
 nbval run in tests/test_notebooks.py (it collects notebooks/ recursively); these tests keep the
 committed files honest and the list complete.
 """
@@ -45,6 +45,20 @@ EXPECTED = [
     "15_isolate_with_timeout.ipynb",
     "16_debugging_names.ipynb",
     "17_transferable_types.ipynb",
+    "18_priority_queue.ipynb",
+    "19_run_vs_spawn.ipynb",
+    "20_platform_features.ipynb",
+    "21_background_scheduler.ipynb",
+    "22_actor_model.ipynb",
+    "23_pipeline.ipynb",
+    "24_producer_consumer.ipynb",
+    "25_work_stealing.ipynb",
+    "26_fault_tolerance.ipynb",
+    "27_load_balancer.ipynb",
+    "28_rate_limiting.ipynb",
+    "29_graceful_shutdown.ipynb",
+    "30_monte_carlo.ipynb",
+    "31_memory_intensive.ipynb",
 ]
 
 
