@@ -305,7 +305,8 @@ class IsolatePool:
             return
         self._emit("spawned", worker.pid)
         with self._lock:
-            if worker.stop_reason is not None or self._state in ("closing", "closed"):
+            closing = self._state in ("closing", "closed") and not self._queue  # else close() left calls to run
+            if worker.stop_reason is not None or closing:
                 self._stop_locked(worker, worker.stop_reason or IsolateRecycleReason.SHUTDOWN)
             else:
                 worker.state = "idle"

@@ -430,6 +430,14 @@ def _wait_for(predicate, timeout=30.0):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def test_close_without_cancelling_right_after_start_runs_every_queued_call():
+    pool = stemnb.IsolatePool(1)
+    futures = [pool.run(pow, 2, n) for n in range(1, 6)]  # queued while the process still starts
+    pool.close(cancel_pending=False)
+    assert [f.result(0) for f in futures] == [2, 4, 8, 16, 32]
+    assert pool.statistics().state == "closed"
+
+
 def test_close_without_cancelling_runs_the_queued_calls_first(port):
     p = stemnb.IsolatePool(1)
     running = p.run(_started_then, port.send_port, "first", 0.2)
