@@ -6,23 +6,16 @@ notebooks/sanitize.cfg`` (part of CI); these tests keep the committed files hone
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_support import load_build
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = load_build()
+BUILD = load_build(NOTEBOOKS / "build.py", "notebooks_build")
 
 
 def test_the_four_example_notebooks_exist():

@@ -7,25 +7,18 @@ committed files honest and the list complete.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from notebook_support import load_build
 
 PATTERNS = Path(__file__).resolve().parent.parent / "notebooks" / "patterns"
 
 
-def load_build():
-    spec = importlib.util.spec_from_file_location("notebooks_patterns_build", PATTERNS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = load_build()
+BUILD = load_build(PATTERNS / "build.py", "notebooks_patterns_build")
 
 EXPECTED = [
     "01_basic_isolate_run.ipynb",
