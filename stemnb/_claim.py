@@ -10,15 +10,19 @@ known to be running (the parent then ends the process) or already finished.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import mmap
 import os
 import tempfile
 from typing import Any
 
 from ._exceptions import SharedMemoryError
+from ._session import current_session
 from ._shm import Segment
 
 RING = 256  #: pipelining depth must stay below this
+_SEMAPHORE = 1  #: ``_multiprocessing.SemLock``'s kind for a plain semaphore (as ``multiprocessing.Lock``)
+_lock_ids = itertools.count()
 
 
 class ClaimBoard:
@@ -34,9 +38,7 @@ class ClaimBoard:
     @classmethod
     def create(cls) -> ClaimBoard:
         """A new board in ``/dev/shm``, or in a temporary file when shared memory is unavailable."""
-        from loky.backend.context import get_context
-
-        lock = get_context("loky").Lock()
+        lock = _new_lock()
         try:
             seg = Segment(8 * (RING + 1))
         except SharedMemoryError:
@@ -57,20 +59,23 @@ class ClaimBoard:
         board._temp_path = path
         return board
 
-    def for_child(self) -> tuple[Any, str]:
-        """What the worker needs (picklable while the worker is being spawned)."""
-        return (self._lock, self.name)
+    def for_child(self) -> tuple[str, str]:
+        """What the worker needs: the names of the semaphore and of the board's memory."""
+        return (self._lock.name, self.name)
 
     @classmethod
-    def attach(cls, spec: tuple[Any, str]) -> ClaimBoard:
-        """Worker: map the board, then unlink its names (see :func:`_unlink_names`)."""
-        lock, path = spec
+    def attach(cls, spec: tuple[str, str]) -> ClaimBoard:
+        """Worker: open the semaphore and map the board, then unlink both names (see :func:`_unlink_names`)."""
+        from _multiprocessing import SemLock
+
+        lock_name, path = spec
+        lock = SemLock._rebuild(0, _SEMAPHORE, 1, lock_name)  # opened by name; the handle is unused
         fd = os.open(path, os.O_RDWR)
         try:
             m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
         finally:
             os.close(fd)
-        _unlink_names(lock, path)
+        _unlink_names(lock_name, path)
         return cls(lock, path, None, memoryview(m).cast("q"))
 
     def claim(self, seq: int) -> bool:
@@ -105,7 +110,8 @@ class ClaimBoard:
         return int(self._slots[0])
 
     def destroy(self) -> None:
-        """Parent: remove the board's segment (idempotent)."""
+        """Parent: remove the board's segment and semaphore names, if its worker has not (idempotent)."""
+        _sem_unlink(self._lock.name)
         if self._owner is not None:
             self._slots.release()
             self._owner.destroy()
@@ -117,23 +123,44 @@ class ClaimBoard:
             self._temp_path = None
 
 
-def _unlink_names(lock: Any, path: str) -> None:
+def _new_lock() -> Any:
+    """A process-shared lock: a POSIX semaphore named after this session, so a leftover is swept.
+
+    It is not registered with any resource tracker: its worker unlinks the name as soon as it has
+    opened it (:func:`_unlink_names`), and the parent unlinks it in :meth:`ClaimBoard.destroy`
+    if the worker never got that far.
+    """
+    from _multiprocessing import SemLock
+
+    prefix = f"/{current_session().prefix}-{os.getpid()}-c"
+    for _ in range(100):
+        try:
+            return SemLock(_SEMAPHORE, 1, 1, f"{prefix}{next(_lock_ids)}", False)
+        except FileExistsError:  # a name left by an earlier process with the same pid
+            continue
+    raise FileExistsError(f"no free semaphore name starting with {prefix}")
+
+
+def _sem_unlink(name: str) -> None:
+    from _multiprocessing import sem_unlink
+
+    with contextlib.suppress(FileNotFoundError):
+        sem_unlink(name)
+
+
+def _unlink_names(lock_name: str, path: str) -> None:
     """Once its worker has the board open and mapped, nobody needs its names any more.
 
     The worker unlinks both the segment and the semaphore, so the memory and the lock live only as
     long as the two processes that hold them: a session killed outright (a kernel's whole process
-    group, resource tracker included) leaves no ``sem.loky-*`` or board file behind. The parent's
-    own clean-up later finds them gone, which it tolerates; the segment's tracker registration is
-    dropped here, the semaphore's by the parent's lock when it is collected.
+    group, resource tracker included) leaves no semaphore or board file behind. The parent's own
+    clean-up later finds them gone, which it tolerates.
     """
-    from _multiprocessing import sem_unlink
-
     from ._shm import SHM_DIR, unlink_foreign
 
     if os.path.dirname(path) == SHM_DIR:
-        unlink_foreign(os.path.basename(path))
+        unlink_foreign(os.path.basename(path))  # also drops its resource-tracker registration
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-    with contextlib.suppress(FileNotFoundError):
-        sem_unlink(lock._semlock.name)
+    _sem_unlink(lock_name)

@@ -510,7 +510,7 @@ class IsolatePool:
                 self._all_stopped.notify_all()
         for call in failed:
             discard(call.payload, self._cache)
-            if call.future.set_running_or_notify_cancel():
+            if call.started or call.future.set_running_or_notify_cancel():  # started: sent to a process that died
                 call.future._settle(exception=IsolateExitedError(f"could not start a pool process: {exc}"))
 
     # ------------------------------------------------------------------ control

@@ -280,14 +280,16 @@ def _sweep(match: Callable[[str], bool], tracked: bool = False) -> int:
     except OSError:
         return 0
     count = 0
-    for name in names:
+    for entry in names:
+        semaphore = entry.startswith("sem.stemnb-")  # a pool's claim-board lock (see _claim)
+        name = entry[4:] if semaphore else entry
         if name.startswith("stemnb-") and match(name):
             try:
-                os.unlink(_path(name))
+                os.unlink(_path(entry))
                 count += 1
             except OSError:
                 continue
-            if tracked:  # registered with this session's tracker: keep its books straight
+            if tracked and not semaphore:  # registered with this session's tracker: keep its books straight
                 _tracker_unregister(name)
     return count
 

@@ -464,7 +464,7 @@ def test_processes_that_die_at_start_fail_the_queue_instead_of_respawning_foreve
     try:
         assert p.run(abs, -1).result(60) == 1
         # make every new process die at start: its claim board path points nowhere
-        monkeypatch.setattr("stemnb._claim.ClaimBoard.for_child", lambda self: (self._lock, "/nonexistent/board"))
+        monkeypatch.setattr("stemnb._claim.ClaimBoard.for_child", lambda self: (self._lock.name, "/nonexistent/board"))
         pid = p.isolates()[0].pid
         p.kill_isolate(pid)
         fut = p.run(abs, -2)
@@ -475,6 +475,24 @@ def test_processes_that_die_at_start_fail_the_queue_instead_of_respawning_foreve
         monkeypatch.undo()
         p.close(timeout=30)
     del loop
+
+
+def test_calls_sent_ahead_to_a_process_that_dies_fail_cleanly_when_no_new_process_can_start(port, monkeypatch):
+    with stemnb.IsolatePool(1) as pool:
+        x = pool.run(_gated, port.send_port, "x")
+        _, gate_x = port.receive(30)
+        y = pool.run(_gated, port.send_port, "y")
+        ahead, queued = pool.run(abs, -1), pool.run(abs, -2)
+        gate_x.send(None)
+        assert x.result(30) == "x"
+        port.receive(30)  # y runs; the next call waits inside the process, the last in the queue
+        assert ahead.running() and not queued.running()
+        # from now on a new process cannot even be started (its start-up data does not pickle)
+        monkeypatch.setattr("stemnb._claim.ClaimBoard.for_child", lambda self: (threading.Lock(), "/nowhere"))
+        pool.kill_isolate(pool.isolates()[0].pid)
+        for fut in (y, ahead, queued):
+            with pytest.raises(stemnb.IsolateExitedError):
+                fut.result(60)
 
 
 class BrokenStream:

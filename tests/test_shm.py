@@ -456,21 +456,23 @@ def test_large_messages_queued_in_a_paused_isolate_are_freed_when_it_is_killed()
     assert new_segments(before) == set()
 
 
-def test_stale_segments_of_a_dead_session_are_swept():
+def test_stale_segments_and_claim_semaphores_of_a_dead_session_are_swept():
     dead = _dead_pid()
     stale = f"/dev/shm/stemnb-{dead}xdeadbeef-{dead}-0"
+    stale_lock = f"/dev/shm/sem.stemnb-{dead}xdeadbeef-{dead}-c0"
     foreign = f"/dev/shm/not-stemnb-{dead}-test"
+    foreign_lock = f"/dev/shm/sem.loky-{dead}-test"
     live = stemnb.shared_array(16)
-    for path in (stale, foreign):
+    for path in (stale, stale_lock, foreign, foreign_lock):
         with open(path, "wb") as fh:
             fh.write(b"x")
     try:
-        assert sweep_stale_sessions() >= 1
-        assert not os.path.exists(stale)
-        assert os.path.exists(foreign)  # not ours: untouched
+        assert sweep_stale_sessions() >= 2
+        assert not os.path.exists(stale) and not os.path.exists(stale_lock)
+        assert os.path.exists(foreign) and os.path.exists(foreign_lock)  # not ours: untouched
         assert live._stemnb_segment[0] in session_segments()  # a live session is kept
     finally:
-        for path in (stale, foreign):
+        for path in (stale, stale_lock, foreign, foreign_lock):
             if os.path.exists(path):
                 os.unlink(path)
 
