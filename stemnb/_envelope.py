@@ -9,7 +9,6 @@ processes and machines.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -167,9 +166,14 @@ class Envelope:
         return cls(**kwargs)
 
 
-@functools.cache
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
 def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
+    return names
 
 
 @dataclass
