@@ -52,6 +52,11 @@ EXPECTED = [
     "29_graceful_shutdown.ipynb",
     "30_monte_carlo.ipynb",
     "31_memory_intensive.ipynb",
+    "32_json_processing.ipynb",
+    "33_cryptographic_operations.ipynb",
+    "34_compression.ipynb",
+    "35_database_operations.ipynb",
+    "36_file_processing.ipynb",
 ]
 
 
