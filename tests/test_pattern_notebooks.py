@@ -57,6 +57,10 @@ EXPECTED = [
     "34_compression.ipynb",
     "35_database_operations.ipynb",
     "36_file_processing.ipynb",
+    "37_image_processing.ipynb",
+    "38_event_sourcing.ipynb",
+    "39_cqrs.ipynb",
+    "40_state_management.ipynb",
 ]
 
 
