@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import uuid
 
 import pytest
@@ -92,13 +93,14 @@ def test_set_then_publish_stores_queued_and_publishes_the_envelope(parts):
 def test_set_then_ack_stores_the_status_and_settles_the_lease(parts):
     broker, backend = parts
     delivery = _lease(broker)
-    seen = []
-    with backend.watch(delivery.envelope.id, seen.append):
+    seen: queue.Queue = queue.Queue()
+    with backend.watch(delivery.envelope.id, seen.put):
         paired_writes(broker, backend).set_then_ack(
             TaskStatus(delivery.envelope.id, TaskState.SUCCEEDED, payload=3), delivery
         )
         status = backend.wait_for(delivery.envelope.id, timeout=5)
-    assert status.payload == 3 and seen[-1].state is TaskState.SUCCEEDED
+        watched = seen.get(timeout=5)  # the watcher runs on the listener thread: wait for it, not for wait_for
+    assert status.payload == 3 and watched.state is TaskState.SUCCEEDED
     assert broker.inflight_count("default") == 0 and broker.ack(delivery) is False
 
 
