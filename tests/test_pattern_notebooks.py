@@ -61,6 +61,10 @@ EXPECTED = [
     "38_event_sourcing.ipynb",
     "39_cqrs.ipynb",
     "40_state_management.ipynb",
+    "41_hierarchical_isolates.ipynb",
+    "42_genetic_algorithm.ipynb",
+    "43_scientific_pipeline.ipynb",
+    "44_realtime_aggregation.ipynb",
 ]
 
 
