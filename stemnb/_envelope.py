@@ -158,22 +158,14 @@ class Envelope:
         for required in ("id", "name"):
             if required not in data:
                 raise MalformedEnvelopeError(f"envelope dict has no {required!r} field")
-        names = _field_names(cls)
-        kwargs = {k: v for k, v in data.items() if k in names and v is not None}
+        kwargs = {k: v for k, v in data.items() if k in _ENVELOPE_FIELDS and v is not None}
         for optional in ("not_before", "visibility_timeout"):
             if optional in data:
                 kwargs[optional] = data[optional]
         return cls(**kwargs)
 
 
-_FIELD_NAMES: dict[type, frozenset[str]] = {}
-
-
-def _field_names(cls: type) -> frozenset[str]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = frozenset(f.name for f in dataclasses.fields(cls))
-    return names
+_ENVELOPE_FIELDS = frozenset(f.name for f in dataclasses.fields(Envelope))
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
@@ -173,6 +172,9 @@ class TaskEnqueueOptions:
         return dataclasses.replace(self, **changes)
 
 
+_ENQUEUE_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(TaskEnqueueOptions))
+
+
 def _one_or_many(value: Any) -> Sequence[Any]:
     if value is None:
         return ()
@@ -190,14 +192,9 @@ def epoch_seconds(value: _dt.datetime | float | int) -> float:
     return float(value)
 
 
-@functools.cache
-def _enqueue_option_names() -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(TaskEnqueueOptions))
-
-
 def options_from_mapping(data: Mapping[str, Any]) -> TaskEnqueueOptions:
     """Build enqueue options from a plain mapping (keyword arguments of ``Stem.enqueue``)."""
-    unknown = sorted(set(data) - _enqueue_option_names())
+    unknown = sorted(set(data) - _ENQUEUE_OPTION_NAMES)
     if unknown:
         raise TypeError(f"unknown enqueue option(s): {', '.join(unknown)}")
     return TaskEnqueueOptions(**data)
