@@ -53,7 +53,13 @@ _entries: dict[int, _Entry] = {}
 
 
 def reduce_function(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> tuple | None:
-    """The reduction of a by-value function from its cached blob, or None to let cloudpickle do it.
+    """The reduction of a by-value function from its cached blob, or None to let cloudpickle do it."""
+    blob = function_blob(fn, dump)
+    return None if blob is None else (_rebuild, (blob,))
+
+
+def function_blob(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> bytes | None:
+    """The function's cached blob (load it with :func:`_rebuild`), or None when it must go through cloudpickle.
 
     ``dump`` pickles the function with cloudpickle; it is called the first time and again whenever
     something the function captures has changed.
@@ -65,14 +71,14 @@ def reduce_function(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> tup
     if entry is not None and entry.ref() is fn and entry.code is code:
         values = _captured(fn, entry.names)
         if values is not None and _same(values, entry.values):
-            return None if entry.blob is None else (_rebuild, (entry.blob,))
+            return entry.blob
     if _should_pickle_by_reference(fn):
         return None
     names = _global_names(code)
     values = _captured(fn, names)
     blob = dump(fn) if values is not None and _cacheable(fn, names) else None
     _entries[id(fn)] = _Entry(weakref.ref(fn, _forget(id(fn))), code, names, values or (), blob)
-    return None if blob is None else (_rebuild, (blob,))
+    return blob
 
 
 def _forget(key: int) -> Callable[[weakref.ref], None]:

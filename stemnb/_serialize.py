@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import cloudpickle
 
 from ._exceptions import SerializationError, SharedMemoryError, SharedMemoryWarning
-from ._fnpickle import _rebuild, reduce_function
+from ._fnpickle import _rebuild, function_blob, reduce_function
 from ._shm import Segment, SegmentCache, SegmentRef, attach, unlink_foreign
 
 SHM_THRESHOLD = 256 * 1024
@@ -156,9 +156,9 @@ def dumps_call(fn: Callable, args: tuple, kwargs: dict, *, cache: SegmentCache |
     which no callable is), in a sixth of the time cloudpickle takes.
     """
     if type(fn) is types.FunctionType and _plain_scalars(args) and (not kwargs or _plain_scalars(kwargs.values())):
-        reduced = reduce_function(fn, _dump_plain)
-        if reduced is not None:
-            return Payload(pickle.dumps((reduced[1][0], args, kwargs), protocol=5))
+        blob = function_blob(fn, _dump_plain)
+        if blob is not None:
+            return Payload(pickle.dumps((blob, args, kwargs), protocol=5))
     return dumps((fn, args, kwargs), what="call", cache=cache)
 
 
