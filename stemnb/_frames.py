@@ -44,9 +44,7 @@ class FrameReader:
             frames = self._split()
             if frames:
                 return frames
-            if self._start == self._end:
-                self._start = self._end = 0
-            elif self._end == _CHUNK:  # a partial message at the end of the buffer: move it to the front
+            if self._end == _CHUNK:  # a partial message at the end of the buffer: move it to the front
                 self._area[:self._end - self._start] = self._area[self._start:self._end]
                 self._start, self._end = 0, self._end - self._start
             n = os.readv(self._fd, [self._view[self._end:]])
@@ -71,7 +69,7 @@ class FrameReader:
                     frames.append(self._read_rest(start, size))
                     pos = end
                 break
-            frames.append(bytes(area[start:start + size]))
+            frames.append(area[start:start + size])  # slicing a mapping copies into bytes
             pos = start + size
         self._start = pos
         if pos == end:
