@@ -179,8 +179,7 @@ class IsolatePool:
             call = self._queue[0]
             if not call.started and call.future.cancelled():  # cancelled while queued: drop it
                 self._queue.popleft()
-                discard(call.payload, self._cache)
-                self._counts["cancelled"] += 1
+                self._drop_cancelled_locked(call)
                 continue
             worker = self._pick_worker(call, ready)
             if worker is None:
@@ -188,8 +187,7 @@ class IsolatePool:
             self._queue.popleft()
             if not call.started:
                 if not call.future.set_running_or_notify_cancel():  # cancelled just now: keep the worker
-                    discard(call.payload, self._cache)
-                    self._counts["cancelled"] += 1
+                    self._drop_cancelled_locked(call)
                     if worker.state != "busy":
                         self._idle.append(worker)
                     continue
@@ -217,6 +215,16 @@ class IsolatePool:
         if len(worker.inflight) + 1 >= PIPELINE_DEPTH:
             ready.remove(worker)
         return worker
+
+    def _drop_cancelled_locked(self, call: _Call) -> None:
+        discard(call.payload, self._cache)
+        self._counts["cancelled"] += 1
+
+    def _fail_call(self, call: _Call, exc: BaseException) -> None:
+        """Settle a call that will never run with ``exc`` (``started``: it was sent to a process that died)."""
+        discard(call.payload, self._cache)
+        if call.started or call.future.set_running_or_notify_cancel():
+            call.future._settle(exception=exc)
 
     def _assign_locked(self, worker: _Worker, call: _Call) -> None:
         """Make ``call`` the worker's (book-keeping only: :meth:`_send_calls_locked` sends it)."""
@@ -482,9 +490,7 @@ class IsolatePool:
     def _fail_queue_locked(self, exc: BaseException) -> None:
         """Settle every queued call with ``exc`` (no process is left to run them)."""
         for call in self._queue:
-            discard(call.payload, self._cache)
-            if call.started or call.future.set_running_or_notify_cancel():
-                call.future._settle(exception=exc)
+            self._fail_call(call, exc)
         self._queue.clear()
 
     def _death_error(self, worker: _Worker, reason: IsolateRecycleReason, exitcode: int | None) -> BaseException:
@@ -509,9 +515,7 @@ class IsolatePool:
             if not self._workers:
                 self._all_stopped.notify_all()
         for call in failed:
-            discard(call.payload, self._cache)
-            if call.started or call.future.set_running_or_notify_cancel():  # started: sent to a process that died
-                call.future._settle(exception=IsolateExitedError(f"could not start a pool process: {exc}"))
+            self._fail_call(call, IsolateExitedError(f"could not start a pool process: {exc}"))
 
     # ------------------------------------------------------------------ control
     def resize(self, size: int) -> None:
