@@ -14,3 +14,11 @@ def load_build(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_no_error_or_stderr(code_cells: list) -> None:
+    """Fail on any code cell whose committed outputs hold an error or text written to stderr."""
+    for cell in code_cells:
+        for out in cell.outputs:
+            assert out.output_type != "error", cell.source
+            assert not (out.output_type == "stream" and out.name == "stderr"), (cell.source, out.text)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_support import load_build
+from notebook_support import assert_no_error_or_stderr, load_build
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -36,10 +36,7 @@ def test_committed_notebook_was_executed_without_errors_or_stderr(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count for c in code), "every code cell ran"
-    for cell in code:
-        for out in cell.outputs:
-            assert out.output_type != "error", cell.source
-            assert not (out.output_type == "stream" and out.name == "stderr"), (cell.source, out.text)
+    assert_no_error_or_stderr(code)
 
 
 def test_widget_cells_are_excluded_from_output_comparison():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_support import load_build
+from notebook_support import assert_no_error_or_stderr, load_build
 
 PATTERNS = Path(__file__).resolve().parent.parent / "notebooks" / "patterns"
 
@@ -88,10 +88,7 @@ def test_pattern_notebook_starts_with_an_intro_and_every_code_cell_ran_cleanly(n
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run top to bottom once"
-    for cell in code:
-        for out in cell.outputs:
-            assert out.output_type != "error", cell.source
-            assert not (out.output_type == "stream" and out.name == "stderr"), (cell.source, out.text)
+    assert_no_error_or_stderr(code)
 
 
 def test_pattern_notebooks_print_no_unsanitised_process_ids():
