@@ -182,19 +182,22 @@ def schedule_retry(
     meta: dict[str, Any] | None = None,
     max_retries: int | None = None,
 ) -> None:
-    """Publish the next attempt ``delay`` seconds out, record ``retried``, then ack this one."""
+    """Record ``retried``, publish the next attempt ``delay`` seconds out, then ack this one.
+
+    ``retried`` is stored before the next attempt exists: published first, a quick next attempt
+    could store its own outcome before this ``retried`` and be overwritten by it.
+    """
     env = task.envelope
     changes: dict[str, Any] = {"attempt": env.attempt + 1, "not_before": time.time() + delay}
     if meta:
         changes["meta"] = {**env.meta, **meta}
     if max_retries is not None:
         changes["max_retries"] = max_retries
-    worker.broker.publish(sign(worker, env.replace(**changes)), queue=task.delivery.queue)
     error = None if isinstance(exc, TaskRetryRequest) else error_info(exc)
-    meta = status_meta(worker, task, retry_delay=delay, retryDelayMs=int(delay * 1000))
-    worker._paired.set_then_ack(
-        _status(worker, task, TaskState.RETRIED, error=error, meta=meta), task.delivery
-    )
+    status_fields = status_meta(worker, task, retry_delay=delay, retryDelayMs=int(delay * 1000))
+    worker.backend.set_status(_status(worker, task, TaskState.RETRIED, error=error, meta=status_fields))
+    worker.broker.publish(sign(worker, env.replace(**changes)), queue=task.delivery.queue)
+    worker.broker.ack(task.delivery)
     worker.count("retried")
     reason = "retry-requested" if isinstance(exc, TaskRetryRequest) else type(exc).__name__
     worker.emit(WorkerEventType.RETRIED, task, error=exc, data={"delay": delay, "reason": reason})
@@ -274,11 +277,15 @@ def already_terminal(worker: Worker, task: ActiveTask, status: TaskStatus) -> No
 
 
 def republish_later(worker: Worker, task: ActiveTask, delay: float, *, reason: str, state_meta: dict[str, Any] | None = None) -> None:
-    """Publish the same attempt ``delay`` seconds out, then ack (queue paused, rate limited)."""
+    """Publish the same attempt ``delay`` seconds out, then ack (queue paused, rate limited).
+
+    A ``retried`` status is stored first, for the reason :func:`schedule_retry` gives.
+    """
     env = task.envelope
-    worker.broker.publish(sign(worker, env.replace(not_before=time.time() + delay)), queue=task.delivery.queue)
     if state_meta is not None:
         _set(worker, task, TaskState.RETRIED, meta=status_meta(worker, task, **state_meta))
+    worker.broker.publish(sign(worker, env.replace(not_before=time.time() + delay)), queue=task.delivery.queue)
+    if state_meta is not None:
         worker.emit(WorkerEventType.RETRIED, task, data={"delay": delay, "reason": reason, **state_meta})
     worker.broker.ack(task.delivery)
 
