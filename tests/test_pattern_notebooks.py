@@ -65,6 +65,9 @@ EXPECTED = [
     "42_genetic_algorithm.ipynb",
     "43_scientific_pipeline.ipynb",
     "44_realtime_aggregation.ipynb",
+    "45_communication_patterns.ipynb",
+    "46_performance_monitoring.ipynb",
+    "47_resource_pooling.ipynb",
 ]
 
 
