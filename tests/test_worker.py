@@ -459,3 +459,29 @@ def test_control_command_emits_received_and_completed_events(h):
     assert received.data["command"] == "ping"
     assert completed.data["status"] == "ok" and completed.data["response"]["queue"] == "default"
     assert rec.events.index(received) < rec.events.index(completed)
+
+
+# -- Worker.wait: block until the worker stopped, however it was stopped -------------------------
+def test_wait_blocks_until_a_shutdown_finishes_and_then_returns_true(h):
+    worker, rec = h.worker()
+    assert worker.wait(0) is False  # running: not stopped yet
+    waited = []
+    waiter = threading.Thread(target=lambda: waited.append(worker.wait(30)))
+    waiter.start()
+    worker.shutdown(WorkerShutdownMode.SOFT).result(10)
+    waiter.join(30)
+    assert waited == [True] and worker.state is stemnb.WorkerState.STOPPED
+
+
+def test_wait_ends_when_a_control_command_stops_the_worker(h):
+    worker, rec = h.worker(consumer_name="stop-by-command")
+    [reply] = stemnb.ControlClient(h.broker).shutdown("warm", worker_id="stop-by-command", timeout=5)
+    assert reply["status"] == "ok"
+    assert worker.wait(30) is True
+    assert rec.of(E.WORKER_SHUTDOWN)[0].data["mode"] == "warm"
+
+
+def test_wait_returns_true_at_once_for_a_worker_closed_before_it_started(h):
+    worker, rec = h.worker(start=False)
+    worker.close()
+    assert worker.wait(0) is True

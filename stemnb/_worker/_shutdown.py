@@ -33,6 +33,7 @@ def request(worker: Worker, mode: WorkerShutdownMode) -> Future[None]:
                 worker._active.notify()
             return worker._shutdown_future
         future: Future[None] = Future(debug_name=f"shutdown {worker.worker_id}")
+        future.add_done_callback(lambda _: worker._stopped.set())  # ends Worker.wait()
         worker._shutdown_future = future
         worker._shutdown_mode = mode
         if worker.state is WorkerState.CREATED:

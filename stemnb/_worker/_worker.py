@@ -153,6 +153,7 @@ class Worker:
         self._shutdown_future: Future[None] | None = None
         self._shutdown_mode: WorkerShutdownMode | None = None
         self._escalate = threading.Event()  # set by a HARD request during a shutdown
+        self._stopped = threading.Event()  # set once a shutdown has finished (see wait())
         self._settle_failures = 0  # consecutive failures to settle a task (backs off requeues)
         self._signal_previous: dict[int, Any] = {}
         self._autoscaler: Any = None
@@ -237,13 +238,16 @@ class Worker:
 
         return _shutdown.request(self, WorkerShutdownMode.parse(mode))
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the worker has stopped, however its shutdown was asked for (call, signal,
+        control command); return True once it has, False when ``timeout`` seconds pass first.
+
+        A shutdown that failed also ends the wait: ``shutdown().exception()`` tells which.
+        """
+        return self._stopped.wait(timeout)
+
     def close(self) -> None:
-        """Hard shutdown, waiting for it to finish (idempotent)."""
-        if self.state is WorkerState.CREATED:
-            with self._state_lock:
-                self.state = WorkerState.STOPPED
-            self.events.close()
-            return
+        """Hard shutdown, waiting for it to finish (idempotent; a worker never started just stops)."""
         self.shutdown(WorkerShutdownMode.HARD).result()
         from ._shutdown import uninstall_signal_handlers
 
