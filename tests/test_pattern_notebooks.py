@@ -68,6 +68,8 @@ EXPECTED = [
     "45_communication_patterns.ipynb",
     "46_performance_monitoring.ipynb",
     "47_resource_pooling.ipynb",
+    "48_cascading_failures.ipynb",
+    "49_deadlock_prevention.ipynb",
 ]
 
 

@@ -376,8 +376,311 @@ for port in (setup, exits, report):
     port.close()"""),
 ]
 
+CIRCUIT_BREAKER = [
+    (MD, """# Preventing cascading failures
+
+When a dependency fails, callers that keep calling it pile up waiting requests, run out of
+workers themselves and fail in turn: the failure cascades. The Dart example wraps a worker's
+operation in a **circuit breaker**: after three failures the circuit *opens* and requests are
+rejected at once; after a timeout it goes *half-open* and lets trial requests through; two
+successes *close* it again. Here the breaker sits on the caller's side, around calls to a
+flaky service isolate, so an open circuit spares the service the calls entirely. The breaker
+reads a clock it is given: the notebook advances a manual clock, so the run is the same every
+time (pass `time.monotonic` in real code). The second part adds **bulkheads**: one pool per
+dependency and a time limit per call, so a hanging dependency cannot take the others down."""),
+    (PY, "import enum\nimport time\n\nimport stemnb"),
+    (PY, """class CircuitState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"
+
+class CircuitOpenError(RuntimeError):
+    \"\"\"Raised instead of calling while the circuit is open.\"\"\"
+
+class CircuitBreaker:
+    \"\"\"Open after ``threshold`` failures in a row; after ``reset_after`` seconds allow trials;
+    close again after ``trials`` successes.\"\"\"
+
+    def __init__(self, clock, threshold=3, reset_after=5.0, trials=2):
+        self.clock, self.threshold, self.reset_after, self.trials = clock, threshold, reset_after, trials
+        self.state, self.failures, self.successes, self.opened_at = CircuitState.CLOSED, 0, 0, None
+
+    def call(self, fn, *args):
+        if self.state is CircuitState.OPEN:
+            if self.clock() - self.opened_at < self.reset_after:
+                raise CircuitOpenError("circuit open: request rejected")
+            self.state, self.successes = CircuitState.HALF_OPEN, 0
+        try:
+            result = fn(*args)
+        except Exception:
+            self._failure()
+            raise
+        self._success()
+        return result
+
+    def _failure(self):
+        self.failures += 1
+        if self.state is CircuitState.HALF_OPEN or self.failures >= self.threshold:
+            self.state, self.opened_at = CircuitState.OPEN, self.clock()
+
+    def _success(self):
+        self.failures = 0
+        if self.state is CircuitState.HALF_OPEN:
+            self.successes += 1
+            if self.successes >= self.trials:
+                self.state = CircuitState.CLOSED"""),
+    (MD, "## A flaky service isolate\n\nThe service answers each request on the reply port it "
+         "carries: a result, or the error it hit. It counts the requests that reached it. The "
+         "caller turns an error reply into an exception, and waits at most two seconds for any "
+         "reply, so a hung service is a failure too, not a hung caller."),
+    (PY, """def service(main_port):
+    inbox = stemnb.ReceivePort("service")
+    main_port.send(inbox.send_port)
+    seen = 0
+    for request, reply in inbox:
+        if request == "STOP":
+            reply.send(seen)
+            break
+        seen += 1
+        if request == "FAIL":
+            reply.send(("error", "Operation failed"))
+        else:
+            reply.send(("ok", f"{request} done"))
+    inbox.close()
+
+def call_service(request):
+    reply = stemnb.ReceivePort()
+    service_port.send((request, reply.send_port))
+    try:
+        status, value = reply.receive(timeout=2)
+    finally:
+        reply.close()
+    if status == "error":
+        raise RuntimeError(value)
+    return value
+
+setup, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+await stemnb.spawn(service, setup.send_port, on_exit=exits.send_port, debug_name="flaky-service")
+service_port = setup.receive(timeout=60)
+
+now = [0.0]                                     # the manual clock, in seconds
+breaker = CircuitBreaker(clock=lambda: now[0])
+
+def request(n, what):
+    try:
+        outcome = f"succeeded: {breaker.call(call_service, what)}"
+    except CircuitOpenError as exc:
+        outcome = f"rejected ({exc})"
+    except RuntimeError as exc:
+        outcome = f"failed: {exc}"
+    print(f"t={now[0]:4.1f}  request {n:>2} ({what}): {outcome}; circuit {breaker.state.value}")"""),
+    (MD, "## Closed, open, half-open, closed\n\nOne success, five failures (the circuit "
+         "opens at the third; the last two are not sent), three requests rejected while it is "
+         "open, then, after the reset timeout, a failed trial that opens it again, and two "
+         "successful trials that close it."),
+    (PY, """steps = [(0.1, "OK")] + [(0.1, "FAIL")] * 5 + [(0.1, "OK")] * 3 + [(6.0, "FAIL"), (6.0, "OK"), (0.1, "OK"), (0.1, "OK")]
+for n, (advance, what) in enumerate(steps, start=1):
+    now[0] += advance
+    request(n, what)
+service_port.send(("STOP", setup.send_port))
+print(f"{len(steps)} requests made, {setup.receive(timeout=60)} reached the service")
+print("service ended:", exits.receive(timeout=60) is None)"""),
+    (MD, "## Bulkheads: one pool per dependency, a time limit per call\n\nA ship's bulkheads "
+         "keep one flooded compartment from sinking it. Here each dependency gets its own "
+         "`IsolatePool`, so a dependency that hangs only ties up its own processes, and every "
+         "call has a `timeout`: the hung call fails with `TimeoutError` and stemnb replaces "
+         "the process that ran it. Meanwhile the healthy dependency's pool keeps serving."),
+    (PY, """def hanging_dependency():
+    time.sleep(60)                              # a dependency that never answers
+
+def healthy_dependency(n):
+    return n * n
+
+with stemnb.IsolatePool(1, debug_name="bulkhead-slow") as slow_pool, \\
+     stemnb.IsolatePool(1, debug_name="bulkhead-fast") as fast_pool:
+    reasons = []
+    slow_pool.on_recycle(lambda event: reasons.append(event.reason.value))
+    hung = slow_pool.run(hanging_dependency, timeout=0.5)
+    served = [fast_pool.run(healthy_dependency, n).result(timeout=60) for n in range(8)]
+    print("healthy dependency served while the other hangs:", served)
+    try:
+        hung.result(timeout=60)
+    except TimeoutError:
+        print("hanging dependency: TimeoutError after its time limit")
+    print("slow pool still serves:", slow_pool.run(healthy_dependency, 9).result(timeout=60))
+print("why the slow pool's processes ended:", reasons)   # the hung one, then the rest at close"""),
+    (PY, """setup.close()
+exits.close()
+print("ports closed")"""),
+]
+
+DEADLOCK = [
+    (MD, """# Deadlock prevention
+
+Two isolates deadlock when each holds a resource the other waits for, and both wait forever.
+The Dart example guards against it with a **timeout** on every lock request and releases in
+reverse order; its summary also names the other rule, a **consistent lock order**. This
+notebook first makes the deadlock happen, with two lock-holder isolates and two workers that
+take the locks in opposite orders, and breaks it with a timeout and a back-off. Then it
+prevents it by ordering the locks. Last, a timeout also protects against a holder that stops
+answering (paused here with `Isolate.pause`), and a per-request reply port keeps the late
+answer from being mistaken for a later one."""),
+    (PY, "import collections\n\nimport stemnb"),
+    (MD, "## Lock holders\n\nA holder isolate owns one lock. `lock` is granted at once or "
+         "queued (the requester is told) until the lock is released; `unlock` by the owner passes it to the next in "
+         "the queue, and `unlock` by a waiter withdraws its queued request. Every answer goes "
+         "to the reply port carried by the request."),
+    (PY, """def lock_holder(args):
+    name, main_port = args
+    inbox = stemnb.ReceivePort(name)
+    main_port.send(inbox.send_port)
+    owner, waiting = None, collections.deque()
+    for action, who, reply in inbox:
+        if action == "STOP":
+            break
+        if action == "lock":
+            if owner is None:
+                owner = who
+                reply.send((name, "granted"))
+            else:
+                waiting.append((who, reply))
+                reply.send((name, "queued"))
+        elif action == "unlock":
+            if owner == who:
+                owner = None
+                if waiting:
+                    owner, next_reply = waiting.popleft()
+                    next_reply.send((name, "granted"))
+            else:
+                waiting = collections.deque((w, r) for w, r in waiting if w != who)
+            reply.send((name, "released"))
+    inbox.close()
+
+setup, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+holders = {}
+for name in ("ResourceA", "ResourceB"):
+    await stemnb.spawn(lock_holder, (name, setup.send_port), on_exit=exits.send_port, debug_name=name)
+    holders[name] = setup.receive(timeout=60)"""),
+    (MD, "## The deadlock, broken by a timeout\n\nWorker 1 takes A then B; worker 2 takes B "
+         "then A. Each reports to the kernel once it holds its first lock and waits for `go`. "
+         "The kernel lets worker 2 ask for A first, and worker 1 ask for B once worker 2 is "
+         "queued: both hold one lock and wait for the other, a deadlock, every time. Worker 1 "
+         "waits at most 0.3 s for its second lock, worker 2 up to 30 s. Worker 1 times out, "
+         "backs off (withdraws its request and releases A) and tries again; worker 2 gets A and "
+         "finishes, and then worker 1 does. Unequal timeouts (or random back-off) matter: "
+         "with equal ones both could back off and retry in step forever, a livelock."),
+    (PY, """def acquire(holder, who, timeout, on_queued=None):
+    \"\"\"Ask for a lock; True once granted, False after ``timeout`` seconds (None: wait forever).\"\"\"
+    reply = stemnb.ReceivePort()
+    holder.send(("lock", who, reply.send_port))
+    try:
+        while reply.receive(timeout=timeout)[1] == "queued":
+            if on_queued is not None:
+                on_queued()
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        reply.close()                           # a late grant to this port is dropped
+
+def release(holder, who):
+    reply = stemnb.ReceivePort()
+    holder.send(("unlock", who, reply.send_port))
+    reply.receive(timeout=60)
+    reply.close()
+
+def worker(args):
+    who, order, timeout, holders, main_port = args
+    go, log = stemnb.ReceivePort(), []
+    first, second = order
+    for attempt in (1, 2, 3):
+        acquire(holders[first], who, None)
+        log.append(f"attempt {attempt}: holds {first}")
+        if attempt == 1:
+            main_port.send(("holding", who, go.send_port))
+            go.receive(timeout=60)              # both hold their first lock now
+        notify = (lambda: main_port.send(("queued", who, second))) if attempt == 1 else None
+        if acquire(holders[second], who, timeout, on_queued=notify):
+            log.append(f"attempt {attempt}: holds {second}; working with both")
+            release(holders[second], who)
+            release(holders[first], who)
+            log.append("released both, in reverse order")
+            break
+        log.append(f"attempt {attempt}: timed out waiting for {second}; backing off")
+        release(holders[second], who)           # withdraw the queued request
+        release(holders[first], who)
+    go.close()
+    main_port.send(("log", who, log))
+
+reports = stemnb.ReceivePort("reports")
+plans = {"worker-1": (("ResourceA", "ResourceB"), 0.3), "worker-2": (("ResourceB", "ResourceA"), 30)}
+for who, (order, timeout) in plans.items():
+    await stemnb.spawn(worker, (who, order, timeout, holders, reports.send_port),
+                       on_exit=exits.send_port, debug_name=who)
+gates = {who: gate for _, who, gate in (reports.receive(timeout=60) for _ in plans)}
+print("holding their first lock:", sorted(gates))
+gates["worker-2"].send("go")
+print("queued:", reports.receive(timeout=60)[1:])     # worker-2 waits for ResourceA
+gates["worker-1"].send("go")
+logs = {}
+while len(logs) < len(plans):
+    kind, who, detail = reports.receive(timeout=60)
+    if kind == "queued":
+        print("queued:", (who, detail), "-> deadlock")  # worker-1 waits for ResourceB
+    else:
+        logs[who] = detail
+for who, log in sorted(logs.items()):
+    print(who)
+    for line in log:
+        print("   ", line)
+print("workers ended:", [exits.receive(timeout=60) for _ in plans] == [None, None])"""),
+    (MD, "## Prevention by lock order\n\nIf every worker takes the locks in the same global "
+         "order (here: by name), no cycle of waiting can form. Two workers each do twenty "
+         "rounds with both locks, waiting without any timeout, and never deadlock."),
+    (PY, """def ordered_worker(args):
+    who, rounds, holders, main_port = args
+    for _ in range(rounds):
+        for name in sorted(holders):            # the one global order
+            acquire(holders[name], who, None)
+        for name in sorted(holders, reverse=True):
+            release(holders[name], who)
+    main_port.send(("done", who, rounds))
+
+for who in ("worker-3", "worker-4"):
+    await stemnb.spawn(ordered_worker, (who, 20, holders, reports.send_port),
+                       on_exit=exits.send_port, debug_name=who)
+for _, who, rounds in sorted(reports.receive(timeout=60) for _ in range(2)):
+    print(f"{who}: {rounds} rounds with both locks, no timeout needed")
+print("workers ended:", [exits.receive(timeout=60) for _ in range(2)] == [None, None])"""),
+    (MD, "## A holder that stops answering\n\nThe kernel pauses holder A (its messages queue "
+         "up, none is lost) and asks for the lock with a 0.3 s timeout. The request times out "
+         "instead of hanging the caller. The caller then withdraws its request; after `resume` "
+         "the holder handles both messages in order (it grants the lock and at once takes it "
+         "back), and the grant goes to a reply port that is already closed, where it is "
+         "dropped. The next request gets a fresh port and its own answer."),
+    (PY, """holder_a = await stemnb.spawn(lock_holder, ("ResourceC", setup.send_port), on_exit=exits.send_port,
+                               debug_name="ResourceC")
+port_a = setup.receive(timeout=60)
+capability = holder_a.pause()
+print("granted while paused:", acquire(port_a, "kernel", timeout=0.3))
+withdraw = stemnb.ReceivePort()
+port_a.send(("unlock", "kernel", withdraw.send_port))
+holder_a.resume(capability)
+print("after resume, withdrawn:", withdraw.receive(timeout=60)[1])
+withdraw.close()
+print("granted now:", acquire(port_a, "kernel", timeout=5))
+release(port_a, "kernel")"""),
+    (PY, """for port in (*holders.values(), port_a):
+    port.send(("STOP", None, None))
+print("holders ended:", [exits.receive(timeout=60) for _ in range(3)] == [None] * 3)
+for port in (setup, exits, reports):
+    port.close()"""),
+]
+
 NOTEBOOKS = {
     "45_communication_patterns.ipynb": COMMUNICATION,
     "46_performance_monitoring.ipynb": MONITORING,
     "47_resource_pooling.ipynb": RESOURCE_POOL,
+    "48_cascading_failures.ipynb": CIRCUIT_BREAKER,
+    "49_deadlock_prevention.ipynb": DEADLOCK,
 }
