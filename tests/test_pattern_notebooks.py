@@ -70,6 +70,8 @@ EXPECTED = [
     "47_resource_pooling.ipynb",
     "48_cascading_failures.ipynb",
     "49_deadlock_prevention.ipynb",
+    "50_reactive_streams.ipynb",
+    "51_distributed_tracing.ipynb",
 ]
 
 

@@ -677,10 +677,278 @@ for port in (setup, exits, reports):
     port.close()"""),
 ]
 
+REACTIVE = [
+    (MD, """# Reactive streams with isolates
+
+A reactive stream lets the consumer set the pace: a subscriber *requests* n items, and a
+publisher never sends more than has been requested, so a slow consumer cannot be flooded
+(backpressure). The Dart example runs `map` and `where` operators on a `StreamController` in an
+isolate, but its producer sends every 50 ms whatever happens downstream. Here a publisher isolate
+emits numbers only on request, a processor isolate applies operators that the kernel sends it as
+lambdas, and the kernel is the subscriber: it asks for a few items at a time, and can cancel.
+Demand flows upstream and items flow downstream, each through ports, and no part buffers more
+than one upstream batch."""),
+    (PY, "import stemnb"),
+    (MD, "## Publisher and processor\n\nThe publisher answers `('request', n, port)` with at most "
+         "n items and then `complete`. The processor keeps its subscriber's outstanding "
+         "demand; while demand is left and its buffer is empty, it requests a batch of four "
+         "from upstream, runs each item through the operators, and delivers what passes. "
+         "A `cancel` travels upstream and ends both isolates."),
+    (PY, """def publisher(args):
+    count, main_port = args
+    inbox = stemnb.ReceivePort("publisher")
+    main_port.send(inbox.send_port)
+    produced, largest_request = 0, 0
+    for message in inbox:
+        if message[0] == "cancel":
+            break
+        _, n, downstream = message
+        largest_request = max(largest_request, n)
+        for _ in range(min(n, count - produced)):
+            produced += 1
+            downstream.send(("item", produced))
+        if produced == count:
+            downstream.send(("complete", None))
+            break
+    main_port.send(("publisher", {"produced": produced, "largest request": largest_request}))
+    inbox.close()
+
+def processor(args):
+    operators, upstream, batch, main_port = args
+    inbox = stemnb.ReceivePort("processor")
+    main_port.send(inbox.send_port)
+    demand, in_flight, buffer, upstream_done = 0, 0, [], False
+    downstream, largest_buffer = None, 0
+    for kind, value, *rest in inbox:
+        if kind == "request":
+            demand, downstream = demand + value, rest[0]
+        elif kind == "cancel":
+            upstream.send(("cancel",))
+            break
+        elif kind == "item":
+            in_flight -= 1
+            for op, fn in operators:
+                if op == "map":
+                    value = fn(value)
+                elif not fn(value):             # "where"
+                    break
+            else:
+                buffer.append(value)
+                largest_buffer = max(largest_buffer, len(buffer))
+        elif kind == "complete":
+            upstream_done, in_flight = True, 0
+        while demand and buffer:
+            downstream.send(("item", buffer.pop(0)))
+            demand -= 1
+        if upstream_done and not buffer:
+            downstream.send(("complete", None))
+            break
+        if demand and not buffer and not in_flight:
+            upstream.send(("request", batch, inbox.send_port))
+            in_flight = batch
+    main_port.send(("processor", {"largest buffer": largest_buffer}))
+    inbox.close()"""),
+    (MD, "## The subscriber\n\n`request(n)` asks for n more items and returns what arrives "
+         "for them: n items, or fewer followed by the end of the stream."),
+    (PY, """class Subscriber:
+    def __init__(self, processor_port):
+        self.processor, self.inbox, self.done = processor_port, stemnb.ReceivePort("subscriber"), False
+
+    def request(self, n):
+        self.processor.send(("request", n, self.inbox.send_port))
+        items = []
+        while len(items) < n:
+            kind, value = self.inbox.receive(timeout=60)
+            if kind == "complete":
+                self.done = True
+                break
+            items.append(value)
+        return items
+
+    def cancel(self):
+        self.processor.send(("cancel", None))
+        self.inbox.close()
+
+async def open_stream(count, operators, batch=4):
+    \"\"\"Start a publisher of 1..count and a processor applying ``operators``; return a Subscriber.\"\"\"
+    await stemnb.spawn(publisher, (count, setup.send_port), on_exit=exits.send_port, debug_name="publisher")
+    upstream = setup.receive(timeout=60)
+    await stemnb.spawn(processor, (operators, upstream, batch, setup.send_port), on_exit=exits.send_port,
+                       debug_name="processor")
+    return Subscriber(setup.receive(timeout=60))
+
+def reports():
+    \"\"\"The two isolates' closing reports, then their exits.\"\"\"
+    found = dict(sorted(setup.receive(timeout=60) for _ in range(2)))
+    assert [exits.receive(timeout=60) for _ in range(2)] == [None, None]
+    return found
+
+setup, exits = stemnb.ReceivePort(), stemnb.ReceivePort()"""),
+    (MD, "## Dart's stream: double, keep what is above 10\n\nTwenty numbers; the kernel asks "
+         "for 3, then 5, then everything that is left."),
+    (PY, """operators = [("map", lambda x: x * 2), ("where", lambda x: x > 10)]
+subscriber = await open_stream(20, operators)
+for n in (3, 5, 100):
+    items = subscriber.request(n)
+    print(f"requested {n:>3}: {items}" + (" (stream complete)" if subscriber.done else ""))
+subscriber.inbox.close()
+print(reports())"""),
+    (MD, "## Cancelling an endless stream\n\nA publisher of a million numbers, a subscriber "
+         "that wants the first five squares ending in 6, then cancels. The publisher has "
+         "produced only what the processor asked for, batch by batch; nothing runs ahead."),
+    (PY, """subscriber = await open_stream(1_000_000, [("map", lambda x: x * x), ("where", lambda x: x % 10 == 6)])
+print("first five squares ending in 6:", subscriber.request(5))
+subscriber.cancel()
+print(reports())"""),
+    (PY, """setup.close()
+exits.close()
+print("ports closed")"""),
+]
+
+TRACING = [
+    (MD, """# Distributed tracing for isolates
+
+When one request crosses several isolates, a log per isolate no longer tells its story. Tracing
+gives each request a **trace id** and each step a **span** with its own id and its parent's id;
+the ids travel inside the messages, so the spans recorded in different processes join up into one
+tree. The Dart example sends a trace id to three workers, which report `received` and
+`processed` events. Here a request goes from the kernel to a gateway isolate, which fans it out to
+a parser and a scorer isolate (the scorer has a nested span of its own) and combines their
+answers. Every isolate sends its finished spans to a collector port in the kernel. Span ids are
+`isolate/n`, counted per isolate, so they are the same on every run (Dart's use a timestamp);
+durations vary and print as `DURATION` in the output check."""),
+    (PY, "import contextlib\nimport itertools\nimport time\n\nimport stemnb"),
+    (MD, "## A tracer\n\n`span(name, parent)` records one span: its trace comes from the parent "
+         "context, its status is `error: ...` if the block raises. It yields the context to "
+         "pass on: `{trace_id, span_id}`, a plain dict that goes into any message."),
+    (PY, """class Tracer:
+    def __init__(self, isolate, collector):
+        self.isolate, self.collector, self.ids = isolate, collector, itertools.count(1)
+
+    @contextlib.contextmanager
+    def span(self, name, parent):
+        record = {"trace_id": parent["trace_id"], "span_id": f"{self.isolate}/{next(self.ids)}",
+                  "parent_id": parent.get("span_id"), "name": name, "isolate": self.isolate,
+                  "start": time.time(), "status": "ok"}
+        try:
+            yield {"trace_id": record["trace_id"], "span_id": record["span_id"]}
+        except Exception as exc:
+            record["status"] = f"error: {exc}"
+            raise
+        finally:
+            record["end"] = time.time()
+            self.collector.send(("span", record))
+
+def serve(args, handle):
+    \"\"\"Run an isolate that answers ``(context, value, reply)`` with ``("ok", result)`` or ``("error", text)``.\"\"\"
+    name, collector, ready = args
+    tracer, inbox = Tracer(name, collector), stemnb.ReceivePort(name)
+    ready.send((name, inbox.send_port))
+    for message in inbox:
+        if message is None:
+            break
+        context, value, reply = message
+        try:
+            reply.send(("ok", handle(tracer, context, value)))
+        except Exception as exc:
+            reply.send(("error", str(exc)))
+    collector.send(("flushed", name))           # after all of this isolate's spans
+    inbox.close()"""),
+    (MD, "## Three services\n\nThe parser parses the text; the scorer looks up a weight "
+         "(a nested span), rejects negative numbers and returns number × 3; the gateway asks "
+         "both at once, then combines: parsed + scored."),
+    (PY, """def parse(tracer, context, text):
+    with tracer.span("parse", context):
+        return int(text)
+
+def score(tracer, context, text):
+    with tracer.span("score", context) as span:
+        with tracer.span("lookup", span):
+            value = int(text)
+            sum(i * i for i in range(20_000))   # the work of a lookup
+            weight = 3
+        if value < 0:
+            raise ValueError(f"negative input {value}")
+        return value * weight
+
+def fan_out(tracer, context, text, services):
+    with tracer.span("gateway", context) as span:
+        replies = stemnb.ReceivePort()
+        for service in ("parser", "scorer"):
+            services[service].send((span, text, replies.send_port))
+        answers = [replies.receive(timeout=60) for _ in range(2)]
+        replies.close()
+        errors = sorted(text for status, text in answers if status == "error")
+        if errors:
+            raise RuntimeError(f"downstream failed: {errors[0]}")
+        with tracer.span("combine", span):
+            return sum(value for _, value in answers)
+
+def gateway(args):
+    name, collector, ready, services = args
+    serve((name, collector, ready), lambda tracer, context, text: fan_out(tracer, context, text, services))
+
+collector, ready, exits = stemnb.ReceivePort("collector"), stemnb.ReceivePort(), stemnb.ReceivePort()
+services = {}
+for name, handle in (("parser", parse), ("scorer", score)):
+    await stemnb.spawn(lambda args, handle=handle: serve(args, handle), (name, collector.send_port, ready.send_port),
+                       on_exit=exits.send_port, debug_name=name)
+    services.update([ready.receive(timeout=60)])
+await stemnb.spawn(gateway, ("gateway", collector.send_port, ready.send_port, services),
+                   on_exit=exits.send_port, debug_name="gateway")
+_, gateway_port = ready.receive(timeout=60)"""),
+    (MD, "## Traced requests\n\nThe kernel opens the root span of each trace; request 3 "
+         "carries a negative number, so its trace records where it failed."),
+    (PY, """kernel_tracer = Tracer("kernel", collector.send_port)
+replies = stemnb.ReceivePort("replies")
+for i, text in enumerate(["10", "20", "-30"], start=1):
+    try:
+        with kernel_tracer.span("request", {"trace_id": f"trace-{i}"}) as root:
+            gateway_port.send((root, text, replies.send_port))
+            status, value = replies.receive(timeout=60)
+            if status == "error":
+                raise RuntimeError(value)
+        print(f"Result for trace-{i}: {value}")
+    except RuntimeError as exc:
+        print(f"trace-{i} failed: {exc}")"""),
+    (MD, "## The trace log\n\nOnce every isolate has flushed its spans, the kernel joins "
+         "them into a tree per trace by their parent ids. The trees cross process "
+         "boundaries; children print in name order."),
+    (PY, """for port in (gateway_port, *services.values()):
+    port.send(None)
+spans, flushed = [], set()
+for kind, value in collector:
+    if kind == "span":
+        spans.append(value)
+    else:
+        flushed.add(value)
+    if flushed == {"gateway", "parser", "scorer"}:
+        break
+children = {}
+for span in spans:
+    children.setdefault(span["parent_id"], []).append(span)
+
+def show(span, depth):
+    took = (span["end"] - span["start"]) * 1e3
+    print(f"{'    ' * depth}{span['name']:<8} [{span['isolate']}] {span['span_id']:<10} {took:.1f} ms  {span['status']}")
+    for child in sorted(children.get(span["span_id"], []), key=lambda s: s["name"]):
+        show(child, depth + 1)
+
+for root in sorted(children[None], key=lambda s: s["trace_id"]):
+    print(root["trace_id"])
+    show(root, 1)
+print(f"{len(spans)} spans from {len({s['isolate'] for s in spans})} isolates")"""),
+    (PY, """print("services ended:", [exits.receive(timeout=60) for _ in range(3)] == [None] * 3)
+for port in (collector, ready, exits, replies):
+    port.close()"""),
+]
+
 NOTEBOOKS = {
     "45_communication_patterns.ipynb": COMMUNICATION,
     "46_performance_monitoring.ipynb": MONITORING,
     "47_resource_pooling.ipynb": RESOURCE_POOL,
     "48_cascading_failures.ipynb": CIRCUIT_BREAKER,
     "49_deadlock_prevention.ipynb": DEADLOCK,
+    "50_reactive_streams.ipynb": REACTIVE,
+    "51_distributed_tracing.ipynb": TRACING,
 }
