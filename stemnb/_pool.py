@@ -29,6 +29,7 @@ from ._interrupt import remember
 from ._output import capture_origin
 from ._pool_helpers import (
     _apply_chunk,
+    _apply_chunk_star,
     _blame,
     _check_positive,
     _chunks,
@@ -151,24 +152,28 @@ class IsolatePool:
         except SerializationError as exc:
             raise _blame(fn, args, kwargs, exc) from exc.__cause__
 
-    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1,
-            timeout: float | None = None) -> Iterator[Any]:
-        """Like ``map(fn, iterable)``, in parallel; results come in input order.
+    def map(self, fn: Callable[..., Any], iterable: Iterable[Any], *iterables: Iterable[Any],
+            chunksize: int = 1, timeout: float | None = None) -> Iterator[Any]:
+        """Like ``map(fn, iterable, *iterables)``, in parallel; results come in input order.
 
-        Items are sent in chunks of ``chunksize``. The first failing call's exception is raised
-        when its result is reached; closing the iterator early cancels the remaining calls.
+        With several iterables ``fn`` gets one item of each and the shortest one ends the map, as
+        with the builtin. Items are sent in chunks of ``chunksize``; ``timeout`` is each chunk's
+        hard limit, as in :meth:`run`. The first failing call's exception is raised when its
+        result is reached; closing the iterator early cancels the remaining calls.
         """
-        _check_positive("chunksize", chunksize)
-        futures = [self.run(_apply_chunk, fn, chunk, timeout=timeout, debug_name=_fn_name(fn))
-                   for chunk in _chunks(iterable, chunksize)]
-        return _ordered(futures)
+        return _ordered(self._submit_chunks(fn, iterable, iterables, chunksize, timeout))
 
-    def imap_unordered(self, fn: Callable[..., Any], iterable: Iterable[Any], *, chunksize: int = 1) -> Iterator[Any]:
+    def imap_unordered(self, fn: Callable[..., Any], iterable: Iterable[Any], *iterables: Iterable[Any],
+                       chunksize: int = 1) -> Iterator[Any]:
         """Like :meth:`map`, but yields each result as soon as it is ready."""
+        return _unordered(self._submit_chunks(fn, iterable, iterables, chunksize, None))
+
+    def _submit_chunks(self, fn: Callable[..., Any], iterable: Iterable[Any], more: tuple[Iterable[Any], ...],
+                       chunksize: int, timeout: float | None) -> list[Future]:
         _check_positive("chunksize", chunksize)
-        futures = [self.run(_apply_chunk, fn, chunk, debug_name=_fn_name(fn))
-                   for chunk in _chunks(iterable, chunksize)]
-        return _unordered(futures)
+        apply, items = (_apply_chunk_star, zip(iterable, *more, strict=False)) if more else (_apply_chunk, iterable)
+        return [self.run(apply, fn, chunk, timeout=timeout, debug_name=_fn_name(fn))
+                for chunk in _chunks(items, chunksize)]
 
     # ------------------------------------------------------------------ dispatching
     def _pump_locked(self) -> None:

@@ -40,6 +40,10 @@ def _apply_chunk(fn: Callable, chunk: list) -> list:
     return [fn(item) for item in chunk]
 
 
+def _apply_chunk_star(fn: Callable, chunk: list[tuple]) -> list:
+    return [fn(*items) for items in chunk]
+
+
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[list]:
     it = iter(iterable)
     while chunk := list(itertools.islice(it, size)):

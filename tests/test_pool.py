@@ -280,6 +280,23 @@ def test_imap_unordered_yields_every_result(pool):
     assert sorted(pool.imap_unordered(lambda x: -x, range(20), chunksize=3)) == sorted(-x for x in range(20))
 
 
+def test_map_over_several_iterables_passes_one_item_of_each_and_stops_at_the_shortest(pool):
+    # as the builtin map and Executor.map do
+    out = list(pool.map(lambda a, b, c: a * b + c, range(10), range(100, 107), [1] * 9, chunksize=3))
+    assert out == [a * b + c for a, b, c in zip(range(10), range(100, 107), [1] * 9, strict=False)]
+    assert len(out) == 7
+
+
+def test_imap_unordered_over_several_iterables_yields_every_result(pool):
+    got = sorted(pool.imap_unordered(pow, [2, 3, 4], [5, 6, 7], chunksize=2))
+    assert got == sorted(map(pow, [2, 3, 4], [5, 6, 7]))
+
+
+def test_map_over_several_iterables_keeps_tuples_as_single_items_with_one_iterable(pool):
+    # one iterable: each item is one argument, even when it is a tuple
+    assert list(pool.map(len, [(1, 2), (3,), ()], chunksize=2)) == [2, 1, 0]
+
+
 def test_bad_chunksize_is_a_value_error(pool):
     with pytest.raises(ValueError, match="chunksize"):
         pool.map(abs, [1], chunksize=0)
