@@ -72,6 +72,8 @@ EXPECTED = [
     "49_deadlock_prevention.ipynb",
     "50_reactive_streams.ipynb",
     "51_distributed_tracing.ipynb",
+    "52_network_requests.ipynb",
+    "53_web_scraping.ipynb",
 ]
 
 

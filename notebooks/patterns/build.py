@@ -37,7 +37,7 @@ MD, PY = EXAMPLES.MD, EXAMPLES.PY
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
 for _part in ("cells_basics", "cells_lifecycle", "cells_structures", "cells_architecture",
               "cells_messaging", "cells_resilience", "cells_numeric", "cells_applications",
-              "cells_designs", "cells_systems", "cells_operations"):
+              "cells_designs", "cells_systems", "cells_operations", "cells_workloads"):
     NOTEBOOKS.update(_load(HERE / f"{_part}.py", f"notebooks_patterns_{_part}").NOTEBOOKS)
 
 

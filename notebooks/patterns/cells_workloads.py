@@ -1,0 +1,263 @@
+"""Cell lists of the workload pattern notebooks: network, scraping, documents, inference, rendering, media.
+
+Each entry maps a notebook file name to ``(kind, source)`` cells; ``build.py`` executes them.
+Notebooks that talk HTTP start their own server on 127.0.0.1 (port 0) and stop it at the end.
+"""
+
+from __future__ import annotations
+
+MD, PY = "md", "py"
+
+NETWORK = [
+    (MD, """# Network request processing in isolates
+
+Fetching is waiting, but decoding and reshaping a large response is CPU work that holds up
+whoever does it. The Dart example parses a 5,000-item JSON response with `Isolate.run`, then
+three responses in parallel. This notebook has no internet access and needs none: it starts a
+small HTTP API on `127.0.0.1` (a `ThreadingHTTPServer` on a free port, in a thread of the
+kernel) and talks to it with `urllib`. First the kernel fetches and an isolate processes, as in
+Dart; then the isolates do both, so the kernel only receives small summaries; last, what
+happens with HTTP errors and with a server that does not answer in time."""),
+    (PY, """import http.server
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import stemnb"""),
+    (MD, "## A local API\n\n`/items?page=N&size=M` returns M items as JSON; `/broken` answers "
+         "500; `/slow` never answers: it waits until the notebook releases it at cleanup, then hangs up. `log_message` is "
+         "silenced so request logs do not go to the cell's stderr."),
+    (PY, """release_slow = threading.Event()
+
+class ApiHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        if url.path == "/items":
+            page, size = int(query["page"][0]), int(query.get("size", ["1000"])[0])
+            items = [{"id": page * size + i, "name": f"Item {page * size + i}", "category": f"Category {i % 10}",
+                      "price": round((page * size + i) * 10.5, 2)} for i in range(size)]
+            self.reply(200, {"page": page, "items": items})
+        elif url.path == "/broken":
+            self.reply(500, {"error": "internal error"})
+        elif url.path == "/slow":
+            release_slow.wait(10)               # then hang up: the client has given up long ago
+        else:
+            self.reply(404, {"error": "not found"})
+
+    def reply(self, status, document):
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ApiHandler)
+server.daemon_threads = True
+server_thread = threading.Thread(target=server.serve_forever, daemon=True)
+server_thread.start()
+base = f"http://127.0.0.1:{server.server_port}"     # a free port, different every run: not printed
+print("API listening on 127.0.0.1")"""),
+    (MD, "## Fetch in the kernel, process in an isolate\n\nDart's `processResponse`: decode, "
+         "upper-case every name, mark it processed. The Dart version also stamps the current "
+         "time; this one does not, so the output repeats."),
+    (PY, """def process_response(json_text):
+    parsed = json.loads(json_text)
+    if "items" not in parsed:
+        return {"success": False, "error": "Invalid data structure"}
+    processed = [{"id": item["id"], "name": str(item.get("name", "unknown")).upper(), "processed": True}
+                 for item in parsed["items"]]
+    return {"processed_items": processed, "count": len(processed), "success": True}
+
+with urllib.request.urlopen(f"{base}/items?page=0&size=5000", timeout=10) as response:
+    text = response.read().decode()
+print(f"Processing API response with {len(text):,} bytes...")
+result = await stemnb.run(process_response, text)
+print("Processing complete:")
+print("  Success:", result["success"])
+print("  Items processed:", result["count"])
+print("  Last item:", result["processed_items"][-1])"""),
+    (MD, "## Fetch and process in the isolates\n\nEach pool process downloads its own page and "
+         "returns only a summary, so neither the raw response nor the 1,000 items cross into "
+         "the kernel. `map` keeps the pages in order."),
+    (PY, """def fetch_summary(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        document = json.loads(response.read())
+    prices = [item["price"] for item in document["items"]]
+    return {"page": document["page"], "count": len(prices), "total": round(sum(prices), 2),
+            "categories": len({item["category"] for item in document["items"]})}
+
+urls = [f"{base}/items?page={page}&size=1000" for page in range(1, 7)]
+with stemnb.IsolatePool(2, debug_name="fetchers") as pool:
+    summaries = list(pool.map(fetch_summary, urls))
+for summary in summaries:
+    print(summary)
+print(f"Processed {sum(s['count'] for s in summaries):,} items from {len(summaries)} responses")"""),
+    (MD, "## When the server fails, or does not answer\n\nAn `HTTPError` holds the open "
+         "response, so it cannot be rebuilt in the kernel: stemnb raises a `RemoteError` "
+         "that names it. Handling errors where they happen, and returning the status, keeps "
+         "them useful. A server that does not answer within urllib's `timeout` raises "
+         "`TimeoutError`, which travels back as itself."),
+    (PY, """def fetch_status(url, timeout=10):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+def fetch_raw(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+try:
+    await stemnb.run(fetch_raw, f"{base}/broken")
+except stemnb.RemoteError as exc:
+    print("RemoteError:", exc.type_name, "-", exc.message)
+for path in ("/broken", "/missing", "/items?page=0&size=2"):
+    status, body = await stemnb.run(fetch_status, f"{base}{path}")
+    print(f"{path}: {status} {body}")
+try:
+    await stemnb.run(fetch_raw, f"{base}/slow", 0.3)    # urllib's timeout (run's own timeout= would end the process)
+except TimeoutError as exc:
+    print("TimeoutError:", exc)"""),
+    (PY, """release_slow.set()
+server.shutdown()
+server.server_close()
+server_thread.join()
+stemnb.default_pool().close()
+print("server stopped, default pool closed")"""),
+]
+
+SCRAPING = [
+    (MD, """# Web scraping with isolates
+
+A scraper fetches pages, parses their HTML, pulls out the data it wants and follows links.
+Parsing is CPU work and fetching is waiting, so both go to isolates. The Dart example fakes the
+pages and extracts twenty made-up items from each. Here a small shop site is served from the
+kernel on `127.0.0.1` (no internet needed), and a breadth-first crawler fetches each level of
+pages on an `IsolatePool`: every process downloads a page, parses it with `html.parser`, and
+returns only the products and links it found. The kernel keeps the frontier and the set of
+visited pages, so no page is fetched twice."""),
+    (PY, """import html.parser
+import http.server
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import stemnb"""),
+    (MD, "## The site\n\nAn index links to three categories; each category lists four "
+         "products and links to the next category; each product page links to two related "
+         "products. One category links to a page that does not exist."),
+    (PY, """def product_page(c, p):
+    related = "".join(f'<a href="/product/{c}-{(p + k) % 4}">related</a>' for k in (1, 2))
+    return (f'<html><body><div class="product"><h1 class="name">Widget {c}-{p}</h1>'
+            f'<span class="price">{(c + 1) * 10 + p}.50</span></div>{related}</body></html>')
+
+def category_page(c):
+    links = "".join(f'<li><a href="/product/{c}-{p}">Widget {c}-{p}</a></li>' for p in range(4))
+    extra = '<a href="/category/99">broken</a>' if c == 2 else f'<a href="/category/{(c + 1) % 3}">next</a>'
+    return f"<html><body><h1>Category {c}</h1><ul>{links}</ul>{extra}</body></html>"
+
+PAGES = {"/": '<html><body><a href="/category/0">A</a> <a href="/category/1">B</a> <a href="category/2">C</a></body></html>'}
+PAGES.update({f"/category/{c}": category_page(c) for c in range(3)})
+PAGES.update({f"/product/{c}-{p}": product_page(c, p) for c in range(3) for p in range(4)})
+
+class SiteHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = PAGES.get(self.path)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write((body or "<h1>Not found</h1>").encode())
+
+    def log_message(self, format, *args):
+        pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
+server.daemon_threads = True
+server_thread = threading.Thread(target=server.serve_forever, daemon=True)
+server_thread.start()
+base = f"http://127.0.0.1:{server.server_port}"
+print(f"serving {len(PAGES)} pages on 127.0.0.1")"""),
+    (MD, "## Fetch and parse in an isolate\n\n`scrape` returns the page's path, its links "
+         "(resolved against the page with `urljoin`, kept on the same site) and the text of "
+         "every element whose class is the selector's, the way Dart's `ScrapingTask` names a "
+         "selector. A missing page comes back as its status, not as an exception."),
+    (PY, """class Extractor(html.parser.HTMLParser):
+    def __init__(self, selector):
+        super().__init__()
+        self.selector, self.links, self.items, self.depth, self.text = selector, [], [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and "href" in attrs:
+            self.links.append(attrs["href"])
+        if self.depth or self.selector in attrs.get("class", "").split():
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if self.depth:
+            self.depth -= 1
+            if self.depth == 0:
+                self.items.append(" ".join(self.text))
+                self.text = []
+
+    def handle_data(self, data):
+        if self.depth and data.strip():
+            self.text.append(data.strip())
+
+def scrape(url, selector="product"):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return {"url": url, "status": exc.code, "links": [], "items": []}
+    extractor = Extractor(selector)
+    extractor.feed(page)
+    site = urllib.parse.urlsplit(url).netloc
+    links = {urllib.parse.urljoin(url, href) for href in extractor.links}
+    return {"url": url, "status": 200, "items": extractor.items,
+            "links": sorted(link for link in links if urllib.parse.urlsplit(link).netloc == site)}
+
+def path(url):
+    return urllib.parse.urlsplit(url).path"""),
+    (MD, "## Crawl, level by level\n\nEach level's pages are scraped in parallel; the next "
+         "frontier is every new link found. The crawl stops when a level finds nothing new."),
+    (PY, """visited, frontier, products, broken = set(), [f"{base}/"], {}, []
+with stemnb.IsolatePool(2, debug_name="scrapers") as pool:
+    depth = 0
+    while frontier:
+        visited.update(frontier)
+        pages = list(pool.map(scrape, frontier))
+        print(f"depth {depth}: scraped {len(pages):>2} pages: {', '.join(sorted(path(p['url']) for p in pages))}")
+        found = set()
+        for page in pages:
+            if page["status"] != 200:
+                broken.append(f"{path(page['url'])} ({page['status']})")
+            for item in page["items"]:
+                products[path(page["url"])] = item
+            found.update(page["links"])
+        frontier, depth = sorted(found - visited), depth + 1
+
+print(f"\\nScraped {len(visited)} pages, {len(products)} products, broken links: {broken}")
+for page_path, item in sorted(products.items())[:4]:
+    print(f"{page_path}: {item}")
+total = sum(float(item.split()[-1]) for item in products.values())
+print(f"... total price of all products: {total:.2f}")"""),
+    (PY, """server.shutdown()
+server.server_close()
+server_thread.join()
+print("server stopped")"""),
+]
+
+NOTEBOOKS = {
+    "52_network_requests.ipynb": NETWORK,
+    "53_web_scraping.ipynb": SCRAPING,
+}
