@@ -74,6 +74,8 @@ EXPECTED = [
     "51_distributed_tracing.ipynb",
     "52_network_requests.ipynb",
     "53_web_scraping.ipynb",
+    "54_batch_documents.ipynb",
+    "55_ml_inference.ipynb",
 ]
 
 

@@ -257,7 +257,200 @@ server_thread.join()
 print("server stopped")"""),
 ]
 
+DOCUMENTS = [
+    (MD, """# Batch document processing
+
+A batch of documents is many independent jobs: count, extract keywords, summarise. The Dart
+example runs one `Isolate.run` per document over twenty copies of the same text. Here twenty
+documents are generated from a seeded vocabulary, so each is different and every run is the
+same; they arrive as UTF-8 bytes, as they would from disk. A pool processes them in chunks (one
+message carries several documents), the kernel merges the per-chunk keyword counts
+(map-reduce), and a document that cannot be decoded fails on its own instead of failing the
+batch."""),
+    (PY, "import collections\nimport concurrent.futures\nimport random\nimport re\n\nimport stemnb"),
+    (PY, """TOPICS = {
+    "isolates": "isolates ports messages processes workers supervisor mailbox",
+    "storage": "database records queries tables indexes transactions storage",
+    "imaging": "pixels images filters colours frames rendering shading",
+}
+
+def make_document(i):
+    rng = random.Random(i)
+    topic = sorted(TOPICS)[i % len(TOPICS)]
+    words = TOPICS[topic].split() + "the a of and with for data".split()
+    sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 12))).capitalize() + "."
+                 for _ in range(rng.randint(8, 16))]
+    return {"id": f"doc-{i:02d}", "content": " ".join(sentences).encode("utf-8"), "metadata": {"topic": topic}}
+
+documents = [make_document(i) for i in range(20)]
+documents[13]["content"] = "Résumé of the café system.".encode("latin-1")   # not UTF-8
+print(f"{len(documents)} documents, {sum(len(d['content']) for d in documents):,} bytes")"""),
+    (MD, "## Dart's `processDocument`\n\nWord and character counts, keywords (words longer "
+         "than four letters that occur more than once, most frequent first, ties in "
+         "alphabetical order, so the result does not depend on dict order), and the first "
+         "sentence as a summary."),
+    (PY, """def process_document(doc):
+    text = doc["content"].decode("utf-8")       # strict: bad bytes raise UnicodeDecodeError
+    words = re.findall(r"[a-z]+", text.lower())
+    frequency = collections.Counter(w for w in words if len(w) > 4)
+    keywords = [w for w, n in sorted(frequency.items(), key=lambda kv: (-kv[1], kv[0])) if n > 1][:5]
+    summary = text.split(".")[0]
+    return {"id": doc["id"], "words": len(text.split()), "characters": len(text), "keywords": keywords,
+            "summary": summary if len(summary) <= 100 else summary[:100] + "...", "frequency": frequency}
+
+def process_chunk(docs):
+    \"\"\"Process a chunk; a document that fails is reported by id, the others still count.\"\"\"
+    done, failed = [], []
+    for doc in docs:
+        try:
+            done.append(process_document(doc))
+        except UnicodeDecodeError as exc:
+            failed.append((doc["id"], f"{type(exc).__name__}: {exc.reason} at byte {exc.start}"))
+    return done, failed"""),
+    (MD, "## Chunks on a pool, then reduce\n\nFour chunks of five documents. Each chunk "
+         "returns its results; the kernel adds up the counters."),
+    (PY, """chunks = [documents[i:i + 5] for i in range(0, len(documents), 5)]
+with stemnb.IsolatePool(2, debug_name="documents") as pool:
+    outcomes = list(pool.map(process_chunk, chunks))
+results = [r for done, _ in outcomes for r in done]
+failures = [f for _, failed in outcomes for f in failed]
+
+total_words = sum(r["words"] for r in results)
+print(f"Processed {len(results)} documents in {len(chunks)} chunks; failed: {failures}")
+print(f"Total words: {total_words:,}; average {total_words // len(results)} words per document")
+sample = results[0]
+print(f"\\nSample: {sample['id']}, {sample['words']} words, {sample['characters']} characters")
+print("  keywords:", sample["keywords"])
+print("  summary: ", sample["summary"])
+
+corpus = collections.Counter()
+for r in results:
+    corpus.update(r["frequency"])
+print("\\ncorpus keywords:", [w for w, _ in sorted(corpus.items(), key=lambda kv: (-kv[1], kv[0]))[:6]])
+by_topic = collections.defaultdict(list)
+for doc, r in zip([d for d in documents if d["id"] != "doc-13"], results, strict=True):
+    by_topic[doc["metadata"]["topic"]].append(r["keywords"][0])
+for topic, tops in sorted(by_topic.items()):
+    print(f"{topic:<9} documents' top keywords: {sorted(set(tops))}")"""),
+    (MD, "## One call per document\n\nAs in Dart, each document can be its own call: more "
+         "messages, but each failure is its own future. Collecting outcomes with "
+         "`concurrent.futures.wait` lets the batch finish while the bad document re-raises "
+         "its own `UnicodeDecodeError` in the kernel."),
+    (PY, """with stemnb.IsolatePool(2, debug_name="documents") as pool:
+    futures = {pool.run(process_document, doc): doc["id"] for doc in documents}
+    concurrent.futures.wait(futures)
+words = {}
+for future, doc_id in sorted(futures.items(), key=lambda kv: kv[1]):
+    if future.exception() is None:
+        words[doc_id] = future.result()["words"]
+    else:
+        print(f"{doc_id} failed: {type(future.exception()).__name__}: {future.exception()}")
+print(f"{len(words)} documents processed, one call each; word counts as in the chunked run:",
+      words == {r["id"]: r["words"] for r in results})"""),
+]
+
+INFERENCE = [
+    (MD, """# ML model inference in isolates
+
+Inference is CPU work, and a model is costly to load, so the usual design keeps **long-lived
+inference isolates that load the model once** and then serve batches. The Dart example runs ten
+`Isolate.run` calls of a made-up linear model. Here a small logistic-regression model is
+trained with numpy in the kernel and saved to a file; two inference isolates each load it once
+at start and answer batches of feature rows through their ports. The kernel splits a test set
+into batches, spreads them over both, and puts the answers back in order. Last, the notebook
+compares sending 2,000 one-row requests with sending twenty 100-row batches."""),
+    (PY, "import pathlib\nimport tempfile\nimport time\n\nimport numpy as np\n\nimport stemnb"),
+    (MD, "## Train and save a model\n\nTwo Gaussian classes in four dimensions, from a seeded "
+         "generator; 300 steps of gradient descent."),
+    (PY, """def make_data(n, rng):
+    labels = rng.integers(0, 2, n)
+    centres = np.array([[-1.0, -0.5, 0.0, 0.5], [1.0, 0.5, 0.0, -0.5]])
+    return centres[labels] + rng.normal(0, 1.0, (n, 4)), labels
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+rng = np.random.default_rng(0)
+x_train, y_train = make_data(2_000, rng)
+x_test, y_test = make_data(2_000, rng)
+weights, bias = np.zeros(4), 0.0
+for _ in range(300):
+    error = sigmoid(x_train @ weights + bias) - y_train
+    weights -= 0.5 * x_train.T @ error / len(y_train)
+    bias -= 0.5 * error.mean()
+
+model_dir = tempfile.TemporaryDirectory()
+model_path = pathlib.Path(model_dir.name) / "model.npz"
+np.savez(model_path, weights=weights, bias=bias)
+print("weights:", np.round(weights, 3), "bias:", round(float(bias), 3))"""),
+    (MD, "## Inference isolates\n\nEach server loads the model when it starts, then answers "
+         "`(batch_id, rows, reply_port)` with `(batch_id, probabilities)`. On `None` it "
+         "reports how many times it loaded the model and how many batches and rows it served."),
+    (PY, """def inference_server(args):
+    path, ready = args
+    model = np.load(path)
+    weights, bias, loads = model["weights"], float(model["bias"]), 1
+    inbox = stemnb.ReceivePort("inference")
+    ready.send(inbox.send_port)
+    batches = rows = 0
+    for message in inbox:
+        if message is None:
+            break
+        batch_id, features, reply = message
+        reply.send((batch_id, 1 / (1 + np.exp(-(features @ weights + bias)))))
+        batches, rows = batches + 1, rows + len(features)
+    ready.send({"model loads": loads, "batches": batches, "rows": rows})
+    inbox.close()
+
+ready, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+servers = []
+for i in range(2):
+    await stemnb.spawn(inference_server, (str(model_path), ready.send_port), on_exit=exits.send_port,
+                       debug_name=f"inference-{i}")
+    servers.append(ready.receive(timeout=60))
+
+def infer(rows_per_batch):
+    \"\"\"Send the test set in batches, round-robin over the servers; return the probabilities in order.\"\"\"
+    replies = stemnb.ReceivePort("predictions")
+    batches = range(0, len(x_test), rows_per_batch)
+    for n, start in enumerate(batches):
+        servers[n % len(servers)].send((n, x_test[start:start + rows_per_batch], replies.send_port))
+    answers = dict(replies.receive(timeout=60) for _ in batches)
+    replies.close()
+    return np.concatenate([answers[n] for n in range(len(batches))])"""),
+    (MD, "## Batched inference"),
+    (PY, """probabilities = infer(100)
+predicted = (probabilities > 0.5).astype(int)
+print(f"Processed {len(predicted):,} rows in {len(x_test) // 100} batches over {len(servers)} isolates")
+print(f"accuracy on the test set: {(predicted == y_test).mean():.3f}")
+print(f"average confidence: {np.maximum(probabilities, 1 - probabilities).mean():.3f}")
+print("same as the kernel's own predictions:", np.allclose(probabilities, sigmoid(x_test @ weights + bias)))"""),
+    (MD, "## Why batch\n\nEvery request is a message each way. 2,000 one-row requests and "
+         "twenty 100-row batches give the same answers; the batches need a hundredth of the "
+         "messages. The times vary from run to run (printed as `DURATION` by the output "
+         "check); on this machine the batches are many times faster."),
+    (PY, """started = time.perf_counter()
+one_by_one = infer(1)
+single = time.perf_counter() - started
+started = time.perf_counter()
+batched = infer(100)
+in_batches = time.perf_counter() - started
+print(f"2,000 requests of 1 row:  {single * 1e3:.1f} ms")
+print(f"20 requests of 100 rows: {in_batches * 1e3:.1f} ms")
+print("same answers:", np.allclose(one_by_one, batched))"""),
+    (PY, """for server in servers:
+    server.send(None)
+for report in sorted(str(ready.receive(timeout=60)) for _ in servers):
+    print(report)
+print("servers ended:", [exits.receive(timeout=60) for _ in servers] == [None, None])
+ready.close()
+exits.close()
+model_dir.cleanup()"""),
+]
+
 NOTEBOOKS = {
     "52_network_requests.ipynb": NETWORK,
     "53_web_scraping.ipynb": SCRAPING,
+    "54_batch_documents.ipynb": DOCUMENTS,
+    "55_ml_inference.ipynb": INFERENCE,
 }
