@@ -1,0 +1,370 @@
+"""``python -m stemnb worker APP``: a worker program on the real Redis, fed from this process."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from redis_support import REDIS_URL
+from redis_support import drop_namespace as _drop
+
+import stemnb
+from stemnb import TaskState
+
+redis = pytest.importorskip("redis")
+pytestmark = pytest.mark.redis
+
+BOUND_S = 60.0  # an upper bound for a step that should take well under a second, never a sync
+
+APP_SOURCE = textwrap.dedent(
+    """
+    import os
+    import time
+
+    import redis
+
+    import stemnb
+
+    URL = os.environ["CLI_TEST_REDIS_URL"]
+    NAMESPACE = os.environ["CLI_TEST_NAMESPACE"]
+    registry = stemnb.TaskRegistry()
+
+
+    def square(ctx, args):
+        return args["x"] ** 2
+
+
+    def report_pid(ctx, args):
+        return os.getpid()
+
+
+    def hold(ctx, args):
+        # tells the test its pid, then runs until the test pushes to the release list
+        client = redis.Redis.from_url(URL)
+        client.rpush(NAMESPACE + ":test-started", os.getpid())
+        while not client.blpop([NAMESPACE + ":test-release"], timeout=1):
+            pass  # short blocking reads: a client's socket timeout must not end the wait
+        return "finished"
+
+
+    def hold_until_revoked(ctx, args):
+        # tells the test its pid, then works until the worker asks it to stop
+        redis.Redis.from_url(URL).rpush(NAMESPACE + ":test-started", os.getpid())
+        while not ctx.is_revoked():
+            time.sleep(0.01)  # a unit of work
+        ctx.heartbeat()  # raises TaskRevokedError
+
+
+    registry.register("square", stemnb.TaskHandler(square, isolate=True))
+    registry.register("isolate_pid", stemnb.TaskHandler(report_pid, isolate=True))
+    registry.register("inline_pid", stemnb.TaskHandler(report_pid, isolate=False))
+    registry.register("hold", stemnb.TaskHandler(hold, isolate=True))
+    registry.register("hold_inline", stemnb.TaskHandler(hold, isolate=False))
+    registry.register("hold_until_revoked", stemnb.TaskHandler(hold_until_revoked, isolate=True))
+
+
+    def make_registry():
+        return registry
+
+
+    def make_worker():
+        broker = stemnb.RedisBroker(URL, namespace=NAMESPACE)
+        backend = stemnb.RedisResultBackend(URL, namespace=NAMESPACE)
+        return stemnb.Worker(broker, registry, backend, concurrency=1, consumer_name="built-by-app")
+
+
+    def broken_factory():
+        raise RuntimeError("no registry today")
+
+
+    not_a_registry = 42
+    """
+)
+
+
+class WorkerProgram:
+    """``python -m stemnb worker`` in its own session, its stderr read line by line."""
+
+    def __init__(self, cwd: Path, namespace: str, *argv: str) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")]),
+            "CLI_TEST_REDIS_URL": REDIS_URL,
+            "CLI_TEST_NAMESPACE": namespace,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stemnb", "worker", *argv],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, text: str) -> str:
+        """Return the next stderr line containing ``text``; fail if the program ends first."""
+        while True:
+            line = self.lines.get(timeout=BOUND_S)
+            if line is None:
+                raise AssertionError(f"the program ended without printing {text!r}: {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)
+
+    def exit_code(self) -> int:
+        return self.proc.wait(BOUND_S)
+
+    def descendants(self) -> list[int]:
+        """Every process below the program (its isolate pool), from /proc."""
+        return _descendants(self.proc.pid)
+
+    def close(self) -> None:
+        """Kill the program's session if it still runs; close its stderr."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(BOUND_S)
+        self.reader.join(BOUND_S)
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [child for child, parent in parents.items() if parent == pid]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Cluster:
+    """A namespace on Redis, the APP module, and a producer (Stem) in this process."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.namespace = f"stemnb-cli-test-{uuid.uuid4().hex[:8]}"
+        (tmp_path / "cliapp.py").write_text(APP_SOURCE)
+        self.broker = stemnb.RedisBroker(REDIS_URL, namespace=self.namespace)
+        self.backend = stemnb.RedisResultBackend(REDIS_URL, namespace=self.namespace)
+        self.stem = stemnb.Stem(self.broker, self.backend)
+        self.client = redis.Redis.from_url(REDIS_URL)
+        self.programs: list[WorkerProgram] = []
+
+    def program(self, *argv: str, app: str = "cliapp:registry", broker: bool = True) -> WorkerProgram:
+        options = ["--broker", REDIS_URL, "--namespace", self.namespace] if broker else []
+        program = WorkerProgram(self.tmp_path, self.namespace, app, *options, *argv)
+        self.programs.append(program)
+        return program
+
+    def started(self, *argv: str, **kwargs: str) -> WorkerProgram:
+        program = self.program(*argv, **kwargs)
+        program.expect("ready")
+        return program
+
+    def result(self, task_id: str) -> stemnb.TaskStatus:
+        return self.stem.wait_for_task(task_id, timeout=BOUND_S).result()
+
+    def running(self, task_id: str) -> int:
+        """Wait until the ``hold`` task ``task_id`` runs; return the pid of the process running it."""
+        _, pid = self.client.blpop([f"{self.namespace}:test-started"], timeout=BOUND_S)
+        assert self.backend.get(task_id).state is TaskState.RUNNING
+        return int(pid)
+
+    def release(self) -> None:
+        self.client.rpush(f"{self.namespace}:test-release", "go")
+
+    def close(self) -> None:
+        for program in self.programs:
+            self.release()
+            program.close()
+        self.broker.close()
+        self.backend.close()
+        self.client.close()
+        _drop(self.namespace)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+
+
+def test_worker_program_runs_isolate_and_inline_tasks_enqueued_from_another_process(cluster):
+    program = cluster.started("-c", "2")
+    ids = [cluster.stem.enqueue("square", {"x": x}) for x in range(4)]
+    isolate_pid = cluster.stem.enqueue("isolate_pid", {})
+    inline_pid = cluster.stem.enqueue("inline_pid", {})
+    assert [cluster.result(i).payload for i in ids] == [0, 1, 4, 9]
+    assert cluster.result(inline_pid).payload == program.proc.pid  # inline: in the program itself
+    assert cluster.result(isolate_pid).payload in program.descendants()  # isolate: in its pool
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_readiness_line_names_the_worker_its_queues_and_the_broker(cluster):
+    program = cluster.program("--name", "cli-worker-7", "-Q", "alpha,beta", "-Q", "gamma")
+    line = program.expect("ready")
+    assert "cli-worker-7" in line and "queues=alpha,beta,gamma" in line
+    assert REDIS_URL in line and f"namespace={cluster.namespace}" in line
+    gamma = cluster.stem.enqueue("square", {"x": 3}, queue="gamma")
+    alpha = cluster.stem.enqueue("square", {"x": 5}, queue="alpha")
+    assert cluster.result(gamma).payload == 9 and cluster.result(alpha).payload == 25
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_sigterm_lets_a_running_task_finish_then_exits_zero_leaving_no_process(cluster):
+    program = cluster.started("-c", "2")
+    tid = cluster.stem.enqueue("hold", {})
+    isolate = cluster.running(tid)
+    assert isolate in program.descendants()
+    program.signal(signal.SIGTERM)
+    program.expect("stopping: warm shutdown")
+    cluster.release()
+    assert program.exit_code() == 0
+    status = cluster.backend.get(tid)
+    assert status.state is TaskState.SUCCEEDED and status.payload == "finished"
+    assert not _alive(isolate)
+
+
+def test_sigterm_lets_a_running_inline_task_finish(cluster):
+    program = cluster.started()
+    tid = cluster.stem.enqueue("hold_inline", {})
+    assert cluster.running(tid) == program.proc.pid
+    program.signal(signal.SIGTERM)
+    program.expect("stopping: warm shutdown")
+    cluster.release()
+    assert program.exit_code() == 0
+    assert cluster.backend.get(tid).state is TaskState.SUCCEEDED
+
+
+def test_sigint_stops_the_program_softly_cancelling_the_running_task(cluster):
+    program = cluster.started()
+    tid = cluster.stem.enqueue("hold_until_revoked", {})
+    isolate = cluster.running(tid)
+    assert isolate in program.descendants()
+    program.signal(signal.SIGINT)
+    program.expect("stopping: soft shutdown")
+    assert program.exit_code() == 0
+    status = cluster.backend.get(tid)
+    assert status.state is TaskState.CANCELLED and status.meta["reason"] == "worker soft shutdown"
+    assert not _alive(isolate)
+
+
+def test_a_second_signal_during_a_warm_shutdown_makes_it_hard_and_requeues_the_task(cluster):
+    program = cluster.started()
+    tid = cluster.stem.enqueue("hold", {})
+    isolate = cluster.running(tid)
+    assert isolate in program.descendants()
+    program.signal(signal.SIGTERM)
+    program.expect("stopping: warm shutdown")
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+    assert cluster.backend.get(tid).state is TaskState.QUEUED
+    assert cluster.broker.pending_count("default") == 1  # handed back for the next worker
+    assert not _alive(isolate)
+
+
+def test_app_may_be_a_factory_returning_a_registry(cluster):
+    program = cluster.started(app="cliapp:make_registry")
+    assert cluster.result(cluster.stem.enqueue("square", {"x": 7})).payload == 49
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_app_may_build_its_own_worker_which_runs_as_it_is(cluster):
+    program = cluster.program(app="cliapp:make_worker", broker=False)
+    assert "built-by-app" in program.expect("ready")
+    assert cluster.result(cluster.stem.enqueue("square", {"x": 6})).payload == 36
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_broker_url_comes_from_the_environment_when_not_given(cluster, monkeypatch):
+    monkeypatch.setenv("STEMNB_BROKER_URL", REDIS_URL)
+    program = cluster.program("--namespace", cluster.namespace, broker=False)
+    assert REDIS_URL in program.expect("ready")
+    assert cluster.result(cluster.stem.enqueue("square", {"x": 2})).payload == 4
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cliapp"], "APP must look like 'package.module:attr', got 'cliapp'"),
+        (["no_such_module:registry"], "cannot import APP module 'no_such_module'"),
+        (["cliapp:nothing_here"], "module 'cliapp' has no attribute 'nothing_here'"),
+        (["cliapp:not_a_registry"], "APP 'cliapp:not_a_registry' is of type int, not a TaskRegistry or a Worker"),
+        (["cliapp:broken_factory"], "calling it failed: RuntimeError: no registry today"),
+        (["cliapp:registry", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["cliapp:registry", "-c", "zero"], "argument -c/--concurrency: must be an integer >= 1"),
+        (["cliapp:registry", "--broker", "amqp://localhost//"], "--broker must be a redis://"),
+        (["cliapp:registry", "--backend", "http://x"], "--backend must be a redis://"),
+        (["cliapp:make_worker", "-c", "2"], "is a Worker already; --concurrency cannot change it"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, argv, message):
+    (tmp_path / "cliapp.py").write_text(APP_SOURCE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CLI_TEST_REDIS_URL": REDIS_URL}
+    env["CLI_TEST_NAMESPACE"] = "stemnb-cli-test-never-used"
+    done = subprocess.run(
+        [sys.executable, "-m", "stemnb", "worker", *argv],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BOUND_S,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("stemnb: error: ")
+
+
+def test_a_broker_that_does_not_answer_exits_1_with_one_line(tmp_path):
+    (tmp_path / "cliapp.py").write_text(APP_SOURCE)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CLI_TEST_REDIS_URL": REDIS_URL}
+    env["CLI_TEST_NAMESPACE"] = "stemnb-cli-test-never-used"
+    done = subprocess.run(
+        [sys.executable, "-m", "stemnb", "worker", "cliapp:registry", "--broker", "redis://127.0.0.1:1/0"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=BOUND_S,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "the broker at redis://127.0.0.1:1/0 does not answer" in done.stderr
