@@ -2,8 +2,9 @@
 
 Every adapter starts a worker with concurrency 2 and offers ``enqueue(kind)`` (kind is "noop" or
 "busy_1ms"), ``wait(handle)``, ``wait_all(handles)`` and ``close()``. The peers (Celery, Dramatiq)
-use the Redis server on 127.0.0.1:6379 in a dedicated database (``STEMNB_BENCH_REDIS_DB``, default
-13), which is flushed before and after each of them and never touched otherwise.
+and stemnb's Redis systems use the Redis server on 127.0.0.1:6379 in a dedicated database
+(``STEMNB_BENCH_REDIS_DB``, default 13), which is flushed before and after each of them and never
+touched otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ._harness import ROOT, child_env
-from ._taskwork import QUEUE, REDIS_DB
+from ._taskwork import QUEUE, REDIS_DB, REDIS_URL
 
 CONCURRENCY = 2
 WAIT_S = 120.0
@@ -279,6 +280,58 @@ class Dramatiq(_ExternalWorker):
         handle.get_result(block=True, timeout=int(timeout * 1000))
 
 
+class StemnbRedisWorkerProcess(_ExternalWorker, _Stemnb):
+    """stemnb's worker as its own program; the producer side is ``_Stemnb``'s (Stem on Redis)."""
+
+    name = "stemnb-redis-worker-process"
+    how = (
+        "`python -m stemnb worker bench._stemnb_app:registry -c 2` on `RedisBroker`/`RedisResultBackend` "
+        "(same Redis database as the peers), tasks `TaskHandler(fn, isolate=True)` in bench/_stemnb_app.py; "
+        "the producer's `Stem.enqueue(name)` then `Stem.wait_for_task(id)`, as stemnb-isolate-redis"
+    )
+
+    def start(self, fns: SimpleNamespace) -> None:
+        from . import _stemnb_app
+
+        self._spawn(
+            [
+                sys.executable,
+                "-m",
+                "stemnb",
+                "worker",
+                "bench._stemnb_app:registry",
+                "--broker",
+                REDIS_URL,
+                "--namespace",
+                _stemnb_app.NAMESPACE,
+                "-c",
+                str(CONCURRENCY),
+            ]
+        )
+        self.broker = _stemnb_api("RedisBroker", "stemnb._brokers.redis")(
+            REDIS_URL, namespace=_stemnb_app.NAMESPACE
+        )
+        self.backend = _stemnb_api("RedisResultBackend", "stemnb._backends.redis")(
+            REDIS_URL, namespace=_stemnb_app.NAMESPACE
+        )
+        self.stem = _stemnb_api("Stem", "stemnb._stem")(self.broker, self.backend)
+        self.succeeded = _stemnb_api("TaskState", "stemnb._backend").SUCCEEDED
+        self._wait_ready()
+
+    def close(self) -> None:
+        super().close()  # SIGTERM: the program's warm shutdown, then the database is flushed
+        for part in (getattr(self, "broker", None), getattr(self, "backend", None)):
+            getattr(part, "close", lambda: None)()
+
+
 TASK_SYSTEMS: dict[str, type[TaskSystem]] = {
-    cls.name: cls for cls in (StemnbIsolate, StemnbInline, StemnbIsolateRedis, Celery, Dramatiq)
+    cls.name: cls
+    for cls in (
+        StemnbIsolate,
+        StemnbInline,
+        StemnbIsolateRedis,
+        StemnbRedisWorkerProcess,
+        Celery,
+        Dramatiq,
+    )
 }

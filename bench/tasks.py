@@ -22,8 +22,20 @@ from ._task_systems import TASK_SYSTEMS
 from ._tasks_child import CHILD_SOURCE
 from ._taskwork import REDIS_DB
 
-ALL_SYSTEMS = ("stemnb-isolate", "stemnb-inline", "stemnb-isolate-redis", "celery", "dramatiq")
-SUBJECTS = ("stemnb-isolate", "stemnb-inline", "stemnb-isolate-redis")
+ALL_SYSTEMS = (
+    "stemnb-isolate",
+    "stemnb-inline",
+    "stemnb-isolate-redis",
+    "stemnb-redis-worker-process",
+    "celery",
+    "dramatiq",
+)
+SUBJECTS = (
+    "stemnb-isolate",
+    "stemnb-inline",
+    "stemnb-isolate-redis",
+    "stemnb-redis-worker-process",
+)
 FULL: dict[str, Any] = {"noop_n": 2000, "busy_1ms_n": 1000}
 QUICK: dict[str, Any] = {"noop_n": 50, "busy_1ms_n": 20, "latency_warmup": 2, "latency_n": 10}
 CHILD_TIMEOUT_S = 300.0
@@ -135,12 +147,14 @@ def run(systems: Sequence[str], quick: bool = False) -> tuple[dict, list[str]]:
             "Every worker has concurrency 2 (the machine's cores). Celery: prefork pool (processes, like stemnb "
             "isolates), default prefetch multiplier. Dramatiq: 2 worker processes × 1 thread. The 1 ms task "
             "spins on the CPU (not a sleep).",
-            f"Celery, Dramatiq and stemnb-isolate-redis use Redis on 127.0.0.1:6379, database {REDIS_DB} "
-            "(flushed before and after each); stemnb-isolate and stemnb-inline use the in-memory broker and "
-            "backend. stemnb's worker runs in the producer's process (the notebook case); Celery's and "
-            "Dramatiq's are separate programs.",
+            f"Celery, Dramatiq, stemnb-isolate-redis and stemnb-redis-worker-process use Redis on "
+            f"127.0.0.1:6379, database {REDIS_DB} (flushed before and after each); stemnb-isolate and "
+            "stemnb-inline use the in-memory broker and backend. stemnb's worker runs in the producer's "
+            "process (the notebook case), except in stemnb-redis-worker-process, where it is a separate "
+            "program (`python -m stemnb worker`), as Celery's and Dramatiq's are.",
             "stemnb's task functions are defined in the child's `__main__` (as in a notebook) and shipped to "
-            "isolates by cloudpickle; Celery's and Dramatiq's live in bench/_celery_app.py / _dramatiq_app.py.",
+            "isolates by cloudpickle, except stemnb-redis-worker-process's, which live in "
+            "bench/_stemnb_app.py as Celery's and Dramatiq's live in bench/_celery_app.py / _dramatiq_app.py.",
             "Versions: "
             + h.versions(["stemnb", "celery", "kombu", "dramatiq", "redis", "cloudpickle", "loky"])
             + ".",
