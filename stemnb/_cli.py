@@ -168,7 +168,7 @@ def run_worker(args: argparse.Namespace) -> int:
             return 0
         _say(_readiness_line(worker, where))
         worker.wait()
-        error = worker.shutdown(WorkerShutdownMode.WARM).exception()  # the finished shutdown's
+        error = worker.shutdown(WorkerShutdownMode.WARM).exception()  # of the finished shutdown
         if error is not None:
             _say(f"stemnb: error: the worker's shutdown failed: {type(error).__name__}: {error}")
             return 1
@@ -227,9 +227,11 @@ def _worker_for(
     app: TaskRegistry | Worker, args: argparse.Namespace
 ) -> tuple[Worker, str, list[Any]]:
     """Return (the worker to run, where it consumes for the readiness line, the parts to close)."""
-    from ._worker import Worker
+    from ._worker import Worker, WorkerState
 
     if isinstance(app, Worker):
+        if app.state in (WorkerState.STOPPING, WorkerState.STOPPED):
+            raise UsageError(f"APP {args.app!r} is a Worker that is {app.state.value}")
         given = [name for name in BUILD_OPTIONS if getattr(args, name) is not None]
         if given:
             flags = ", ".join(

@@ -81,6 +81,12 @@ APP_SOURCE = textwrap.dedent(
         return stemnb.Worker(broker, registry, backend, concurrency=1, consumer_name="built-by-app")
 
 
+    def stopped_worker():
+        worker = make_worker()
+        worker.close()
+        return worker
+
+
     def broken_factory():
         raise RuntimeError("no registry today")
 
@@ -343,6 +349,7 @@ def test_broker_url_comes_from_the_environment_when_not_given(cluster, monkeypat
         (["cliapp:registry", "--broker", "amqp://localhost//"], "--broker must be a redis://"),
         (["cliapp:registry", "--backend", "http://x"], "--backend must be a redis://"),
         (["cliapp:make_worker", "-c", "2"], "is a Worker already; --concurrency cannot change it"),
+        (["cliapp:stopped_worker"], "APP 'cliapp:stopped_worker' is a Worker that is stopped"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_problem(tmp_path, argv, message):
