@@ -76,6 +76,8 @@ EXPECTED = [
     "53_web_scraping.ipynb",
     "54_batch_documents.ipynb",
     "55_ml_inference.ipynb",
+    "56_ray_tracing.ipynb",
+    "57_blockchain_mining.ipynb",
 ]
 
 

@@ -448,9 +448,228 @@ exits.close()
 model_dir.cleanup()"""),
 ]
 
+RAY_TRACING = [
+    (MD, """# A ray tracing renderer
+
+Every pixel of a ray-traced image is computed on its own, so an image splits into bands of rows
+that render in parallel. The Dart example colours pixels by their position and renders four
+tiles with `Isolate.run`. Here a real, small ray tracer in numpy (three spheres on a checkered
+floor, diffuse light, hard shadows, a sky gradient) renders a 160 × 100 image. The bands are
+rendered on an `IsolatePool` straight into one `shared_array`, so no pixel is copied back;
+Dart's way, tiles returned and joined, gives the same image. A text preview shows the result."""),
+    (PY, "import numpy as np\n\nimport stemnb"),
+    (MD, "## The scene and the tracer\n\nOne primary ray per pixel, vectorised over a band of "
+         "rows. A hit point is lit if the ray towards the light reaches no sphere."),
+    (PY, """SPHERES = [((0.0, 0.0, -3.2), 1.0, (255, 140, 120)),
+           ((1.7, -0.4, -2.8), 0.6, (140, 255, 160)),
+           ((-1.8, -0.3, -3.8), 0.7, (150, 180, 255))]
+LIGHT = np.array([-0.6, 1.0, 0.5]) / np.linalg.norm([-0.6, 1.0, 0.5])
+
+def dot(a, b):
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+def hit_sphere(origin, direction, centre, radius):
+    \"\"\"Distance along each ray to the sphere, inf where it misses.\"\"\"
+    oc = origin - np.array(centre)
+    b = dot(direction, oc)
+    disc = b * b - (dot(oc, oc) - radius * radius)
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    return np.where((disc > 0) & (t > 1e-4), t, np.inf)
+
+def trace(direction):
+    origin = np.zeros(3)
+    distances = [hit_sphere(origin, direction, c, r) for c, r, _ in SPHERES]
+    floor = np.where(direction[..., 1] < 0, -1.0 / np.minimum(direction[..., 1], -1e-9), np.inf)
+    nearest = np.min(distances + [floor], axis=0)
+    hit = np.isfinite(nearest)
+    point = direction * np.where(hit, nearest, 0.0)[..., None]
+    colour = (10 + 50 * np.clip(direction[..., 1], 0, 1))[..., None] * np.array([0.6, 0.8, 1.0])  # dark sky
+    normal = np.zeros_like(point)
+    base = np.zeros_like(point)
+    hit_floor = np.isfinite(floor) & (floor == nearest)
+    checker = (np.floor(point[..., 0]) + np.floor(point[..., 2])) % 2 == 0
+    base[hit_floor] = np.where(checker[hit_floor, None], 220.0, 60.0)
+    normal[hit_floor] = (0.0, 1.0, 0.0)
+    for (centre, _, sphere_colour), t in zip(SPHERES, distances, strict=True):
+        on = np.isfinite(t) & (t == nearest)
+        base[on] = sphere_colour
+        normal[on] = (point[on] - centre) / np.linalg.norm(point[on] - centre, axis=-1, keepdims=True)
+    lift = point + normal * 1e-3
+    shadowed = np.any([np.isfinite(hit_sphere(lift, np.broadcast_to(LIGHT, lift.shape), c, r)) for c, r, _ in SPHERES], axis=0)
+    light = 0.15 + 0.85 * np.clip(dot(normal, LIGHT[None, None, :]), 0, 1) * ~shadowed
+    colour[hit] = base[hit] * light[hit, None]
+    return np.clip(colour, 0, 255).astype(np.uint8)
+
+def render_rows(image, y0, y1):
+    \"\"\"Trace rows ``y0:y1`` of ``image`` (height, width, 3) into it, in place.\"\"\"
+    height, width, _ = image.shape
+    ys, xs = np.mgrid[y0:y1, 0:width]
+    direction = np.stack([(2 * (xs + 0.5) / width - 1) * 0.9 * width / height,
+                          (1 - 2 * (ys + 0.5) / height) * 0.9, -np.ones(xs.shape)], axis=-1)
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    image[y0:y1] = trace(direction)"""),
+    (MD, "## Render in bands\n\nEight bands of rows on a pool of two; each call writes its "
+         "band into the shared image and returns nothing."),
+    (PY, """width, height, bands = 160, 100, 8
+image = stemnb.shared_array((height, width, 3), dtype="uint8", fill=0)
+edges = np.linspace(0, height, bands + 1).astype(int)
+with stemnb.IsolatePool(2, debug_name="raytracer") as pool:
+    calls = [pool.run(render_rows, image, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:])]
+    for call in calls:
+        call.result(timeout=60)
+    print(f"Ray tracing scene: {width}x{height}, {bands} bands of {height // bands}-{-(-height // bands)} rows")
+    print(f"Rendered {width * height:,} pixels")
+
+    def render_tile(y0, y1):                   # Dart's way: each tile comes back as its own array
+        tile = np.zeros((height, width, 3), dtype=np.uint8)
+        render_rows(tile, y0, y1)
+        return tile[y0:y1]
+    tiles = [pool.run(render_tile, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:])]
+    joined = np.concatenate([tile.result(timeout=60) for tile in tiles])
+
+reference = np.zeros((height, width, 3), dtype=np.uint8)
+render_rows(reference, 0, height)
+print("bands == tiles joined == one render in the kernel:",
+      np.array_equal(image, joined) and np.array_equal(image, reference))"""),
+    (MD, "## A text preview\n\nBlocks of 2 × 5 pixels (about a character's shape) averaged "
+         "to a brightness, drawn with ten characters from dark to light: three lit spheres "
+         "with shadows on the checkered floor, under a dark sky."),
+    (PY, """luma = image @ np.array([0.299, 0.587, 0.114])
+blocks = luma.reshape(height // 5, 5, width // 2, 2).mean(axis=(1, 3))
+ramp = " .:-=+*#%@"
+for row in blocks:
+    print("".join(ramp[min(int(v / 256 * len(ramp)), len(ramp) - 1)] for v in row))
+del image
+print("shared image released")"""),
+]
+
+MINING = [
+    (MD, """# A blockchain mining simulation
+
+Mining searches for a nonce that gives a block a hash below a target: with SHA-256 and a
+difficulty of 4, the hex digest must start with `0000`, which takes about 65,000 tries on
+average. Nonces can be tried in any order, so the search splits across isolates. The Dart
+example gives four `Isolate.run` calls a million nonces each, with a toy 32-bit hash. Here
+`hashlib.sha256` is used, and the search is made deterministic: miner isolates try interleaved
+nonces, the first one to find a valid nonce tells the kernel, the kernel tells every miner to
+stop once past that nonce, and the lowest valid nonce wins: the one a single miner would have
+found. Three blocks are mined into a chain. Last, the same race with pool futures, where the
+first result cancels the other searches."""),
+    (PY, "import concurrent.futures\nimport hashlib\n\nimport stemnb"),
+    (PY, """DIFFICULTY = 4
+
+def block_hash(index, previous_hash, data, nonce):
+    return hashlib.sha256(f"{index}|{previous_hash}|{data}|{nonce}".encode()).hexdigest()
+
+def is_valid(digest, difficulty=DIFFICULTY):
+    return digest.startswith("0" * difficulty)"""),
+    (MD, "## Miner isolates\n\nA miner gets `(\"mine\", block, start, stride)` and tries `start`, "
+         "`start + stride`, ... Every 2,000 tries it looks at its inbox without waiting "
+         "(`receive(timeout=0)`) for a bound on the current block. It reports a valid nonce "
+         "as soon as it finds one (its later nonces are all larger, so it stops), and reports "
+         "`done` once it has passed the bound."),
+    (PY, """def miner(args):
+    name, main_port = args
+    inbox = stemnb.ReceivePort(name)
+    main_port.send(inbox.send_port)
+    for message in inbox:
+        if message is None:
+            break
+        if message[0] == "bound":               # for a block this miner has finished: stale
+            continue
+        _, block, start, stride = message
+        index, previous_hash, data = block
+        bound, nonce, tried = None, start, 0
+        while bound is None or nonce < bound:
+            if tried % 2_000 == 0:
+                try:
+                    kind, block_index, value = inbox.receive(timeout=0)
+                    if block_index == index:    # a bound for an older block is stale
+                        bound = value
+                    continue
+                except TimeoutError:
+                    pass
+            digest = block_hash(index, previous_hash, data, nonce)
+            tried += 1
+            if is_valid(digest):
+                main_port.send(("found", name, nonce, digest))
+                break
+            nonce += stride
+        main_port.send(("done", name, index, tried))
+    inbox.close()
+
+reports, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+miners = []
+for i in range(2):
+    await stemnb.spawn(miner, (f"miner-{i}", reports.send_port), on_exit=exits.send_port, debug_name=f"miner-{i}")
+    miners.append(reports.receive(timeout=60))"""),
+    (PY, """def mine(block):
+    \"\"\"Mine ``block`` on every miner; return the lowest valid nonce and its hash.\"\"\"
+    for i, port in enumerate(miners):
+        port.send(("mine", block, i, len(miners)))
+    found, done = [], 0
+    while done < len(miners):
+        kind, name, *rest = reports.receive(timeout=120)
+        if kind == "found":
+            if not found or rest[0] < min(found)[0]:
+                for port in miners:              # stop once past this nonce
+                    port.send(("bound", block[0], rest[0]))
+            found.append(tuple(rest))
+        else:
+            done += 1
+    return min(found)
+
+chain = [(0, "0" * 64, "genesis", 0, block_hash(0, "0" * 64, "genesis", 0))]
+print(f"Mining with difficulty {DIFFICULTY} using {len(miners)} miner isolates")
+for index, data in enumerate(["alice pays bob 5", "bob pays carol 2", "carol pays dave 1"], start=1):
+    previous_hash = chain[-1][4]
+    nonce, digest = mine((index, previous_hash, data))
+    chain.append((index, previous_hash, data, nonce, digest))
+    print(f"block {index}: nonce {nonce:>6}, hash {digest[:24]}...  ({data})")"""),
+    (MD, "## Check the chain\n\nEvery hash is recomputed, is valid, and links to the block "
+         "before; and for the first block, a plain sequential search finds the same nonce."),
+    (PY, """for index, previous_hash, data, nonce, digest in chain[1:]:
+    assert block_hash(index, previous_hash, data, nonce) == digest and is_valid(digest)
+    assert previous_hash == chain[index - 1][4]
+print("chain valid:", True)
+first = next(n for n in range(10**7) if is_valid(block_hash(1, chain[0][4], chain[1][2], n)))
+print("block 1 nonce is the lowest valid one:", first == chain[1][3])
+for port in miners:
+    port.send(None)
+print("miners ended:", [exits.receive(timeout=60) for _ in miners] == [None, None])"""),
+    (MD, "## The first finder cancels the others\n\nDart's structure: a nonce range per call. "
+         "With stemnb futures, the kernel waits for the first call that found a nonce and "
+         "calls `cancel()` on the rest, which ends the processes still running them (the pool "
+         "starts new ones). Which range wins depends on timing, so the notebook prints only "
+         "checks that hold every time."),
+    (PY, """def scan(index, previous_hash, data, start, stop):
+    for nonce in range(start, stop):
+        digest = block_hash(index, previous_hash, data, nonce)
+        if is_valid(digest):
+            return nonce, digest
+    return None
+
+block = (4, chain[-1][4], "dave pays erin 3")
+with stemnb.IsolatePool(2, debug_name="range-miners") as pool:
+    pending = {pool.run(scan, *block, start, start + 200_000) for start in range(0, 800_000, 200_000)}
+    winner = None
+    while pending and winner is None:
+        finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+        winner = next((f.result() for f in finished if f.result() is not None), None)
+    for future in pending:
+        future.cancel()
+    print("a valid nonce was found:", winner is not None and is_valid(block_hash(*block, winner[0])))
+    print("every other search has ended:", all(f.done() for f in pending))"""),
+    (PY, """reports.close()
+exits.close()
+print("ports closed")"""),
+]
+
 NOTEBOOKS = {
     "52_network_requests.ipynb": NETWORK,
     "53_web_scraping.ipynb": SCRAPING,
     "54_batch_documents.ipynb": DOCUMENTS,
     "55_ml_inference.ipynb": INFERENCE,
+    "56_ray_tracing.ipynb": RAY_TRACING,
+    "57_blockchain_mining.ipynb": MINING,
 }
