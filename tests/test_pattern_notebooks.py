@@ -78,6 +78,8 @@ EXPECTED = [
     "55_ml_inference.ipynb",
     "56_ray_tracing.ipynb",
     "57_blockchain_mining.ipynb",
+    "58_video_processing.ipynb",
+    "59_audio_processing.ipynb",
 ]
 
 

@@ -665,6 +665,186 @@ exits.close()
 print("ports closed")"""),
 ]
 
+VIDEO = [
+    (MD, """# Video processing with isolates
+
+Frames of a video can be filtered independently, so a clip splits into runs of frames across
+isolates. The Dart example greyscales sixty 640 × 480 frames, one `Isolate.run` each, copying
+every frame there and back. Here a synthetic clip (a drifting gradient with a bright square
+moving along a known path) lives in one `shared_array`, and each stage is a round of pool calls
+over runs of frames that read and write the shared arrays in place: no frame crosses a pipe.
+Stage one greyscales, as in Dart; stage two finds the moving object, reading the previous frame
+too (which another process may have greyscaled), so it runs after stage one has finished. The
+tracked positions are checked against the path the generator used."""),
+    (PY, "import numpy as np\n\nimport stemnb"),
+    (MD, "## A synthetic clip\n\n48 RGBA frames of 96 × 128 pixels; the square is 10 pixels "
+         "wide, at `(20 + 2t, 15 + t)` in frame t."),
+    (PY, """frames, height, width, side = 48, 96, 128, 10
+
+def square_at(t):
+    return 20 + 2 * t, 15 + t                   # (x, y) of the top-left corner
+
+def make_clip(clip):
+    ys, xs = np.mgrid[0:height, 0:width]
+    for t in range(frames):
+        clip[t, ..., 0] = (xs + 2 * t) % 160    # a gradient drifting to the left
+        clip[t, ..., 1] = (ys + t) % 120
+        clip[t, ..., 2] = 90
+        clip[t, ..., 3] = 255
+        x, y = square_at(t)
+        clip[t, y:y + side, x:x + side, :3] = 255
+
+clip = stemnb.shared_array((frames, height, width, 4), dtype="uint8", fill=0)
+grey = stemnb.shared_array((frames, height, width), dtype="uint8", fill=0)
+make_clip(clip)
+print(f"Processing {frames} video frames of {width}x{height}, {clip.nbytes / 2**20:.1f} MiB")"""),
+    (MD, "## Two stages on a pool\n\n`greyscale` is Dart's `(r + g + b) ~/ 3`. `track` "
+         "thresholds each grey frame (only the square is brighter than 200), takes the "
+         "centroid of the bright pixels and, from frame 1 on, counts the pixels that changed "
+         "by more than 30 since the previous frame: the square's moving edges, and, once it "
+         "is in view (frame 16 on), the edge where the drifting gradient wraps around."),
+    (PY, """def greyscale(clip, grey, first, last):
+    rgb = clip[first:last, ..., :3].astype(np.uint16)
+    grey[first:last] = rgb.sum(axis=-1) // 3
+
+def track(grey, first, last):
+    found = []
+    for t in range(first, last):
+        ys, xs = np.nonzero(grey[t] > 200)
+        moved = int((np.abs(grey[t].astype(int) - grey[t - 1]) > 30).sum()) if t else 0
+        found.append((t, float(xs.mean()), float(ys.mean()), moved))
+    return found
+
+runs = [(first, min(first + 12, frames)) for first in range(0, frames, 12)]
+with stemnb.IsolatePool(2, debug_name="video") as pool:
+    for call in [pool.run(greyscale, clip, grey, first, last) for first, last in runs]:
+        call.result(timeout=60)                 # every frame is grey before tracking starts
+    print(f"stage 'greyscale': {len(runs)} runs of frames done")
+    tracks = [row for part in pool.map(lambda run: track(grey, *run), runs) for row in part]
+    print(f"stage 'track': {len(tracks)} frames")"""),
+    (MD, "## Results"),
+    (PY, """expected = [(x + (side - 1) / 2, y + (side - 1) / 2) for x, y in map(square_at, range(frames))]
+errors = [max(abs(fx - ex), abs(fy - ey)) for (_, fx, fy, _), (ex, ey) in zip(tracks, expected, strict=True)]
+for t, x, y, moved in tracks[:3] + tracks[-2:]:
+    print(f"frame {t:>2}: square centre ({x:5.1f}, {y:5.1f}), changed pixels {moved}")
+print("largest tracking error, pixels:", max(errors))
+print("greyscale matches the kernel's:", np.array_equal(grey, clip[..., :3].astype(np.uint16).sum(axis=-1) // 3))
+del clip, grey
+print("shared arrays released")"""),
+]
+
+AUDIO = [
+    (MD, """# An audio processing pipeline
+
+Audio arrives as a stream of blocks, and most filters carry state from one block to the next.
+The Dart example applies a one-pole (RC) low-pass filter to a second of a 440 Hz tone in
+`Isolate.run`. Here a synthetic stereo signal (a tone per channel plus a 3 kHz whine) goes
+through a pipeline of two isolates, block by block, as a real-time chain would: a **filter**
+isolate that keeps each channel's last output between blocks, then a **level** isolate that
+applies a gain and meters the peak, sending the blocks on to the kernel. The output is checked
+against the whole signal filtered at once (the same, sample for sample), and the spectrum shows
+the whine attenuated and the tones kept. The two channels are also filtered in parallel with
+`pool.map`, the other way to split audio."""),
+    (PY, "import math\n\nimport numpy as np\n\nimport stemnb"),
+    (PY, """rate, seconds, block = 16_000, 2, 1_024
+t = np.arange(rate * seconds) / rate
+whine = 0.3 * np.sin(2 * np.pi * 3_000 * t)
+signal = np.stack([0.6 * np.sin(2 * np.pi * 440 * t) + whine,      # left
+                   0.6 * np.sin(2 * np.pi * 660 * t) + whine])     # right
+
+def low_pass(samples, cutoff, previous=None):
+    \"\"\"Dart's RC filter; ``previous`` is the last output of the block before (None: start).\"\"\"
+    rc, dt = 1 / (cutoff * 2 * math.pi), 1 / rate
+    alpha = dt / (rc + dt)
+    out = np.empty_like(samples)
+    last = samples[0] if previous is None else previous
+    for i, x in enumerate(samples):
+        last = last + alpha * (x - last)
+        out[i] = last
+    return out
+
+def level(samples, gain):
+    return samples * gain
+
+print(f"{signal.shape[0]} channels x {signal.shape[1]:,} samples at {rate:,} Hz, blocks of {block}")"""),
+    (MD, "## Two stages, block by block\n\nEach stage is an isolate that reads blocks from its "
+         "inbox and sends them to the next stage's port; `None` ends the stream and passes "
+         "on. The filter keeps `previous` per channel, so block edges leave no trace."),
+    (PY, """def filter_stage(args):
+    cutoff, next_stage, ready = args
+    inbox = stemnb.ReceivePort("filter")
+    ready.send(inbox.send_port)
+    previous = [None, None]
+    for message in inbox:
+        if message is None:
+            break
+        number, samples = message
+        out = np.stack([low_pass(samples[c], cutoff, previous[c]) for c in range(len(samples))])
+        previous = [channel[-1] for channel in out]
+        next_stage.send((number, out))
+    next_stage.send(None)
+    inbox.close()
+
+def level_stage(args):
+    gain, sink, ready = args
+    inbox = stemnb.ReceivePort("level")
+    ready.send(inbox.send_port)
+    peak = 0.0
+    for message in inbox:
+        if message is None:
+            break
+        number, samples = message
+        out = level(samples, gain)
+        peak = max(peak, float(np.abs(out).max()))
+        sink.send((number, out))
+    sink.send(("peak", peak))
+    inbox.close()
+
+ready, sink, exits = stemnb.ReceivePort(), stemnb.ReceivePort("sink"), stemnb.ReceivePort()
+await stemnb.spawn(level_stage, (1.5, sink.send_port, ready.send_port), on_exit=exits.send_port, debug_name="level")
+level_port = ready.receive(timeout=60)
+await stemnb.spawn(filter_stage, (1_000.0, level_port, ready.send_port), on_exit=exits.send_port, debug_name="filter")
+filter_port = ready.receive(timeout=60)
+
+starts = range(0, signal.shape[1], block)
+for number, start in enumerate(starts):
+    filter_port.send((number, signal[:, start:start + block]))
+filter_port.send(None)
+numbers, blocks = [], []
+for number, samples in sink:
+    if number == "peak":
+        peak = samples
+        break
+    numbers.append(number)
+    blocks.append(samples)
+output = np.concatenate(blocks, axis=1)
+print(f"{len(blocks)} blocks through the pipeline, in order: {numbers == list(range(len(starts)))}")
+print(f"peak level after gain: {peak:.3f}")"""),
+    (MD, "## Checks\n\nThe whole signal filtered at once gives exactly the same samples. The "
+         "spectrum's amplitude at each frequency, before and after the filter (the 1.5 gain "
+         "taken out), in decibels: the tones below the 1 kHz cutoff lose little, the 3 kHz "
+         "whine much more (a one-pole filter falls off gently, 6 dB per octave)."),
+    (PY, """whole = np.stack([level(low_pass(signal[c], 1_000.0), 1.5) for c in range(2)])
+print("same as filtering the whole signal:", np.array_equal(output, whole))
+
+def amplitude(samples, frequency):
+    spectrum = np.abs(np.fft.rfft(samples)) * 2 / len(samples)
+    return spectrum[int(round(frequency * len(samples) / rate))]
+
+for c, (name, tone) in enumerate([("left", 440), ("right", 660)]):
+    for frequency in (tone, 3_000):
+        change = 20 * math.log10(amplitude(output[c] / 1.5, frequency) / amplitude(signal[c], frequency))
+        print(f"{name:>5} {frequency:>5} Hz: {change:+.1f} dB")"""),
+    (MD, "## Channels in parallel\n\nThe filter is sequential in time, but the channels are "
+         "independent: `pool.map` filters each in its own process."),
+    (PY, """with stemnb.IsolatePool(2, debug_name="audio") as pool:
+    channels = list(pool.map(lambda samples: low_pass(samples, 1_000.0), list(signal)))
+print("channels filtered in parallel match:", np.array_equal(np.stack(channels) * 1.5, whole))
+print("stages ended:", [exits.receive(timeout=60) for _ in range(2)] == [None, None])
+for port in (ready, sink, exits):
+    port.close()"""),
+]
+
 NOTEBOOKS = {
     "52_network_requests.ipynb": NETWORK,
     "53_web_scraping.ipynb": SCRAPING,
@@ -672,4 +852,6 @@ NOTEBOOKS = {
     "55_ml_inference.ipynb": INFERENCE,
     "56_ray_tracing.ipynb": RAY_TRACING,
     "57_blockchain_mining.ipynb": MINING,
+    "58_video_processing.ipynb": VIDEO,
+    "59_audio_processing.ipynb": AUDIO,
 }
