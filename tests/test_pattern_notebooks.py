@@ -80,6 +80,7 @@ EXPECTED = [
     "57_blockchain_mining.ipynb",
     "58_video_processing.ipynb",
     "59_audio_processing.ipynb",
+    "60_best_practices.ipynb",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Cell lists of the workload pattern notebooks: network, scraping, documents, inference, rendering, media.
+"""Cell lists of the workload pattern notebooks (network, scraping, documents, inference, rendering,
+media) and of the closing best-practices notebook.
 
 Each entry maps a notebook file name to ``(kind, source)`` cells; ``build.py`` executes them.
 Notebooks that talk HTTP start their own server on 127.0.0.1 (port 0) and stop it at the end.
@@ -845,6 +846,143 @@ for port in (ready, sink, exits):
     port.close()"""),
 ]
 
+BEST_PRACTICES = [
+    (MD, """# Best practices, demonstrated
+
+The Dart catalogue ends with ten rules for isolates, printed as a list. This notebook shows each
+one with stemnb, in a cell or two, and a *don't* where the mistake is easy to make. The other
+pattern notebooks go deeper into each point; the last column of the table in `docs/patterns.md`
+says which."""),
+    (PY, "import concurrent.futures\nimport os\n\nimport loky\nimport numpy as np\n\nimport stemnb"),
+    (MD, "## 1. `run` for one-shot work\n\nA call in a warm process of the default pool; "
+         "no ports to manage."),
+    (PY, "await stemnb.run(lambda n: sum(range(n)), 1_000)"),
+    (MD, "## 2. Size pools to the CPUs you may use\n\n`loky.cpu_count()` respects container "
+         "and affinity limits, which `os.cpu_count()` does not; the default pool uses it. "
+         "More processes than CPUs only adds switching."),
+    (PY, """usable = loky.cpu_count()
+print("usable CPUs <= CPUs in the machine:", usable <= os.cpu_count())
+print("default pool size == usable CPUs:", stemnb.default_pool().statistics().size == usable)"""),
+    (MD, "## 3. Move data efficiently\n\nLarge arrays travel through shared memory, and a "
+         "received array is read-only, so nobody believes they changed the sender's copy. "
+         "To work on one array in place from several processes, allocate it with "
+         "`shared_array`."),
+    (PY, """big = np.arange(1_000_000, dtype=np.float64)              # 8 MB: sent through /dev/shm
+received_writeable = await stemnb.run(lambda a: a.flags.writeable, big)
+print("an array received by an isolate is writeable:", received_writeable)
+
+shared = stemnb.shared_array(1_000, dtype="int64", fill=0)
+def fill(a):
+    a[:] = 7
+await stemnb.run(fill, shared)
+print("a shared_array written by an isolate, seen here:", int(shared.sum()))
+del shared"""),
+    (MD, "## 4. Handle errors where you can see them\n\n`run` re-raises the original "
+         "exception type, the remote traceback attached; a spawned isolate's uncaught error "
+         "goes to its error port."),
+    (PY, """try:
+    await stemnb.run(int, "forty-two")
+except ValueError as exc:
+    print("ValueError:", exc, "| remote traceback attached:", type(exc.__cause__).__name__)
+
+def faulty(_):
+    raise RuntimeError("boom")
+
+errors, exits = stemnb.ReceivePort(), stemnb.ReceivePort()
+await stemnb.spawn(faulty, None, on_error=errors.send_port, on_exit=exits.send_port)
+message, _, _ = errors.receive(timeout=60)
+print("error port:", message, "| isolate ended:", exits.receive(timeout=60) is None)"""),
+    (MD, "## 5. Manage the lifecycle\n\n*Don't* leave a receive port open: an isolate lives "
+         "while it has one, as in Dart. *Do* close ports, use pools as context managers, and "
+         "wait on an exit port, not on a sleep."),
+    (PY, """def forgetful(reply):
+    inbox = stemnb.ReceivePort()                 # never closed: the isolate cannot end
+    reply.send("work done")
+
+replies = stemnb.ReceivePort()
+isolate = await stemnb.spawn(forgetful, replies.send_port, on_exit=exits.send_port)
+print(replies.receive(timeout=60), "| still alive:", isolate.is_alive)
+isolate.kill()
+print("ended after kill:", exits.receive(timeout=60) is None)
+
+with stemnb.IsolatePool(2, debug_name="scoped") as pool:
+    print("pool result:", pool.run(pow, 2, 8).result(timeout=60))
+print("pool after the with block:", pool.statistics().state)"""),
+    (MD, "## 6. Share nothing mutable\n\nArguments are copies. *Don't* expect an isolate's "
+         "changes to a dict, or to a list in the notebook, to come back; return results."),
+    (PY, """settings = {"retries": 1}
+seen = []
+def mutate(config):
+    config["retries"] = 99
+    seen.append("called")                       # appends to the isolate's copy of `seen`
+    return config
+returned = await stemnb.run(mutate, settings)
+print("kernel's dict:", settings, "| returned:", returned, "| kernel's list:", seen)"""),
+    (MD, "## 7. Measure\n\nEvery pool keeps counters; see notebook 46 for timings."),
+    (PY, """pool = stemnb.IsolatePool(2, debug_name="measured")
+list(pool.map(abs, range(-10, 10)))
+stats = pool.statistics()
+print(f"submitted {stats.submitted}, completed {stats.completed}, failed {stats.failed}, queued {stats.queued}")
+pool.close()"""),
+    (MD, "## 8. Pick the communication pattern\n\nRequest-response with a reply port, "
+         "fire-and-forget, publish-subscribe and streams: notebooks 45, 14 and 50. A reply "
+         "port per request keeps answers from being mixed up:"),
+    (PY, """def echo(reply_to):
+    inbox = stemnb.ReceivePort()
+    reply_to.send(inbox.send_port)
+    for text, reply in inbox:
+        reply.send(text.upper())
+        if text == "bye":
+            break
+    inbox.close()
+
+await stemnb.spawn(echo, replies.send_port, on_exit=exits.send_port)
+echo_port = replies.receive(timeout=60)
+answers = []
+for text in ("hello", "bye"):
+    reply = stemnb.ReceivePort()
+    echo_port.send((text, reply.send_port))
+    answers.append(reply.receive(timeout=60))
+    reply.close()
+print(answers, "| echo ended:", exits.receive(timeout=60) is None)"""),
+    (MD, "## 9. Apply backpressure\n\n*Don't* submit a million calls at once. Keep a bounded "
+         "number in flight and submit the next as one finishes (notebooks 24, 28 and 50 show "
+         "credits, rate limits and demand)."),
+    (PY, """with stemnb.IsolatePool(2, debug_name="bounded") as pool:
+    pending, results, most = set(), [], 0
+    for n in range(20):
+        if len(pending) == 4:                   # at most four calls in flight
+            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            results += [f.result() for f in done]
+        pending.add(pool.run(pow, n, 2))
+        most = max(most, len(pending))
+    results += [f.result() for f in concurrent.futures.as_completed(pending)]
+print("all results:", sorted(results) == [n * n for n in range(20)], "| most in flight:", most)"""),
+    (MD, "## 10. Test isolate code at two levels\n\nThe logic as a plain function, then the "
+         "isolate through its ports, with a timeout on every receive so a hang fails the "
+         "test instead of freezing it."),
+    (PY, """def shout(text):
+    return text.upper() + "!"
+
+assert shout("hi") == "HI!"                     # unit: no isolate needed
+
+def shouter(reply_to):
+    inbox = stemnb.ReceivePort()
+    reply_to.send(inbox.send_port)
+    reply_to.send(shout(inbox.receive(timeout=10)))
+    inbox.close()
+
+await stemnb.spawn(shouter, replies.send_port, on_exit=exits.send_port)
+replies.receive(timeout=10).send("hi")
+assert replies.receive(timeout=10) == "HI!"     # integration: through real ports
+assert exits.receive(timeout=10) is None
+print("both tests passed")"""),
+    (PY, """for port in (errors, exits, replies):
+    port.close()
+stemnb.default_pool().close()
+print("ports and default pool closed")"""),
+]
+
 NOTEBOOKS = {
     "52_network_requests.ipynb": NETWORK,
     "53_web_scraping.ipynb": SCRAPING,
@@ -854,4 +992,5 @@ NOTEBOOKS = {
     "57_blockchain_mining.ipynb": MINING,
     "58_video_processing.ipynb": VIDEO,
     "59_audio_processing.ipynb": AUDIO,
+    "60_best_practices.ipynb": BEST_PRACTICES,
 }
