@@ -265,7 +265,7 @@ A resource pool hands out a limited set of resources (connections, licences, GPU
 makes the others wait their turn. In the Dart example a pool isolate owns three resources,
 serves requests in arrival order, queues those it cannot serve, and gives a released resource to
 the next waiting request. Here the same pool isolate is first driven step by step from the
-kernel, which makes every allocation visible and the same on every run; then six client
+kernel, which makes every allocation visible and the same on every run; then four client
 isolates compete for it, each using a lease that always gives the resource back.
 `stemnb.IsolatePool` is itself a resource pool of this kind, with processes as the
 resources."""),
@@ -281,10 +281,12 @@ resources."""),
         action = message[0]
         if action == "acquire":
             waiting.append(message[1:])
-        elif action == "release":
+        elif action == "release":               # ("release", resource[, confirm port])
             free.append(message[1])
             free.sort()
             in_use.pop(message[1])
+            if len(message) > 2:
+                message[2].send(("released", message[1]))
         elif action == "status":
             message[1].send({"in_use": dict(sorted(in_use.items())), "waiting": [r for r, _ in waiting],
                              "peak": peak, "grants": grants})
@@ -332,11 +334,13 @@ for i in sorted(held):
 print("status:", status())
 for port in replies.values():
     port.close()"""),
-    (MD, "## Clients in isolates, with a lease\n\nSix client isolates each take a resource "
-         "four times. `lease` is a context manager: it waits for a resource (with a timeout, "
+    (MD, "## Clients in isolates, with a lease\n\nFour client isolates each take a resource "
+         "five times. `lease` is a context manager: it waits for a resource (with a timeout, "
          "so a client never waits forever) and releases it on the way out, even when the work "
-         "raises. The pool isolate records the peak number in use. Which client gets which "
-         "resource depends on timing, so the notebook prints totals."),
+         "raises. The release waits for the pool's confirmation: the kernel's `status` "
+         "request and a client's release come from different senders, so without it the "
+         "status could overtake the release. The pool isolate records the peak number in use. "
+         "Which client gets which resource depends on timing, so the notebook prints totals."),
     (PY, """import contextlib
 
 @contextlib.contextmanager
@@ -348,7 +352,10 @@ def lease(pool_port, request_id, timeout=30):
     try:
         yield resource
     finally:
-        pool_port.send(("release", resource))
+        confirm = stemnb.ReceivePort()
+        pool_port.send(("release", resource, confirm.send_port))
+        confirm.receive(timeout=timeout)
+        confirm.close()
 
 def client(args):
     name, pool_port, rounds, report = args
@@ -360,16 +367,16 @@ def client(args):
     report.send((name, used))
 
 report = stemnb.ReceivePort("reports")
-for c in range(6):
-    await stemnb.spawn(client, (f"client-{c}", pool_port, 4, report.send_port),
+for c in range(4):
+    await stemnb.spawn(client, (f"client-{c}", pool_port, 5, report.send_port),
                        on_exit=exits.send_port, debug_name=f"client-{c}")
-results = dict(sorted(report.receive(timeout=60) for _ in range(6)))
+results = dict(sorted(report.receive(timeout=60) for _ in range(4)))
 print("leases per client:", {name: len(used) for name, used in results.items()})
 print("every lease was one of the three resources:", all(r in (0, 1, 2) for used in results.values() for r in used))
 final = status()
-print(f"grants {final['grants']} (5 + 6 x 4), peak in use {final['peak']} of 3, "
+print(f"grants {final['grants']} (5 + 4 x 5), peak in use {final['peak']} of 3, "
       f"in use now {len(final['in_use'])}, waiting {final['waiting']}")"""),
-    (PY, """print("clients ended:", [exits.receive(timeout=60) for _ in range(6)] == [None] * 6)
+    (PY, """print("clients ended:", [exits.receive(timeout=60) for _ in range(4)] == [None] * 4)
 pool_port.send(("STOP",))
 print("resource pool ended:", exits.receive(timeout=60) is None)
 for port in (setup, exits, report):
