@@ -784,11 +784,13 @@ async def open_stream(count, operators, batch=4):
                        debug_name="processor")
     return Subscriber(setup.receive(timeout=60))
 
-def reports():
-    \"\"\"The two isolates' closing reports, then their exits.\"\"\"
-    found = dict(sorted(setup.receive(timeout=60) for _ in range(2)))
+def report(batch=4):
+    \"\"\"Print the two isolates' closing reports, then wait for their exits.\"\"\"
+    found = dict(setup.receive(timeout=60) for _ in range(2))
+    publisher_report, largest_buffer = found["publisher"], found["processor"]["largest buffer"]
+    print(f"publisher: produced {publisher_report['produced']}, largest request "
+          f"{publisher_report['largest request']}; processor buffer never above the batch size: {largest_buffer <= batch}")
     assert [exits.receive(timeout=60) for _ in range(2)] == [None, None]
-    return found
 
 setup, exits = stemnb.ReceivePort(), stemnb.ReceivePort()"""),
     (MD, "## Dart's stream: double, keep what is above 10\n\nTwenty numbers; the kernel asks "
@@ -799,14 +801,14 @@ for n in (3, 5, 100):
     items = subscriber.request(n)
     print(f"requested {n:>3}: {items}" + (" (stream complete)" if subscriber.done else ""))
 subscriber.inbox.close()
-print(reports())"""),
+report()"""),
     (MD, "## Cancelling an endless stream\n\nA publisher of a million numbers, a subscriber "
          "that wants the first five squares ending in 6, then cancels. The publisher has "
          "produced only what the processor asked for, batch by batch; nothing runs ahead."),
     (PY, """subscriber = await open_stream(1_000_000, [("map", lambda x: x * x), ("where", lambda x: x % 10 == 6)])
 print("first five squares ending in 6:", subscriber.request(5))
 subscriber.cancel()
-print(reports())"""),
+report()"""),
     (PY, """setup.close()
 exits.close()
 print("ports closed")"""),
