@@ -78,11 +78,14 @@ class Hub:
             self.deliver(port_id, payload)
 
     # -- outgoing -------------------------------------------------------------------------------
-    def send(self, address: str, port_id: int, payload: Payload) -> None:
-        """Deliver ``payload`` to port ``port_id`` of the hub at ``address`` (dropped if unreachable)."""
+    def send(self, address: str, port_id: int, payload: Payload) -> bool:
+        """Deliver ``payload`` to port ``port_id`` of the hub at ``address``.
+
+        Returns False if that hub's process is unreachable (gone); the payload is then dropped.
+        """
         if address == self.address:
             self.deliver(port_id, payload)
-            return
+            return True
         payload = _hand_over_payload(payload, _owner_pid(address))
         frame = pickle.dumps((port_id, payload), protocol=5)
         for _attempt in range(2):
@@ -92,10 +95,11 @@ class Hub:
             try:
                 with lock:
                     conn.send_bytes(frame)
-                return
+                return True
             except OSError:
                 self._drop(address, conn)
         discard(payload)  # the receiving process is gone
+        return False
 
     def _connection(self, address: str) -> tuple[Connection | None, threading.Lock]:
         with self._lock:

@@ -1,9 +1,12 @@
 """``stemnb.spawn`` and ``Isolate``: long-lived processes controlled like Dart isolates.
 
 The process that spawns an isolate *supervises* it: it holds the isolate's control connection,
-its pause capabilities and its error and exit listeners, and notices its end however it comes
-(return, error, kill, crash), so the exit port is told exactly once. An ``Isolate`` handle can be
-sent to other isolates; there, its methods are forwarded to the supervisor through a port.
+its pause capabilities and its error listeners, and notices its end however it comes (return,
+error, kill, crash). The root process also keeps the exit listeners of the isolates it spawns; a
+supervisor that is itself a child keeps them in the root's exit registry (``_exits``), which
+outlives it, so the exit port is told exactly once even when the supervisor dies first. An
+``Isolate`` handle can be sent to other isolates; there, its methods are forwarded to the
+supervisor through a port (exit listeners of a nested isolate: to the registry).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import select
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future as _CFuture
@@ -18,16 +22,18 @@ from typing import Any
 
 import cloudpickle
 
+from . import _exits
 from ._exceptions import CapabilityError, ClosedError, RemoteError, SerializationError
 from ._future import Future
-from ._hub import hub
+from ._hub import _owner_pid, hub
 from ._output import Origin, capture_origin
 from ._ports import SendPort
-from ._process import ChildProcess, start_child, wait_connected
+from ._process import ChildProcess, open_pidfd, start_child, wait_connected
 from ._runtime import ensure_started, report_uncaught, track_closeable
 from ._serialize import Payload, dumps, loads
 
 _ids = itertools.count(1)
+_REGISTRY_METHODS = {"add_on_exit_listener": "add", "remove_on_exit_listener": "remove", "is_alive": "is_alive"}
 
 
 class Capability:
@@ -58,15 +64,17 @@ class Isolate:
     BEFORE_NEXT_EVENT = "before_next_event"
 
     def __init__(self, supervisor: SendPort | None, isolate_id: int, pid: int, debug_name: str,
-                 pause_capability: Capability | None = None) -> None:
+                 pause_capability: Capability | None = None, exits: str | None = None) -> None:
         self._supervisor = supervisor
         self._id = isolate_id
         self.pid = pid
         self.debug_name = debug_name
         self.pause_capability = pause_capability
+        self._exits = exits  # the exit registry keeping this isolate's exit listeners, if not its supervisor
 
     def __reduce__(self) -> tuple:
-        return (Isolate, (self._supervisor, self._id, self.pid, self.debug_name, self.pause_capability))
+        return (Isolate, (self._supervisor, self._id, self.pid, self.debug_name, self.pause_capability,
+                          self._exits))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Isolate) and (self._supervisor, self._id, self.pid) == (
@@ -145,6 +153,8 @@ class Isolate:
         if self._supervisor is None:
             what = "the main isolate" if self.debug_name == "main" else "a pool process (its pool controls it)"
             raise ClosedError(f"{self!r} is {what}; it cannot be {method}d from stemnb")
+        if self._exits is not None and method in _REGISTRY_METHODS:
+            return _registry_call(self._exits, self._supervisor, self._id, method, args)
         local = _supervised.get(self._id) if self._supervisor._address == hub().address else None
         if local is not None:
             return local.handle(method, args)
@@ -192,29 +202,79 @@ def _check_sendable(obj: Any, what: str) -> None:
                                  f"{type(exc).__name__}: {exc}", what) from exc
 
 
+def _registry_key(supervisor: SendPort, isolate_id: int) -> str:
+    return f"{supervisor._address}#{isolate_id}"
+
+
+def _registry_call(exits: str, supervisor: SendPort, isolate_id: int, method: str, args: tuple) -> Any:
+    """Forward an exit-listener call (or ``is_alive``) of a nested isolate to the exit registry."""
+    if method == "add_on_exit_listener":
+        args = (args[0], dumps(args[1], what="exit response"))
+    return _exits.call(exits, _REGISTRY_METHODS[method], _registry_key(supervisor, isolate_id), *args)
+
+
 def _remote_call(supervisor: SendPort, isolate_id: int, method: str, args: tuple) -> Any:
     """Forward a control call to the supervising process and return its answer.
 
     The answer arrives on a bare hub handler, not a ReceivePort: waiting for it is part of the
     caller's event (not a boundary where a pending kill would strike) and is not held by a pause,
-    so an isolate can pause or kill itself.
+    so an isolate can pause or kill itself. A supervisor that is gone has taken its isolates with
+    it: the call is answered as for an ended isolate.
     """
     h = hub()
-    answer: _CFuture = _CFuture()
-
-    def on_answer(payload: Payload) -> None:
-        if not answer.done():
-            answer.set_result(payload)
-
-    port_id = h.register(on_answer)
+    answer = _Answer()
+    port_id = h.register(answer.set)
     try:
-        supervisor.send((isolate_id, method, args, SendPort(h.address, port_id, "isolate-control-reply")))
-        ok, value = loads(answer.result(timeout=60), what="isolate control reply")
+        request = dumps((isolate_id, method, args, SendPort(h.address, port_id, "isolate-control-reply")),
+                        what="isolate control request")
+        reply = answer.wait(_owner_pid(supervisor._address), 60.0) if h.send(
+            supervisor._address, supervisor._id, request) else None
     finally:
         h.unregister(port_id)
+        answer.close()
+    if reply is None:
+        return _handle_ended(isolate_id, method, args)
+    ok, value = loads(reply, what="isolate control reply")
     if not ok:
         raise value
     return value
+
+
+class _Answer:
+    """The reply to one forwarded call, awaited together with the end of the process that owes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._payload: Payload | None = None
+        self._r, self._w = os.pipe()
+        self._closed = False
+
+    def set(self, payload: Payload) -> None:
+        """Record the reply (a hub handler); later replies and replies after close() are dropped."""
+        with self._lock:
+            if self._closed or self._payload is not None:
+                return
+            self._payload = payload
+            os.write(self._w, b"\0")
+
+    def wait(self, pid: int | None, timeout: float) -> Payload | None:
+        """The reply, or None if process ``pid`` ended first. Raises TimeoutError after ``timeout``."""
+        pidfd = open_pidfd(pid) if pid is not None else None
+        try:
+            fds = [self._r] if pidfd is None else [self._r, pidfd]
+            if not select.select(fds, [], [], timeout)[0]:
+                raise TimeoutError(f"no answer from the supervising process (pid {pid}) within {timeout}s")
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        with self._lock:
+            return self._payload
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            os.close(self._r)
+            os.close(self._w)
 
 
 # ------------------------------------------------------------------------------ supervisor
@@ -292,7 +352,8 @@ def _handle_ended(isolate_id: int, method: str, args: tuple) -> Any:
 class _Supervised:
     """The supervisor's record of one isolate."""
 
-    def __init__(self, isolate_id: int, name: str, errors_fatal: bool, origin: Origin) -> None:
+    def __init__(self, isolate_id: int, name: str, errors_fatal: bool, origin: Origin,
+                 exits: str | None = None) -> None:
         self.id = isolate_id
         self.name = name
         self.errors_fatal = errors_fatal
@@ -301,7 +362,8 @@ class _Supervised:
         self.lock = threading.Condition()
         self.capabilities: set[Capability] = set()
         self.error_listeners: list[SendPort] = []
-        self.exit_listeners: list[tuple[SendPort, Any]] = []
+        self.exit_listeners: list[tuple[SendPort, Any]] = []  # kept here only without a registry
+        self.exits = exits  # the exit registry that keeps the exit listeners instead, if any
         self.alive = True
         self.exitcode: int | None = None
         self.acks = 0
@@ -402,6 +464,11 @@ class _Supervised:
                 report_uncaught(exc, f"supervisor of isolate {self.name!r}")
         self._ended()
 
+    def tell_registry(self, op: str, *args: Any) -> None:
+        """Send ``op`` about this isolate to its exit registry (see :func:`stemnb._exits.call`)."""
+        assert self.exits is not None, "only a supervisor with an exit registry tells it"
+        _exits.call(self.exits, op, _registry_key(_supervisor_send_port(), self.id), *args)
+
     def _handle_message(self, msg: tuple) -> None:
         kind = msg[0]
         if kind == "ack":
@@ -429,6 +496,11 @@ class _Supervised:
             self.alive = False
             listeners, self.exit_listeners = self.exit_listeners, []
             self.lock.notify_all()
+        if self.exits is not None:
+            try:
+                self.tell_registry("ended")  # the registry tells the exit listeners
+            except ClosedError:
+                pass  # the root is gone: so is every listener's process
         for port, response in listeners:
             try:
                 port.send(response)
@@ -462,7 +534,8 @@ def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, er
     payload = dumps((entry, message), what="spawn message")
     isolate_id = next(_ids)
     name = debug_name or f"{getattr(entry, '__name__', 'isolate')}-{isolate_id}"
-    record = _Supervised(isolate_id, name, errors_are_fatal, capture_origin())
+    exits = _exits.registry()
+    record = _Supervised(isolate_id, name, errors_are_fatal, capture_origin(), exits)
     if on_error is not None:
         record.error_listeners.append(on_error)
     if on_exit is not None:
@@ -474,20 +547,48 @@ def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, er
     future: Future = Future(debug_name=f"spawn {name}")
     future.set_running_or_notify_cancel()
     config = {"payload": payload, "errors_fatal": errors_are_fatal, "pause": cap, "id": isolate_id,
-              "supervisor": supervisor}
+              "supervisor": supervisor, "exits": exits}
 
     def start() -> None:
         try:
-            record.child = start_child("isolate", config, name=name).result()
-            _supervised[isolate_id] = record
-            wait_connected(record.child)
+            _start_supervised(record, config, name)
         except BaseException as exc:  # noqa: BLE001
             record.alive = False
             future._settle(exception=exc)
             return
-        future._settle(Isolate(supervisor, isolate_id, record.child.pid, name, cap))
+        future._settle(Isolate(supervisor, isolate_id, record.child.pid, name, cap, exits))  # type: ignore[union-attr]
         record.serve()
 
     record.thread = threading.Thread(target=start, daemon=True, name=f"stemnb-supervise-{name}")
     record.thread.start()
     return future
+
+
+def _start_supervised(record: _Supervised, config: dict[str, Any], name: str) -> None:
+    """Start the isolate's process and wait for it to connect; raise if it cannot start.
+
+    With an exit registry, its exit listeners move there before the process exists, and the
+    registry learns the pid before this process could reap it (so its pidfd is the right process).
+    """
+    if record.exits is not None:
+        record.tell_registry("register", [(port, dumps(response, what="exit response"))
+                                          for port, response in record.exit_listeners])
+        record.exit_listeners = []
+    try:
+        record.child = start_child("isolate", config, name=name).result()
+        _supervised[record.id] = record
+        if record.exits is not None:  # before wait_connected(), which may reap the process
+            record.tell_registry("started", record.child.pid)
+        wait_connected(record.child)
+    except BaseException:
+        if record.exits is not None:
+            _forget(record)
+        raise
+
+
+def _forget(record: _Supervised) -> None:
+    """Drop a never-started isolate's registry entry; its exit listeners are not told (no isolate ran)."""
+    try:
+        record.tell_registry("forget")
+    except ClosedError:
+        pass

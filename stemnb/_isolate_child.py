@@ -59,7 +59,8 @@ def serve_isolate(conn: Connection, bootstrap: dict[str, Any]) -> None:
     from ._isolate import Isolate
 
     config = bootstrap["config"]
-    _handle = Isolate(config["supervisor"], config["id"], os.getpid(), bootstrap["name"], config["pause"])
+    _handle = Isolate(config["supervisor"], config["id"], os.getpid(), bootstrap["name"], config["pause"],
+                      config.get("exits"))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     set_isolate_loop(loop)

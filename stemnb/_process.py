@@ -244,10 +244,13 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     The future resolves once the process has started (not yet connected); use
     :func:`wait_connected` for its connection.
     """
+    from ._exits import address_for_children
+
     lst = listener()
     token = os.urandom(8).hex()
     hello = lst.expect(token)
     bootstrap = {
+        "exits": address_for_children(),
         "role": role,
         "token": token,
         "parent_address": lst.address,
@@ -267,6 +270,17 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
         return child
 
     return _on_spawner(job)
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of process ``pid`` (readable once it has ended), or None without pidfds or if it is reaped.
+
+    A pidfd stays bound to its process, so a pid reused after the process was reaped cannot fool it.
+    """
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def wait_connected(child: ChildProcess, timeout: float = _HANDSHAKE_TIMEOUT) -> Connection:

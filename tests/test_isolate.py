@@ -157,6 +157,11 @@ def spawn_echo_with_exit_port(args: tuple) -> int:
     return stemnb.spawn(echo, reply, on_exit=exit_port).result(WAIT).pid
 
 
+def spawn_echo_reporting_this_worker(args: tuple) -> tuple[int, Isolate]:
+    reply, exit_port = args
+    return os.getpid(), stemnb.spawn(echo, reply, on_exit=exit_port).result(WAIT)
+
+
 def fragile_listener(reply: stemnb.SendPort) -> None:
     """Like ``echo`` but "bad" raises an uncaught error in the callback."""
     port = stemnb.ReceivePort("fragile")
@@ -236,7 +241,11 @@ def spawn_grandchild(reply: stemnb.SendPort) -> None:
 
 
 def spawn_grandchild_reporting_to(args: tuple) -> None:
-    """Start an isolate of our own; on our port "exit" calls Isolate.exit(), anything else raises."""
+    """Start an isolate of our own and report ``("middle", our port, its handle)``.
+
+    On our port: "exit" calls Isolate.exit(), "crash" calls os._exit(), "return" closes the port
+    (this isolate then ends normally), anything else raises an uncaught error.
+    """
     reply, exit_port = args
     grandchild = stemnb.spawn(echo, reply, on_exit=exit_port).result(WAIT)
     port = stemnb.ReceivePort("middle")
@@ -244,10 +253,15 @@ def spawn_grandchild_reporting_to(args: tuple) -> None:
     def on_message(message: object) -> None:
         if message == "exit":
             Isolate.exit()
+        if message == "crash":
+            os._exit(7)
+        if message == "return":
+            port.close()
+            return
         raise RuntimeError(f"told to {message}")  # uncaught: ends this isolate
 
     port.listen(on_message)
-    reply.send(("middle", port.send_port, grandchild.pid))
+    reply.send(("middle", port.send_port, grandchild))
 
 
 async def async_doubler(reply: stemnb.SendPort) -> None:
@@ -786,22 +800,93 @@ def test_an_isolate_can_spawn_its_own_isolate(spawned, ports):
     assert replies.receive(timeout=WAIT) == ("middle", iso.pid, grandchild_pid)
 
 
-@pytest.mark.parametrize("how", ["kill", "error", "exit"])
-def test_an_isolate_that_ends_takes_its_own_isolates_with_it_and_their_exit_is_reported(spawned, ports, how):
+def start_middle_with_grandchild(spawned, ports) -> tuple[Isolate, stemnb.SendPort, Isolate, stemnb.ReceivePort]:
+    """An isolate that has spawned an echo isolate of its own, reporting that one's exit to us."""
     replies, grandchild_exit = ports("replies"), ports("grandchild-exit")
     middle = spawned(spawn_grandchild_reporting_to, (replies.send_port, grandchild_exit.send_port))
     got = [replies.receive(timeout=WAIT) for _ in range(2)]  # the grandchild's port, and ours
-    (_, middle_port, grandchild_pid), = [m for m in got if isinstance(m, tuple)]
+    (_, middle_port, grandchild), = [m for m in got if isinstance(m, tuple)]
+    return middle, middle_port, grandchild, grandchild_exit
+
+
+def end_middle(middle: Isolate, middle_port: stemnb.SendPort, how: str) -> None:
     if how == "kill":
         middle.kill(Isolate.BEFORE_NEXT_EVENT)
+    elif how == "kill-immediate":
+        middle.kill(Isolate.IMMEDIATE)
+    elif how == "sigkill":
+        os.kill(middle.pid, signal.SIGKILL)
     elif how == "error":
         middle_port.send("fail")
-    else:
-        middle_port.send("exit")
+    else:  # "exit", "crash" (os._exit) or "return"
+        middle_port.send(how)
+
+
+ENDINGS = ["kill", "kill-immediate", "sigkill", "error", "exit", "crash", "return"]
+
+
+@pytest.mark.parametrize("how", ENDINGS)
+def test_an_isolate_that_ends_takes_its_own_isolates_with_it_and_their_exit_is_reported_once(spawned, ports, how):
+    middle, middle_port, grandchild, grandchild_exit = start_middle_with_grandchild(spawned, ports)
+    end_middle(middle, middle_port, how)
     assert grandchild_exit.receive(timeout=WAIT) is None
     from stemnb._session import pid_is_alive
 
-    assert not pid_is_alive(grandchild_pid)
+    assert not pid_is_alive(grandchild.pid)
+    grandchild_exit.send_port.send("sentinel")  # no second exit message before it
+    assert grandchild_exit.receive(timeout=WAIT) == "sentinel"
+
+
+@pytest.mark.parametrize("how", ENDINGS)
+def test_an_exit_listener_added_from_here_to_a_nested_isolate_is_told_once_however_its_spawner_ends(
+        spawned, ports, how):
+    middle, middle_port, grandchild, _ = start_middle_with_grandchild(spawned, ports)
+    exit_port = ports("added-here")
+    grandchild.add_on_exit_listener(exit_port.send_port, "grandchild gone")
+    end_middle(middle, middle_port, how)
+    assert exit_port.receive(timeout=WAIT) == "grandchild gone"
+    assert not grandchild.is_alive
+    grandchild.kill(Isolate.IMMEDIATE)  # its supervisor is gone: a no-op, as for any ended isolate
+    exit_port.send_port.send("sentinel")
+    assert exit_port.receive(timeout=WAIT) == "sentinel"
+
+
+def test_an_exit_listener_added_after_the_spawner_of_a_nested_isolate_died_is_answered_at_once(spawned, ports):
+    middle, middle_port, grandchild, grandchild_exit = start_middle_with_grandchild(spawned, ports)
+    end_middle(middle, middle_port, "sigkill")
+    assert grandchild_exit.receive(timeout=WAIT) is None
+    late = ports("late")
+    grandchild.add_on_exit_listener(late.send_port, "already gone")
+    assert late.receive(timeout=WAIT) == "already gone"
+    with pytest.raises(stemnb.ClosedError):
+        grandchild.pause()
+
+
+def test_a_nested_isolate_that_ended_before_its_spawner_was_killed_is_reported_once(spawned, ports):
+    middle, middle_port, grandchild, grandchild_exit = start_middle_with_grandchild(spawned, ports)
+    exit_port = ports("added-here")
+    grandchild.add_on_exit_listener(exit_port.send_port, "grandchild gone")
+    grandchild.kill(Isolate.IMMEDIATE)  # forwarded to the middle isolate, which supervises it
+    assert grandchild_exit.receive(timeout=WAIT) is None
+    assert exit_port.receive(timeout=WAIT) == "grandchild gone"
+    end_middle(middle, middle_port, "sigkill")
+    middle_exit = ports("middle-exit")
+    middle.add_on_exit_listener(middle_exit.send_port, "middle gone")
+    assert middle_exit.receive(timeout=WAIT) == "middle gone"  # the middle's end has been handled
+    for port in (grandchild_exit, exit_port):
+        port.send_port.send("sentinel")
+        assert port.receive(timeout=WAIT) == "sentinel"
+
+
+def test_a_removed_exit_listener_of_a_nested_isolate_is_not_told_when_its_spawner_dies(spawned, ports):
+    middle, middle_port, grandchild, grandchild_exit = start_middle_with_grandchild(spawned, ports)
+    removed = ports("removed")
+    grandchild.add_on_exit_listener(removed.send_port, "should not arrive")
+    grandchild.remove_on_exit_listener(removed.send_port)
+    end_middle(middle, middle_port, "sigkill")
+    assert grandchild_exit.receive(timeout=WAIT) is None  # the registry has answered the grandchild's end
+    removed.send_port.send("sentinel")
+    assert removed.receive(timeout=WAIT) == "sentinel"
 
 
 def test_an_async_entry_reads_its_port_with_async_for(spawned, ports):
@@ -862,6 +947,22 @@ def test_an_isolate_started_by_a_pool_worker_ends_and_reports_its_exit_when_the_
     from stemnb._session import pid_is_alive
 
     assert not pid_is_alive(pid)
+
+
+def test_an_isolate_started_by_a_pool_worker_reports_its_exit_once_when_that_worker_is_sigkilled(ports):
+    replies, exit_port = ports("replies"), ports("exit")
+    pool = stemnb.IsolatePool(1, debug_name="doomed supervisors")
+    try:
+        worker_pid, iso = pool.run(spawn_echo_reporting_this_worker,
+                                   (replies.send_port, exit_port.send_port)).result(WAIT)
+        replies.receive(timeout=WAIT)
+        os.kill(worker_pid, signal.SIGKILL)
+        assert exit_port.receive(timeout=WAIT) is None
+        assert not iso.is_alive
+    finally:
+        pool.close(timeout=WAIT)
+    exit_port.send_port.send("sentinel")
+    assert exit_port.receive(timeout=WAIT) == "sentinel"
 
 
 def test_an_isolate_handle_sent_to_another_isolate_controls_it_through_the_supervisor(spawned, ports):
