@@ -250,8 +250,8 @@ print(f"state {stats.state}, size {stats.size}, submitted {stats.submitted}, com
       f"failed {stats.failed}, queued {stats.queued}, busy {stats.busy}")
 rows = pool.isolates()
 print("calls done per process add up:", sum(row.tasks_done for row in rows) == stats.completed + stats.failed)
-for row in sorted(rows, key=lambda r: r.debug_name):
-    print(f"{row.debug_name}: {row.state}, memory {row.rss_bytes / 2**20:.1f} MiB")"""),
+for row in sorted(rows, key=lambda r: r.debug_name):   # not row.state: under load one may still be starting
+    print(f"{row.debug_name}: memory {row.rss_bytes / 2**20:.1f} MiB")"""),
     (PY, """pool.close()
 main_port.close()
 exits.close()
