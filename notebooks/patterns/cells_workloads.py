@@ -851,22 +851,21 @@ BEST_PRACTICES = [
 
 The Dart catalogue ends with ten rules for isolates, printed as a list. This notebook shows each
 one with stemnb, in a cell or two, and a *don't* where the mistake is easy to make. The other
-pattern notebooks go deeper into each point; the last column of the table in `docs/patterns.md`
-says which."""),
+pattern notebooks go deeper; where one does, its number is given."""),
     (PY, "import concurrent.futures\nimport os\n\nimport loky\nimport numpy as np\n\nimport stemnb"),
     (MD, "## 1. `run` for one-shot work\n\nA call in a warm process of the default pool; "
-         "no ports to manage."),
+         "no ports to manage (notebooks 01 and 19)."),
     (PY, "await stemnb.run(lambda n: sum(range(n)), 1_000)"),
     (MD, "## 2. Size pools to the CPUs you may use\n\n`loky.cpu_count()` respects container "
          "and affinity limits, which `os.cpu_count()` does not; the default pool uses it. "
-         "More processes than CPUs only adds switching."),
+         "More processes than CPUs only adds switching (notebook 20)."),
     (PY, """usable = loky.cpu_count()
 print("usable CPUs <= CPUs in the machine:", usable <= os.cpu_count())
 print("default pool size == usable CPUs:", stemnb.default_pool().statistics().size == usable)"""),
     (MD, "## 3. Move data efficiently\n\nLarge arrays travel through shared memory, and a "
          "received array is read-only, so nobody believes they changed the sender's copy. "
          "To work on one array in place from several processes, allocate it with "
-         "`shared_array`."),
+         "`shared_array` (notebooks 17 and 31)."),
     (PY, """big = np.arange(1_000_000, dtype=np.float64)              # 8 MB: sent through /dev/shm
 received_writeable = await stemnb.run(lambda a: a.flags.writeable, big)
 print("an array received by an isolate is writeable:", received_writeable)
@@ -879,7 +878,7 @@ print("a shared_array written by an isolate, seen here:", int(shared.sum()))
 del shared"""),
     (MD, "## 4. Handle errors where you can see them\n\n`run` re-raises the original "
          "exception type, the remote traceback attached; a spawned isolate's uncaught error "
-         "goes to its error port."),
+         "goes to its error port (notebooks 07 and 08)."),
     (PY, """try:
     await stemnb.run(int, "forty-two")
 except ValueError as exc:
@@ -894,7 +893,7 @@ message, _, _ = errors.receive(timeout=60)
 print("error port:", message, "| isolate ended:", exits.receive(timeout=60) is None)"""),
     (MD, "## 5. Manage the lifecycle\n\n*Don't* leave a receive port open: an isolate lives "
          "while it has one, as in Dart. *Do* close ports, use pools as context managers, and "
-         "wait on an exit port, not on a sleep."),
+         "wait on an exit port, not on a sleep (notebooks 09, 11 and 29)."),
     (PY, """def forgetful(reply):
     inbox = stemnb.ReceivePort()                 # never closed: the isolate cannot end
     reply.send("work done")
@@ -909,7 +908,8 @@ with stemnb.IsolatePool(2, debug_name="scoped") as pool:
     print("pool result:", pool.run(pow, 2, 8).result(timeout=60))
 print("pool after the with block:", pool.statistics().state)"""),
     (MD, "## 6. Share nothing mutable\n\nArguments are copies. *Don't* expect an isolate's "
-         "changes to a dict, or to a list in the notebook, to come back; return results."),
+         "changes to a dict, or to a list in the notebook, to come back; return results "
+         "(notebook 03)."),
     (PY, """settings = {"retries": 1}
 seen = []
 def mutate(config):
