@@ -659,25 +659,25 @@ for who in ("worker-3", "worker-4"):
 for _, who, rounds in sorted(reports.receive(timeout=60) for _ in range(2)):
     print(f"{who}: {rounds} rounds with both locks, no timeout needed")
 print("workers ended:", [exits.receive(timeout=60) for _ in range(2)] == [None, None])"""),
-    (MD, "## A holder that stops answering\n\nThe kernel pauses holder A (its messages queue "
+    (MD, "## A holder that stops answering\n\nThe kernel starts a third holder, C, and pauses it (its messages queue "
          "up, none is lost) and asks for the lock with a 0.3 s timeout. The request times out "
          "instead of hanging the caller. The caller then withdraws its request; after `resume` "
          "the holder handles both messages in order (it grants the lock and at once takes it "
          "back), and the grant goes to a reply port that is already closed, where it is "
          "dropped. The next request gets a fresh port and its own answer."),
-    (PY, """holder_a = await stemnb.spawn(lock_holder, ("ResourceC", setup.send_port), on_exit=exits.send_port,
+    (PY, """holder_c = await stemnb.spawn(lock_holder, ("ResourceC", setup.send_port), on_exit=exits.send_port,
                                debug_name="ResourceC")
-port_a = setup.receive(timeout=60)
-capability = holder_a.pause()
-print("granted while paused:", acquire(port_a, "kernel", timeout=0.3))
+port_c = setup.receive(timeout=60)
+capability = holder_c.pause()
+print("granted while paused:", acquire(port_c, "kernel", timeout=0.3))
 withdraw = stemnb.ReceivePort()
-port_a.send(("unlock", "kernel", withdraw.send_port))
-holder_a.resume(capability)
+port_c.send(("unlock", "kernel", withdraw.send_port))
+holder_c.resume(capability)
 print("after resume, withdrawn:", withdraw.receive(timeout=60)[1])
 withdraw.close()
-print("granted now:", acquire(port_a, "kernel", timeout=5))
-release(port_a, "kernel")"""),
-    (PY, """for port in (*holders.values(), port_a):
+print("granted now:", acquire(port_c, "kernel", timeout=5))
+release(port_c, "kernel")"""),
+    (PY, """for port in (*holders.values(), port_c):
     port.send(("STOP", None, None))
 print("holders ended:", [exits.receive(timeout=60) for _ in range(3)] == [None] * 3)
 for port in (setup, exits, reports):
