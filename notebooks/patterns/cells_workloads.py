@@ -702,8 +702,9 @@ print(f"Processing {frames} video frames of {width}x{height}, {clip.nbytes / 2**
     (MD, "## Two stages on a pool\n\n`greyscale` is Dart's `(r + g + b) ~/ 3`. `track` "
          "thresholds each grey frame (only the square is brighter than 200), takes the "
          "centroid of the bright pixels and, from frame 1 on, counts the pixels that changed "
-         "by more than 30 since the previous frame: the square's moving edges, and, once it "
-         "is in view (frame 16 on), the edge where the drifting gradient wraps around."),
+         "by more than 30 since the previous frame: the square's moving edges, and, from "
+         "frame 17 on, the column where the red gradient wraps around (from frame 25, the "
+         "row where the green one does too)."),
     (PY, """def greyscale(clip, grey, first, last):
     rgb = clip[first:last, ..., :3].astype(np.uint16)
     grey[first:last] = rgb.sum(axis=-1) // 3
