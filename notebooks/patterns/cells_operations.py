@@ -269,7 +269,7 @@ kernel, which makes every allocation visible and the same on every run; then fou
 isolates compete for it, each using a lease that always gives the resource back.
 `stemnb.IsolatePool` is itself a resource pool of this kind, with processes as the
 resources."""),
-    (PY, "import collections\n\nimport stemnb"),
+    (PY, "import collections\nimport contextlib\n\nimport stemnb"),
     (PY, """def resource_pool(args):
     size, main_port = args
     inbox = stemnb.ReceivePort("resource-pool")
@@ -341,9 +341,7 @@ for port in replies.values():
          "request and a client's release come from different senders, so without it the "
          "status could overtake the release. The pool isolate records the peak number in use. "
          "Which client gets which resource depends on timing, so the notebook prints totals."),
-    (PY, """import contextlib
-
-@contextlib.contextmanager
+    (PY, """@contextlib.contextmanager
 def lease(pool_port, request_id, timeout=30):
     reply = stemnb.ReceivePort()
     pool_port.send(("acquire", request_id, reply.send_port))

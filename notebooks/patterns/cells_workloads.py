@@ -515,7 +515,7 @@ def render_rows(image, y0, y1):
 image = stemnb.shared_array((height, width, 3), dtype="uint8", fill=0)
 edges = np.linspace(0, height, bands + 1).astype(int)
 with stemnb.IsolatePool(2, debug_name="raytracer") as pool:
-    calls = [pool.run(render_rows, image, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:])]
+    calls = [pool.run(render_rows, image, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:], strict=True)]
     for call in calls:
         call.result(timeout=60)
     print(f"Ray tracing scene: {width}x{height}, {bands} bands of {height // bands}-{-(-height // bands)} rows")
@@ -525,7 +525,7 @@ with stemnb.IsolatePool(2, debug_name="raytracer") as pool:
         tile = np.zeros((height, width, 3), dtype=np.uint8)
         render_rows(tile, y0, y1)
         return tile[y0:y1]
-    tiles = [pool.run(render_tile, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:])]
+    tiles = [pool.run(render_tile, y0, y1) for y0, y1 in zip(edges[:-1], edges[1:], strict=True)]
     joined = np.concatenate([tile.result(timeout=60) for tile in tiles])
 
 reference = np.zeros((height, width, 3), dtype=np.uint8)
@@ -722,7 +722,7 @@ with stemnb.IsolatePool(2, debug_name="video") as pool:
     for call in [pool.run(greyscale, clip, grey, first, last) for first, last in runs]:
         call.result(timeout=60)                 # every frame is grey before tracking starts
     print(f"stage 'greyscale': {len(runs)} runs of frames done")
-    tracks = [row for part in pool.map(lambda run: track(grey, *run), runs) for row in part]
+    tracks = [row for part in pool.map(lambda run, grey=grey: track(grey, *run), runs) for row in part]
     print(f"stage 'track': {len(tracks)} frames")"""),
     (MD, "## Results"),
     (PY, """expected = [(x + (side - 1) / 2, y + (side - 1) / 2) for x, y in map(square_at, range(frames))]
@@ -896,7 +896,7 @@ print("error port:", message, "| isolate ended:", exits.receive(timeout=60) is N
          "while it has one, as in Dart. *Do* close ports, use pools as context managers, and "
          "wait on an exit port, not on a sleep (notebooks 09, 11 and 29)."),
     (PY, """def forgetful(reply):
-    inbox = stemnb.ReceivePort()                 # never closed: the isolate cannot end
+    _inbox = stemnb.ReceivePort()                # never closed: the isolate cannot end
     reply.send("work done")
 
 replies = stemnb.ReceivePort()
