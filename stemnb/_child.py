@@ -32,12 +32,11 @@ def main(bootstrap: dict[str, Any]) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the fork (see _process)
     _die_with_parent(bootstrap["parent_pid"])
     os.environ["STEMNB_SESSION"] = bootstrap["session"]
-    from . import _exits, _runtime
+    from . import _runtime
     from ._process import connect
 
     conn = connect(bootstrap["parent_address"], "child", bootstrap["token"])
     _runtime.enter_child(bootstrap)
-    _exits.inherit(bootstrap.get("exits"))
     try:
         if bootstrap["role"] == "pool":
             from ._worker_loop import serve

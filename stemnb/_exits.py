@@ -24,6 +24,7 @@ from ._exceptions import ClosedError
 from ._hub import _hand_over_payload, _owner_pid, hub
 from ._ports import SendPort
 from ._process import connect, listener, open_pidfd
+from ._runtime import inherited_exit_registry
 from ._serialize import Payload, discard
 
 Listener = tuple[SendPort, Payload]
@@ -157,26 +158,20 @@ def _answer(port: SendPort, payload: Payload) -> None:
 
 _registry = _Registry()
 _served_pid: int | None = None
-_inherited: str | None = None
 _lock = threading.Lock()
-
-
-def inherit(address: str | None) -> None:
-    """Use the registry at ``address`` (given by the parent that started this process)."""
-    global _inherited
-    _inherited = address
 
 
 def registry() -> str | None:
     """The registry this process's supervisors register with; None if it answers its own listeners."""
-    return _inherited
+    return inherited_exit_registry()
 
 
 def address_for_children() -> str:
     """The registry a child of this process uses: the inherited one, else this process's own."""
     global _served_pid
-    if _inherited is not None:
-        return _inherited
+    inherited = inherited_exit_registry()
+    if inherited is not None:
+        return inherited
     with _lock:
         if _served_pid != os.getpid():
             listener().on_hello("exits", _registry.serve)

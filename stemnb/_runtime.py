@@ -19,6 +19,7 @@ from ._session import current_session
 _lock = threading.Lock()
 _role = "root"
 _debug_name = "main"
+_exit_registry: str | None = None  # the root's exit registry, for a child (see ``_exits``)
 _started = False
 _closers: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -65,11 +66,21 @@ def _at_exit() -> None:
 
 
 def enter_child(bootstrap: dict[str, Any]) -> None:
-    """Record this child's role and name (called first thing in a child)."""
-    global _role, _debug_name
+    """Record this child's role, name and exit registry (called first thing in a child)."""
+    global _role, _debug_name, _exit_registry
     _role = bootstrap["role"]
     _debug_name = bootstrap.get("name") or f"{_role}-{os.getpid()}"
+    _exit_registry = bootstrap.get("exits")
     ensure_started()
+
+
+def inherited_exit_registry() -> str | None:
+    """The address of the exit registry this child was given (None in the root).
+
+    Kept here, not in ``_exits``, so that a pool process which never spawns does not import the
+    registry's client and the port machinery it needs.
+    """
+    return _exit_registry
 
 
 def leave_child() -> None:
