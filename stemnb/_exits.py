@@ -157,26 +157,12 @@ def _answer(port: SendPort, payload: Payload) -> None:
 
 
 _registry = _Registry()
-_served_pid: int | None = None
-_lock = threading.Lock()
+serve = _registry.serve  # the root's listener routes each supervisor's "exits" hello here (see _process)
 
 
 def registry() -> str | None:
     """The registry this process's supervisors register with; None if it answers its own listeners."""
     return inherited_exit_registry()
-
-
-def address_for_children() -> str:
-    """The registry a child of this process uses: the inherited one, else this process's own."""
-    global _served_pid
-    inherited = inherited_exit_registry()
-    if inherited is not None:
-        return inherited
-    with _lock:
-        if _served_pid != os.getpid():
-            listener().on_hello("exits", _registry.serve)
-            _served_pid = os.getpid()
-    return listener().address
 
 
 class _Client:
@@ -202,6 +188,7 @@ class _Client:
 
 
 _clients: dict[str, _Client] = {}
+_clients_lock = threading.Lock()
 
 
 def call(address: str, op: str, key: str, *args: Any) -> Any:
@@ -214,7 +201,7 @@ def call(address: str, op: str, key: str, *args: Any) -> Any:
     if address == listener().address:  # the registry is this process (a handle used in the root)
         return _registry.handle((op, key, *args), set())
     args = tuple(_handed_over(a, address) for a in args)
-    with _lock:
+    with _clients_lock:
         client = _clients.get(address)
         if client is None:
             client = _clients[address] = _Client(address)

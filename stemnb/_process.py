@@ -244,13 +244,11 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     The future resolves once the process has started (not yet connected); use
     :func:`wait_connected` for its connection.
     """
-    from ._exits import address_for_children
-
     lst = listener()
     token = os.urandom(8).hex()
     hello = lst.expect(token)
     bootstrap = {
-        "exits": address_for_children(),
+        "exits": exit_registry_address(),
         "role": role,
         "token": token,
         "parent_address": lst.address,
@@ -270,6 +268,26 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
         return child
 
     return _on_spawner(job)
+
+
+def exit_registry_address() -> str:
+    """The exit registry a child started here reports to (see ``_exits``): the one this process
+    was given, else this process's own, served on its listener (``_exits`` is imported only when a
+    supervisor connects)."""
+    from ._runtime import inherited_exit_registry
+
+    inherited = inherited_exit_registry()
+    if inherited is not None:
+        return inherited
+    lst = listener()
+    lst.on_hello("exits", _serve_exit_registry)
+    return lst.address
+
+
+def _serve_exit_registry(conn: Connection, info: Any) -> None:
+    from ._exits import serve
+
+    serve(conn, info)
 
 
 def open_pidfd(pid: int) -> int | None:

@@ -84,6 +84,18 @@ def test_a_pool_process_loads_neither_ports_nor_the_exit_registry_until_its_call
     assert loaded & heavy == set()
 
 
+def test_the_first_run_loads_neither_ports_nor_the_exit_registry_in_the_caller():
+    # cold start: a notebook's first stemnb.run should not pay for spawn's machinery
+    script = textwrap.dedent("""
+        import sys, stemnb
+        assert stemnb.run(abs, -3).result(60) == 3
+        print(sorted(m for m in ("stemnb._ports", "stemnb._hub", "stemnb._exits", "asyncio") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_future_is_awaitable(pool):
     async def main():
         return await pool.run(sum, [1, 2, 3])
