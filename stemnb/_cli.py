@@ -252,17 +252,22 @@ def _build_worker(
     queues = _queue_names(args.queues)
     namespace = args.namespace or "stemnb"
     broker, backend = _open_redis(broker_url, backend_url, namespace, queues[0])
+    from ._redis_stores import RedisRevokeStore
+
+    # revocations live beside the tasks, so they reach every worker program, also ones started later
+    revocations = RedisRevokeStore(broker_url, namespace=namespace)
     worker = Worker(
         broker,
         registry,
         backend,
+        revoke_store=revocations,
         queue=queues[0],
         subscription=RoutingSubscription(tuple(queues)),
         consumer_name=args.name,
         concurrency=args.concurrency,
         prefetch_multiplier=args.prefetch_multiplier or 2,
     )
-    return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend]
+    return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend, revocations]
 
 
 def _open_redis(broker_url: str, backend_url: str, namespace: str, queue: str) -> tuple[Any, Any]:

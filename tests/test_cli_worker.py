@@ -312,6 +312,41 @@ def test_a_second_signal_during_a_warm_shutdown_makes_it_hard_and_requeues_the_t
     assert not _alive(isolate)
 
 
+def test_a_revocation_stored_while_no_worker_ran_is_honoured_by_a_worker_program_started_later(cluster):
+    # the program keeps revocations in Redis beside the tasks, not only in its own memory
+    revoked = cluster.stem.enqueue("square", {"x": 2})
+    kept = cluster.stem.enqueue("square", {"x": 3})
+    store = stemnb.RedisRevokeStore(REDIS_URL, namespace=cluster.namespace)
+    try:
+        store.upsert([stemnb.RevokeEntry("stem", revoked, terminate=False, reason="not wanted")])
+    finally:
+        store.close()
+    program = cluster.started("-c", "1")
+    assert cluster.result(kept).payload == 9
+    status = cluster.result(revoked)
+    assert status.state is TaskState.CANCELLED and "not wanted" in str(status.error)
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_a_revocation_sent_through_the_control_plane_reaches_a_worker_program_started_afterwards(cluster):
+    # the task waits on a queue the first program does not consume; the program it reaches later
+    # learns of the revocation from the store the first one wrote it to
+    revoked = cluster.stem.enqueue("square", {"x": 4}, queue="later")
+    kept = cluster.stem.enqueue("square", {"x": 5}, queue="later")
+    first = cluster.started("-c", "1")
+    replies = stemnb.ControlClient(cluster.broker).revoke(revoked, reason="changed my mind", expected=1, timeout=BOUND_S)
+    assert [r["status"] for r in replies] == ["ok"]
+    first.signal(signal.SIGTERM)
+    assert first.exit_code() == 0
+    second = cluster.started("-c", "1", "-Q", "later")
+    assert cluster.result(kept).payload == 25
+    status = cluster.result(revoked)
+    assert status.state is TaskState.CANCELLED and "changed my mind" in str(status.error)
+    second.signal(signal.SIGTERM)
+    assert second.exit_code() == 0
+
+
 def test_app_may_be_a_factory_returning_a_registry(cluster):
     program = cluster.started(app="cliapp:make_registry")
     assert cluster.result(cluster.stem.enqueue("square", {"x": 7})).payload == 49
