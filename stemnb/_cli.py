@@ -34,6 +34,7 @@ BROKER_ENV = "STEMNB_BROKER_URL"
 BACKEND_ENV = "STEMNB_BACKEND_URL"
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 URL_SCHEMES = ("redis", "rediss", "unix")
+MIB = 1024 * 1024
 BUILD_OPTIONS = (
     "broker",
     "backend",
@@ -41,6 +42,9 @@ BUILD_OPTIONS = (
     "concurrency",
     "queues",
     "prefetch_multiplier",
+    "max_tasks_per_isolate",
+    "max_memory_per_isolate",
+    "autoscale",
     "name",
 )
 """The options that build a Worker: refused when APP is a Worker already."""
@@ -109,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="deliveries held per slot (default: 2)",
+    )
+    worker.add_argument(
+        "--max-tasks-per-isolate",
+        type=_positive_int,
+        metavar="N",
+        help="replace an isolate process after N tasks (Celery's --max-tasks-per-child)",
+    )
+    worker.add_argument(
+        "--max-memory-per-isolate",
+        type=_positive_int,
+        metavar="MIB",
+        help="replace an isolate process once its real RSS passes MIB mebibytes, after its task",
+    )
+    worker.add_argument(
+        "--autoscale",
+        type=_autoscale_bounds,
+        metavar="MAX[,MIN]",
+        help="grow to MAX concurrent tasks with the backlog and shrink to MIN (default 1) when idle",
     )
     worker.add_argument("--name", metavar="ID", help="the worker id (Worker consumer_name)")
     worker.add_argument(
@@ -245,7 +267,7 @@ def _worker_for(
 def _build_worker(
     registry: TaskRegistry, args: argparse.Namespace
 ) -> tuple[Worker, str, list[Any]]:
-    from ._worker import RoutingSubscription, Worker
+    from ._worker import RoutingSubscription, Worker, WorkerAutoscaleConfig, WorkerLifecycleConfig
 
     broker_url = _check_url("--broker", args.broker or os.environ.get(BROKER_ENV) or DEFAULT_URL)
     backend_url = _check_url("--backend", args.backend or os.environ.get(BACKEND_ENV) or broker_url)
@@ -266,6 +288,17 @@ def _build_worker(
         consumer_name=args.name,
         concurrency=args.concurrency,
         prefetch_multiplier=args.prefetch_multiplier or 2,
+        lifecycle=WorkerLifecycleConfig(
+            max_tasks_per_isolate=args.max_tasks_per_isolate,
+            max_memory_per_isolate_bytes=None
+            if args.max_memory_per_isolate is None
+            else args.max_memory_per_isolate * MIB,
+        ),
+        autoscale=None
+        if args.autoscale is None
+        else WorkerAutoscaleConfig(
+            enabled=True, max_concurrency=args.autoscale[0], min_concurrency=args.autoscale[1]
+        ),
     )
     return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend, revocations]
 
@@ -347,6 +380,21 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
+
+
+def _autoscale_bounds(text: str) -> tuple[int, int]:
+    """``"MAX"`` or ``"MAX,MIN"`` (Celery's order) -> (MAX, MIN); MIN defaults to 1 and may not pass MAX."""
+    parts = text.split(",")
+    try:
+        bounds = [int(p) for p in parts]
+    except ValueError:
+        bounds = []
+    if len(bounds) not in (1, 2) or min(bounds) < 1:
+        raise argparse.ArgumentTypeError(f"must be MAX or MAX,MIN with integers >= 1, got {text!r}")
+    maximum, minimum = bounds[0], bounds[1] if len(bounds) == 2 else 1
+    if minimum > maximum:
+        raise argparse.ArgumentTypeError(f"MIN {minimum} is above MAX {maximum}")
+    return maximum, minimum
 
 
 def _escalate_repeated_signals(worker: Worker) -> None:

@@ -347,6 +347,26 @@ def test_a_revocation_sent_through_the_control_plane_reaches_a_worker_program_st
     assert second.exit_code() == 0
 
 
+@pytest.mark.parametrize("option", [["--max-tasks-per-isolate", "1"], ["--max-memory-per-isolate", "1"]])
+def test_recycling_options_give_each_task_a_fresh_isolate_process(cluster, option):
+    # one task per process, or a 1 MiB RSS limit that every Python process passes: replaced after each task
+    program = cluster.started("-c", "1", *option)
+    pids = [cluster.result(cluster.stem.enqueue("isolate_pid", {})).payload for _ in range(3)]
+    assert len(set(pids)) == 3
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
+def test_autoscale_starts_at_its_minimum_and_reports_its_maximum(cluster):
+    program = cluster.program("--autoscale", "3,1")
+    assert "concurrency=1 " in program.expect("ready")
+    [reply] = stemnb.ControlClient(cluster.broker).stats(expected=1, timeout=BOUND_S)
+    assert (reply["response"]["concurrency"], reply["response"]["max_concurrency"]) == (1, 3)
+    assert cluster.result(cluster.stem.enqueue("square", {"x": 8})).payload == 64
+    program.signal(signal.SIGTERM)
+    assert program.exit_code() == 0
+
+
 def test_app_may_be_a_factory_returning_a_registry(cluster):
     program = cluster.started(app="cliapp:make_registry")
     assert cluster.result(cluster.stem.enqueue("square", {"x": 7})).payload == 49
@@ -384,6 +404,11 @@ def test_broker_url_comes_from_the_environment_when_not_given(cluster, monkeypat
         (["cliapp:registry", "--broker", "amqp://localhost//"], "--broker must be a redis://"),
         (["cliapp:registry", "--backend", "http://x"], "--backend must be a redis://"),
         (["cliapp:make_worker", "-c", "2"], "is a Worker already; --concurrency cannot change it"),
+        (["cliapp:make_worker", "--autoscale", "4"], "is a Worker already; --autoscale cannot change it"),
+        (["cliapp:registry", "--autoscale", "2,5"], "argument --autoscale: MIN 5 is above MAX 2"),
+        (["cliapp:registry", "--autoscale", "many"], "argument --autoscale: must be MAX or MAX,MIN"),
+        (["cliapp:registry", "--max-tasks-per-isolate", "0"], "argument --max-tasks-per-isolate: must be an integer >= 1"),
+        (["cliapp:registry", "--max-memory-per-isolate", "-5"], "argument --max-memory-per-isolate: must be an integer >= 1"),
         (["cliapp:stopped_worker"], "APP 'cliapp:stopped_worker' is a Worker that is stopped"),
     ],
 )
