@@ -315,7 +315,7 @@ messages and answers snapshots. This notebook builds the same manager and adds w
 makes possible: updates sent as functions and applied one at a time (no lost updates however
 many isolates send them), versioned compare-and-set for writers that read first, and
 subscriptions that push every change to a port."""),
-    (PY, "from dataclasses import dataclass, field\n\nimport stemnb"),
+    (PY, "from dataclasses import dataclass\n\nimport stemnb"),
     (PY, """@dataclass
 class StateUpdate:
     key: str
