@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import select
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from ._exceptions import ClosedError
 from ._hub import _hand_over_payload, _owner_pid, hub
 from ._ports import SendPort
-from ._process import connect, listener, open_pidfd
+from ._process import connect, listener, open_pidfd, wait_readable
 from ._runtime import inherited_exit_registry
 from ._serialize import Payload, discard
 
@@ -141,7 +140,7 @@ class _Registry:
             if entry is None:
                 continue
             if entry.pidfd is not None:
-                select.select([entry.pidfd], [], [])  # readable once the process has exited
+                wait_readable([entry.pidfd])  # readable once the process has exited
             if entry.pid is not None:
                 sweep_pid(entry.pid)  # its supervisor would have, before telling anyone
             self._finish(key, answer=True)

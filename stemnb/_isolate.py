@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
-import select
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future as _CFuture
@@ -28,7 +27,7 @@ from ._future import Future
 from ._hub import _owner_pid, hub
 from ._output import Origin, capture_origin
 from ._ports import SendPort
-from ._process import ChildProcess, open_pidfd, start_child, wait_connected
+from ._process import ChildProcess, open_pidfd, start_child, wait_connected, wait_readable
 from ._runtime import ensure_started, report_uncaught, track_closeable
 from ._serialize import Payload, dumps, loads
 
@@ -262,7 +261,7 @@ class _Answer:
         pidfd = open_pidfd(pid) if pid is not None else None
         try:
             fds = [self._r] if pidfd is None else [self._r, pidfd]
-            if not select.select(fds, [], [], timeout)[0]:
+            if not wait_readable(fds, timeout):
                 raise TimeoutError(f"no answer from the supervising process (pid {pid}) within {timeout}s")
         finally:
             if pidfd is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import select
 import signal
 import socket
 import sys
@@ -288,6 +289,18 @@ def _serve_exit_registry(conn: Connection, info: Any) -> None:
     from ._exits import serve
 
     serve(conn, info)
+
+
+def wait_readable(fds: list[int], timeout: float | None = None) -> bool:
+    """Wait until one of ``fds`` is readable (a pidfd: its process has ended); False on timeout.
+
+    ``poll`` rather than ``select``: a process with many files open gets descriptors above
+    1024, which ``select`` refuses.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 
 def open_pidfd(pid: int) -> int | None:

@@ -248,3 +248,31 @@ def test_interrupts_while_pool_processes_start_neither_kill_them_nor_print_trace
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["7", "8"]
     assert "KeyboardInterrupt" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_waiting_for_a_process_end_works_with_descriptors_above_select_limit():
+    # a kernel with many files open hands out descriptors above 1024, which select() refuses
+    import resource
+
+    from stemnb._process import open_pidfd, wait_readable
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2100:
+        pytest.skip(f"the hard limit on open files ({hard}) leaves no room above 2048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2100), hard))
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    pidfd = open_pidfd(child.pid)
+    if pidfd is None:
+        child.kill()
+        child.wait()
+        pytest.skip("no pidfd support on this system")
+    high = os.dup2(pidfd, 2048)
+    try:
+        assert not wait_readable([high], timeout=0.05)  # alive: not readable yet (a bounded wait, not a sleep)
+        child.stdin.close()  # the child reads EOF and ends
+        assert wait_readable([high], timeout=60)
+        child.wait(60)
+    finally:
+        os.close(high)
+        os.close(pidfd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
