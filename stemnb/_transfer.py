@@ -20,7 +20,7 @@ from ._exceptions import ClosedError, SharedMemoryError
 from ._hub import hand_over
 from ._serialize import collecting_transit, note_transit
 from ._session import current_session
-from ._shm import SHM_DIR, Segment, link_for_transit, unlink_foreign
+from ._shm import SHM_DIR, Segment, link_for_transit, unlink_foreign, write_segment
 
 
 class _Owner:
@@ -153,12 +153,8 @@ class TransferableTypedData:
         self._shape = arr.shape
         self._dtype = arr.dtype.str
         self._nbytes = arr.nbytes
-        seg = Segment(max(arr.nbytes, 1))
-        if arr.nbytes:
-            seg.write(arr.data.cast("B"))
-        seg.unlinked = True  # from now on unlinked by whoever materializes it (or drops it)
-        seg.destroy()
-        self._name: str | None = seg.name
+        # from now on unlinked by whoever materializes it (or by __del__ if nobody does)
+        self._name: str | None = write_segment(arr.data)
         self._owned = True
 
     def materialize(self) -> Any:

@@ -538,3 +538,29 @@ def test_a_too_small_dev_shm_still_runs_calls_with_large_arguments(tiny_dir, mon
             with pytest.warns(stemnb.SharedMemoryWarning):
                 assert pool.run(np.sum, big).result(WAIT) == float(big.sum())
             assert os.listdir(tiny_dir) == []
+
+
+def test_a_transferable_that_does_not_fit_raises_and_leaves_no_file(tiny_dir, monkeypatch):
+    big = np.arange(1 << 19, dtype=np.float64)  # 4 MB into a 1 MB tmpfs
+    with monkeypatch.context() as patch:
+        point_shm_at(patch, tiny_dir)
+        with pytest.raises(stemnb.SharedMemoryError, match="too small or full"):
+            stemnb.TransferableTypedData(big)
+    assert os.listdir(tiny_dir) == []
+
+
+def _mapped_paths() -> str:
+    with open("/proc/self/maps") as maps:
+        return maps.read()
+
+
+def test_making_a_transferable_leaves_no_mapping_of_the_copy_in_the_creator():
+    # written with pwrite: the creator never maps (and so never has to unmap) the whole copy
+    data = np.arange(1 << 20, dtype=np.float64)  # 8 MB
+    ttd = stemnb.TransferableTypedData(data)
+    name = ttd._name
+    assert name is not None and name not in _mapped_paths()
+    with stemnb.ReceivePort() as port:
+        port.send_port.send(ttd)
+        assert np.array_equal(port.receive(timeout=WAIT).materialize(), data)
+    assert not os.path.exists(os.path.join(stemnb._shm.SHM_DIR, name))
