@@ -116,6 +116,26 @@ ROWS: list[tuple[h.Row, Callable[[Any, dict], bool | None] | None]] = [
         ),
         _le(1),
     ),
+    (
+        h.Row(
+            "ttd1mb_warm_ms",
+            "(c) the same, 1 MB, after one untimed tiny call per worker: ms",
+            True,
+            "",
+            "{:,.3f}",
+        ),
+        None,
+    ),
+    (
+        h.Row(
+            "ttd1gb_warm_ms",
+            "(c) the same, 1 GB, after one untimed tiny call per worker: ms",
+            True,
+            "",
+            "{:,.3f}",
+        ),
+        None,
+    ),
     (h.Row("cpu_serial_s", "(d) 8 CPU tasks serially in the driver: s", None, "", "{:.2f}"), None),
     (h.Row("cpu_parallel_s", "(d) the same 8 tasks on the pool: s", True, "", "{:.2f}"), None),
     (h.Row("cpu_speedup", "(d) speedup (ideal 2.0)", False, "≥ 1.9", "{:.2f}"), _ge(1.9)),
