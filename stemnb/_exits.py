@@ -23,7 +23,6 @@ from ._exceptions import ClosedError
 from ._hub import _hand_over_payload, _owner_pid, hub
 from ._ports import SendPort
 from ._process import connect, listener, open_pidfd, wait_readable
-from ._runtime import inherited_exit_registry
 from ._serialize import Payload, discard
 
 Listener = tuple[SendPort, Payload]
@@ -157,11 +156,6 @@ def _answer(port: SendPort, payload: Payload) -> None:
 
 _registry = _Registry()
 serve = _registry.serve  # the root's listener routes each supervisor's "exits" hello here (see _process)
-
-
-def registry() -> str | None:
-    """The registry this process's supervisors register with; None if it answers its own listeners."""
-    return inherited_exit_registry()
 
 
 class _Client:

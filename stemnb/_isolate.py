@@ -28,7 +28,7 @@ from ._hub import _owner_pid, hub
 from ._output import Origin, capture_origin
 from ._ports import SendPort
 from ._process import ChildProcess, open_pidfd, start_child, wait_connected, wait_readable
-from ._runtime import ensure_started, report_uncaught, track_closeable
+from ._runtime import ensure_started, inherited_exit_registry, report_uncaught, track_closeable
 from ._serialize import Payload, dumps, loads
 
 _ids = itertools.count(1)
@@ -533,7 +533,7 @@ def spawn(entry: Callable[[Any], Any], message: Any, *, paused: bool = False, er
     payload = dumps((entry, message), what="spawn message")
     isolate_id = next(_ids)
     name = debug_name or f"{getattr(entry, '__name__', 'isolate')}-{isolate_id}"
-    exits = _exits.registry()
+    exits = inherited_exit_registry()  # None in the root: it answers its own exit listeners
     record = _Supervised(isolate_id, name, errors_are_fatal, capture_origin(), exits)
     if on_error is not None:
         record.error_listeners.append(on_error)
