@@ -97,6 +97,9 @@ def _create(capacity: int) -> tuple[str, str, int]:
     return name, path, fd
 
 
+_WRITE_CHUNK = 64 << 20  # bytes per pwrite: large enough to amortise the call, small enough to stay interruptible
+
+
 def write_segment(data: memoryview) -> str:
     """Make a new segment holding a copy of ``data`` (contiguous) and return its name, unmapped here.
 
@@ -126,8 +129,6 @@ def _remove(path: str) -> None:
         return  # whoever unlinked it also unregistered it
     (_tracker or _resource_tracker()).unregister(path, "file")
 
-
-_WRITE_CHUNK = 64 << 20  # bytes per pwrite: large enough to amortise the call, small enough to stay interruptible
 
 
 class Segment:
