@@ -298,6 +298,32 @@ def test_sigint_stops_the_program_softly_cancelling_the_running_task(cluster):
     assert not _alive(isolate)
 
 
+def _signal_a_thread_other_than_main(pid: int, signum: int) -> None:
+    """Send ``signum`` to one of ``pid``'s threads that is not its main thread (tgkill), as the
+    kernel may do with any signal sent to the process."""
+    import ctypes
+
+    others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    assert others, "the program runs worker threads"
+    tgkill = 234  # x86_64 syscall number
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(tgkill, pid, others[0], signum) == 0, os.strerror(ctypes.get_errno())
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="tgkill's syscall number is x86_64's")
+def test_a_signal_that_lands_on_a_worker_thread_still_stops_the_program(cluster):
+    # the main thread blocks waiting for the worker to stop; Python runs signal handlers only in the
+    # main thread, which a signal delivered to another thread does not wake
+    program = cluster.started()
+    tid = cluster.stem.enqueue("hold", {})
+    cluster.running(tid)
+    _signal_a_thread_other_than_main(program.proc.pid, signal.SIGTERM)
+    program.expect("stopping: warm shutdown")
+    cluster.release()
+    assert program.exit_code() == 0
+    assert cluster.backend.get(tid).state is TaskState.SUCCEEDED
+
+
 def test_a_second_signal_during_a_warm_shutdown_makes_it_hard_and_requeues_the_task(cluster):
     program = cluster.started()
     tid = cluster.stem.enqueue("hold", {})

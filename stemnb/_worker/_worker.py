@@ -41,6 +41,8 @@ from ._timers import Timers
 if TYPE_CHECKING:
     from ._metrics import WorkerMetrics
 
+SIGNAL_CHECK_S = 0.2  # how often Worker.wait() on the main thread wakes to let signal handlers run
+
 
 class WorkerState(str, enum.Enum):
     """A worker's lifecycle state."""
@@ -242,9 +244,20 @@ class Worker:
         """Block until the worker has stopped, however its shutdown was asked for (call, signal,
         control command); return True once it has, False when ``timeout`` seconds pass first.
 
-        A shutdown that failed also ends the wait: ``shutdown().exception()`` tells which.
+        A shutdown that failed also ends the wait: ``shutdown().exception()`` tells which. On the
+        main thread the wait wakes every ``SIGNAL_CHECK_S`` seconds: Python runs signal handlers
+        only there, and a SIGINT/SIGTERM the kernel delivered to another thread would otherwise
+        not interrupt the wait, so the worker's signal handlers would never run.
         """
-        return self._stopped.wait(timeout)
+        if threading.current_thread() is not threading.main_thread():
+            return self._stopped.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = SIGNAL_CHECK_S if deadline is None else min(SIGNAL_CHECK_S, deadline - time.monotonic())
+            if self._stopped.wait(max(left, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def close(self) -> None:
         """Hard shutdown, waiting for it to finish (idempotent; a worker never started just stops)."""
