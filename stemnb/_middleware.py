@@ -41,6 +41,11 @@ def run_hook(middleware: Sequence[Middleware], hook: str, *args: Any) -> None:
             log.exception("middleware %r failed in %s", mw, hook)
 
 
+def wraps_execute(middleware: Sequence[Middleware]) -> bool:
+    """Whether any middleware has an ``on_execute`` of its own (not the base class's pass-through)."""
+    return any(getattr(type(mw), "on_execute", None) is not Middleware.on_execute for mw in middleware)
+
+
 def wrap_execute(middleware: Sequence[Middleware], context: Any, call: Callable[[], Any]) -> Callable[[], Any]:
     """Return ``call`` wrapped by every middleware's ``on_execute`` (first = outermost)."""
     wrapped = call

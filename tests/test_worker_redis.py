@@ -237,6 +237,37 @@ def test_a_finished_task_hands_its_slot_to_the_next_with_one_write_and_running_c
     assert worker.counters["started"] == worker.counters["succeeded"] == 12
 
 
+def test_an_isolate_task_handed_a_slot_starts_while_the_fused_write_goes_out(rh):
+    started = stemnb.ReceivePort()
+    tell = started.send_port
+
+    def report(ctx, args):
+        tell.send(ctx.id)
+        return ctx.id
+
+    rh.registry.register("report", TaskHandler(report, isolate=True))
+    ids = [rh.stem.enqueue("report", {}) for _ in range(8)]  # leased ahead once the worker starts
+    worker = stemnb.Worker(rh.broker, rh.registry, rh.backend, concurrency=1, lifecycle=FAST_LIFECYCLE)
+    rh.workers.append(worker)
+    ran_first = []
+    write = worker._paired.set_then_ack_then_running
+
+    def fused(done, delivery, running):
+        # the next task runs before this write returns: wait for its handler's own message
+        while (seen := started.receive(timeout=30)) != running.id:
+            assert seen in ids
+        ran_first.append(running.id)
+        return write(done, delivery, running)
+
+    worker._paired.set_then_ack_then_running = fused
+    worker.start()
+    assert [rh.wait(t).payload for t in ids] == ids
+    started.close()
+    assert ran_first and set(ran_first) <= set(ids[1:])  # every fused write: its next task had started
+    assert [rh.backend.get(t).state for t in ids] == [TaskState.SUCCEEDED] * 8
+    assert rh.broker.inflight_count("default") == 0
+
+
 def test_tasks_sent_one_at_a_time_are_taken_at_once_not_at_the_next_claim_interval(rh):
     # a settle that found the queue empty once overruled the consumer's fresher wake-up, and the
     # next task waited for claim_interval; with a 60 s interval any such wait fails the test

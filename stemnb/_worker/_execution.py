@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import TaskContext
 from .._exceptions import RemoteTraceback, TaskRevokedError, TaskTimeLimitError
-from .._middleware import wrap_execute
+from .._middleware import wrap_execute, wraps_execute
 from ._active import ActiveTask
 from ._pipeline import hard_limit
 
@@ -71,11 +71,36 @@ def run_inline(task: ActiveTask, handler: TaskHandler, context: Any, args: Any, 
     return box.get("result")
 
 
-def run_isolate(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None) -> Any:
-    """Run in the worker's isolate pool; a hard ``limit`` ends only this task's process."""
+def send_ahead(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any) -> None:
+    """Send an isolate task to its process now, before its ``running`` status is stored.
+
+    The status write and the start of the handler then overlap instead of following each
+    other. Only for isolate tasks that no ``on_execute`` middleware wraps (middleware must see
+    the call start) and that are not being revoked; a task that cannot be sent is left for
+    :func:`execute`, which reports the error as the task's failure.
+    """
+    if task.future is not None or not handler.isolate or task.control.terminate.is_set():
+        return
+    if wraps_execute(worker.middleware):
+        return
+    try:
+        _submit(worker, task, handler, args, hard_limit(task.envelope, handler.options))
+    except Exception:  # noqa: BLE001, S110 - execute() sends it again and reports the error there
+        pass
+
+
+def take_back(task: ActiveTask) -> None:
+    """Undo :func:`send_ahead` when the status write failed: the call is cancelled (its process
+    ended if it already started) and the task can be given back to the broker."""
+    future, task.future = task.future, None
+    if future is not None:
+        future.cancel()
+
+
+def _submit(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None) -> None:
     pool = worker._ensure_pool()
     env = task.envelope
-    future = pool.execute(
+    task.future = pool.execute(
         handler.fn,
         args,
         task_id=env.id,
@@ -87,7 +112,14 @@ def run_isolate(worker: Worker, task: ActiveTask, handler: TaskHandler, args: An
         control_port=worker._signals.send_port(),
         timeout=limit,
     )
-    task.future = future
+
+
+def run_isolate(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None) -> Any:
+    """Run in the worker's isolate pool (unless :func:`send_ahead` sent it already); a hard
+    ``limit`` ends only this task's process."""
+    if task.future is None:
+        _submit(worker, task, handler, args, limit)
+    future = task.future
     if task.control.terminate.is_set():  # revoked while we were submitting
         worker._revocations.schedule_kill(task)
     try:

@@ -6,8 +6,10 @@ may run, one write stores the finished task's ``succeeded``, acks it, refills th
 stores the next task's ``running`` (Redis runs it as one script, in that order), and the next
 task starts in the same slot. That is one round trip per task on the worker's side instead of two
 (``running`` before the run, the outcome after it), with the same guarantees: an outcome is
-stored before its ack, and ``running`` before its handler starts. Only paired writes that fuse
-them (``PairedWrites.fuses_running``) do this; with others each task writes on its own.
+stored before its ack, and ``running`` before the outcome (before the handler starts, for an
+inline task; an isolate task is sent to its process as the write goes out, see
+``_pipeline.start``). Only paired writes that fuse them (``PairedWrites.fuses_running``) do
+this; with others each task writes on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._events import WorkerEventType
 from . import _outcome
-from ._pipeline import Run, begin, check, running_status, settle_failed
+from ._pipeline import Run, check, running_status, settle_failed, start
 
 if TYPE_CHECKING:
     from ._active import ActiveTask
@@ -45,10 +47,9 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
     if run is None:
         return None
     nxt = run.task
-    begin(worker, run)
     try:
-        stored = worker._paired.set_then_ack_then_running(
-            done, task.delivery, running_status(worker, nxt)
+        stored = start(
+            worker, run, lambda: worker._paired.set_then_ack_then_running(done, task.delivery, running_status(worker, nxt))
         )
     except BaseException:
         _give_back(worker, nxt)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._backend import TaskState, TaskStatus
 from .._context import TaskRetryRequest
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ._worker import Worker
 
 log = logging.getLogger("stemnb.worker")
+T = TypeVar("T")
 
 PAUSED_QUEUE_BACKOFF = 0.25
 SETTLE_BACKOFF_MAX = 5.0
@@ -56,8 +57,7 @@ def handle(worker: Worker, task: ActiveTask) -> Run | None:
             return None
         run = check(worker, task)
         if run is not None:
-            begin(worker, run)
-            worker.backend.set_status(running_status(worker, task))
+            start(worker, run, lambda: worker.backend.set_status(running_status(worker, task)))
             prerun(worker, run)
             handed = _finish(worker, run)
         worker._settle_failures = 0
@@ -175,6 +175,25 @@ def begin(worker: Worker, run: Run) -> None:
     if late is not None and late.terminate:  # arrived between the check and now
         worker._revocations.terminate_task(task, late.reason or "revoked")
     worker.count("started")
+
+
+def start(worker: Worker, run: Run, store_running: Callable[[], T]) -> T:
+    """Begin ``run`` and store its ``running`` status with ``store_running()`` (returned).
+
+    An isolate task is sent to its process first (see ``_execution.send_ahead``), so the write
+    and the start overlap: its handler may begin a round trip before ``running`` is stored, and
+    its outcome is always stored after it. If the write fails the call is taken back, and the
+    error raised for the caller to give the delivery back.
+    """
+    from ._execution import send_ahead, take_back
+
+    begin(worker, run)
+    send_ahead(worker, run.task, run.handler, run.args)
+    try:
+        return store_running()
+    except BaseException:
+        take_back(run.task)
+        raise
 
 
 def running_status(worker: Worker, task: ActiveTask) -> TaskStatus:
