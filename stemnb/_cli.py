@@ -275,14 +275,18 @@ def _build_worker(
     namespace = args.namespace or "stemnb"
     broker, backend = _open_redis(broker_url, backend_url, namespace, queues[0])
     from ._redis_stores import RedisRevokeStore
+    from ._worker import RedisHeartbeatTransport
 
     # revocations live beside the tasks, so they reach every worker program, also ones started later
     revocations = RedisRevokeStore(broker_url, namespace=namespace)
+    # heartbeats are also published live on the broker's Redis (topic `stem:heartbeat:stem`)
+    heartbeats = RedisHeartbeatTransport(broker_url)
     worker = Worker(
         broker,
         registry,
         backend,
         revoke_store=revocations,
+        heartbeat_transport=heartbeats,
         queue=queues[0],
         subscription=RoutingSubscription(tuple(queues)),
         consumer_name=args.name,
@@ -300,7 +304,7 @@ def _build_worker(
             enabled=True, max_concurrency=args.autoscale[0], min_concurrency=args.autoscale[1]
         ),
     )
-    return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend, revocations]
+    return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend, revocations, heartbeats]
 
 
 def _open_redis(broker_url: str, backend_url: str, namespace: str, queue: str) -> tuple[Any, Any]:

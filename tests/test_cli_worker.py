@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -213,7 +215,9 @@ class Cluster:
     def running(self, task_id: str) -> int:
         """Wait until the ``hold`` task ``task_id`` runs; return the pid of the process running it."""
         _, pid = self.client.blpop([f"{self.namespace}:test-started"], timeout=BOUND_S)
-        assert self.backend.get(task_id).state is TaskState.RUNNING
+        # an isolate task starts while its running status is stored (see _pipeline.start)
+        status = self.backend.wait_for(task_id, TaskState.RUNNING, timeout=BOUND_S)
+        assert status is not None and status.state is TaskState.RUNNING
         return int(pid)
 
     def release(self) -> None:
@@ -461,3 +465,21 @@ def test_a_broker_that_does_not_answer_exits_1_with_one_line(tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "the broker at redis://127.0.0.1:1/0 does not answer" in done.stderr
+
+
+def test_a_worker_program_publishes_its_heartbeats_live_on_redis(cluster):
+    listener = cluster.client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("stem:heartbeat:stem")
+    try:
+        name = f"hb-{cluster.namespace}"
+        cluster.started("--name", name)
+        beat: dict = {}
+        deadline = time.monotonic() + BOUND_S
+        while beat.get("worker_id") != name:  # other programs on this Redis may beat too
+            assert time.monotonic() < deadline, "no heartbeat published"
+            message = listener.get_message(timeout=BOUND_S)  # None also for the subscribe reply
+            if message is not None:
+                beat = json.loads(message["data"])
+        assert beat["extras"]["pid"] == cluster.programs[0].proc.pid
+    finally:
+        listener.close()
