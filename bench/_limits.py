@@ -124,6 +124,38 @@ def memcpy(nbytes: int, repeats: int = 5) -> dict[str, float]:
     }
 
 
+def _burn(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i % 7
+    return s
+
+
+def fork_speedup(n: int, tasks: int = 8, workers: int = 2, repeats: int = 3) -> dict[str, float]:
+    """The machine's own ceiling for the CPU-bound row: ``tasks`` x ``_burn(n)`` serially here vs
+    split over ``workers`` bare forked processes (no pool, no messages), best of ``repeats``
+    each, interleaved."""
+    serial, forked = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(tasks):
+            _burn(n)
+        serial.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pids = []
+        for k in range(workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                for _ in range(k, tasks, workers):
+                    _burn(n)
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+        forked.append(time.perf_counter() - t0)
+    return {"fork_serial_s": min(serial), "fork_parallel_s": min(forked), "fork_speedup": min(serial) / min(forked)}
+
+
 def main(config_json: str, out_path: str) -> None:
     """Measure every limit and write them as JSON to ``out_path``."""
     config = json.loads(config_json)
@@ -139,5 +171,7 @@ def main(config_json: str, out_path: str) -> None:
         "bytes": nbytes,
         **memcpy(nbytes),
     }
+    if config.get("cpu_n"):
+        doc.update(fork_speedup(config["cpu_n"]))
     with open(out_path, "w") as f:
         json.dump(doc, f)

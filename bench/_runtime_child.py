@@ -263,7 +263,25 @@ def transfer(system: System, fns: SimpleNamespace, config: dict) -> dict[str, An
             # wherever it happens, which is the price of freeing memory, not of the transfer.
             system.parallel(fns.drop_kept, [(0.02,)] * (2 * WORKERS))
         out[key] = median(times) * 1e3 if times else "n/a"
+    out["tiny_cold_ms"] = _tiny_cold_ms(system, fns, config)
     return out
+
+
+def _tiny_cold_ms(system: System, fns: SimpleNamespace, config: dict) -> Any:
+    """The one-shot rows' control: a tiny call, timed in their conditions (a 1 GB one-shot
+    just built in this process, the workers resting since their last call), sending nothing."""
+    times = []
+    for rep in range(config.get("transfer_repeats", 3) + 1):
+        once = system.transferable_once(config.get("big_transfer_bytes", 1000 * MB))
+        if once is None:
+            return "n/a"
+        t0 = time.perf_counter()
+        assert system.call(fns.identity, 0) == 0
+        if rep:
+            times.append(time.perf_counter() - t0)
+        del once
+        system.parallel(fns.drop_kept, [(0.02,)] * (2 * WORKERS))
+    return median(times) * 1e3
 
 
 def cpu(system: System, fns: SimpleNamespace, config: dict) -> dict[str, Any]:

@@ -136,6 +136,16 @@ ROWS: list[tuple[h.Row, Callable[[Any, dict], bool | None] | None]] = [
         ),
         None,
     ),
+    (
+        h.Row(
+            "tiny_cold_ms",
+            "(c) control: a tiny call timed as the one-shot rows (right after building 1 GB): ms",
+            True,
+            "",
+            "{:,.3f}",
+        ),
+        None,
+    ),
     (h.Row("cpu_serial_s", "(d) 8 CPU tasks serially in the driver: s", None, "", "{:.2f}"), None),
     (h.Row("cpu_parallel_s", "(d) the same 8 tasks on the pool: s", True, "", "{:.2f}"), None),
     (h.Row("cpu_speedup", "(d) speedup (ideal 2.0)", False, "≥ 1.9", "{:.2f}"), _ge(1.9)),
@@ -375,6 +385,11 @@ def _limits_table(lim: dict[str, Any]) -> list[str]:
             f"{lim['np_ones_ms']:.1f} / {lim['np_sum_ms']:.1f}",
         ),
     ]
+    if "fork_speedup" in lim:
+        rows.append((
+            "(d)'s 8 CPU tasks on 2 bare forked processes (no pool): serial / parallel s, speedup",
+            f"{lim['fork_serial_s']:.2f} / {lim['fork_parallel_s']:.2f}, {lim['fork_speedup']:.2f}",
+        ))
     return h.simple_table(["measure", "value"], rows)
 
 
@@ -399,7 +414,7 @@ def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple
             except Exception as exc:
                 results[name].setdefault("errors", {})["cold_start"] = str(exc)[:400]
     _say("physical limits")
-    limits = measure_limits({"rounds": 200, "bulk_bytes": 10_000_000} if quick else {})
+    limits = measure_limits({"rounds": 200, "bulk_bytes": 10_000_000, "cpu_n": cpu_n} if quick else {"cpu_n": cpu_n})
     baselines = {k: cold_start(src)[0] for k, src in BASELINES.items()} if cold else {}
     serial_end = h.best_of(3, lambda: h.cpu_task(cpu_n)) * 8
     notes = {
