@@ -337,3 +337,18 @@ def chosen_systems(parser: argparse.ArgumentParser, raw: str, known: Iterable[st
     if unknown:
         parser.error(f"unknown systems {unknown}; known: {', '.join(known)}")
     return systems
+
+
+def byte_compile_stemnb() -> None:
+    """Write stemnb's bytecode caches, as ``pip install`` does for an installed package.
+
+    Every peer is an installed package whose ``.pyc`` files pip wrote; stemnb is installed
+    editable from its sources. Where ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), a
+    fresh interpreter would otherwise compile stemnb's sources on every start (the driver, each
+    pool process, a worker program), and the start-up rows would time the compiler.
+    """
+    import compileall
+
+    import stemnb
+
+    compileall.compile_dir(os.path.dirname(stemnb.__file__), quiet=1)

@@ -13,7 +13,6 @@ See ``bench/README.md`` for what each workload means.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import sys
 import time
@@ -394,26 +393,11 @@ def _limits_table(lim: dict[str, Any]) -> list[str]:
     return h.simple_table(["measure", "value"], rows)
 
 
-def _byte_compile_stemnb() -> None:
-    """Write stemnb's bytecode caches, as ``pip install`` does for an installed package.
-
-    Every peer is an installed package whose ``.pyc`` files pip wrote; stemnb is installed
-    editable from its sources. Where ``PYTHONDONTWRITEBYTECODE`` is set (this machine sets it), a
-    fresh interpreter would otherwise compile stemnb's sources on every start, in the driver and
-    in each pool process, and the cold-start row would time the compiler.
-    """
-    import compileall
-
-    import stemnb
-
-    compileall.compile_dir(os.path.dirname(stemnb.__file__), quiet=1)
-
-
 def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple[dict, list[str]]:
     """Measure ``systems`` one after the other and return (raw results, report lines)."""
     start = time.perf_counter()
     machine = h.machine_facts()
-    _byte_compile_stemnb()
+    h.byte_compile_stemnb()
     cpu_n = h.calibrate_cpu_task(0.01 if quick else 0.25)
     config = {**(QUICK if quick else FULL), "cpu_n": cpu_n}
     results: dict[str, dict[str, Any]] = {}

@@ -131,6 +131,7 @@ def run(systems: Sequence[str], quick: bool = False) -> tuple[dict, list[str]]:
     """Measure ``systems`` one after the other and return (raw results, report lines)."""
     start = time.perf_counter()
     machine = h.machine_facts()
+    h.byte_compile_stemnb()
     config = QUICK if quick else FULL
     results: dict[str, dict[str, Any]] = {}
     for name in systems:
