@@ -29,6 +29,16 @@ def pool():
 
 
 @pytest.fixture
+def h():
+    """A worker harness of real in-memory parts (``worker_support.Harness``), closed after the test."""
+    from worker_support import Harness
+
+    harness = Harness()
+    yield harness
+    harness.close()
+
+
+@pytest.fixture
 def port():
     """A receive port closed after the test."""
     p = stemnb.ReceivePort("test")

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from worker_support import FAST_LIFECYCLE, Harness
+from worker_support import FAST_LIFECYCLE
 
 import stemnb
 from stemnb import (
@@ -25,13 +25,6 @@ from stemnb._ratelimit import RateLimitDecision, RateLimiter
 
 E = WorkerEventType
 METRICS = ObservabilityConfig(metrics=True)
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def report_attempt(ctx, args):

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-from worker_support import Harness
-
 import stemnb
 from stemnb import TaskHandler, TaskState
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 class Trace(stemnb.Middleware):

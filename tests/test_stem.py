@@ -7,17 +7,9 @@ import os
 import time
 
 import pytest
-from worker_support import Harness
 
 import stemnb
 from stemnb import TaskHandler, TaskOptions, TaskRetryPolicy, TaskState
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def test_enqueue_writes_queued_and_publishes_with_handler_defaults(h):

@@ -8,8 +8,7 @@ import os
 import threading
 import time
 
-import pytest
-from worker_support import FAST_LIFECYCLE, Harness
+from worker_support import FAST_LIFECYCLE
 
 import stemnb
 from stemnb import (
@@ -22,13 +21,6 @@ from stemnb import (
 from stemnb._ratelimit import RateLimiter
 
 E = WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 # -- module-level task functions (isolate tasks are pickled by reference) --------------------------

@@ -6,19 +6,11 @@ import threading
 import time
 
 import pytest
-from worker_support import Harness
 
 import stemnb
 from stemnb import ControlClient, TaskHandler, TaskState, WorkerEventType
 
 E = WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def test_stats_of_an_idle_worker(h):

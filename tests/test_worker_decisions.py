@@ -8,19 +8,12 @@ import threading
 import time
 
 import pytest
-from worker_support import FAST_LIFECYCLE, Harness
+from worker_support import FAST_LIFECYCLE
 
 import stemnb
 from stemnb import TaskHandler, TaskOptions, TaskState, WorkerEventType, WorkerShutdownMode
 
 E = WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 class RecordingBroker(stemnb.InMemoryBroker):

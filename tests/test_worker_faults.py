@@ -6,20 +6,10 @@ import os
 import signal
 import threading
 
-import pytest
-from worker_support import Harness
-
 import stemnb
 from stemnb import IsolateRecycleReason, TaskHandler, TaskOptions, TaskState, WorkerEventType
 
 E = WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def exit_hard(ctx, args):

@@ -5,19 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from worker_support import Harness
 
 import stemnb
 from stemnb import TaskHandler, TaskOptions, TaskRetryPolicy, TaskState, WorkerEventType
 
 E = WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 def _fail_first(ctx, args):

@@ -7,18 +7,8 @@ sees every run start inside it.
 
 from __future__ import annotations
 
-import pytest
-from worker_support import Harness
-
 import stemnb
 from stemnb import TaskHandler, TaskState, WorkerEventType
-
-
-@pytest.fixture
-def h():
-    harness = Harness()
-    yield harness
-    harness.close()
 
 
 class GatedBackend(stemnb.InMemoryResultBackend):
