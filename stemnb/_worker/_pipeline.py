@@ -197,7 +197,7 @@ def start(worker: Worker, run: Run, store_running: Callable[[], T]) -> T:
 
 
 def running_status(worker: Worker, task: ActiveTask) -> TaskStatus:
-    """The ``running`` status stored before ``task``'s handler starts."""
+    """The ``running`` status of ``task``, stored as its run starts (see :func:`start`)."""
     meta = _outcome.status_meta(worker, task)
     return TaskStatus(task.id, TaskState.RUNNING, meta=meta, attempt=task.envelope.attempt)
 
