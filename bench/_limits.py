@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from ._harness import median, p99
+from ._harness import cpu_task, median, p99
 
 SOURCE = """
 import sys
@@ -124,22 +124,15 @@ def memcpy(nbytes: int, repeats: int = 5) -> dict[str, float]:
     }
 
 
-def _burn(n: int) -> int:
-    s = 0
-    for i in range(n):
-        s += i * i % 7
-    return s
-
-
 def fork_speedup(n: int, tasks: int = 8, workers: int = 2, repeats: int = 3) -> dict[str, float]:
-    """The machine's own ceiling for the CPU-bound row: ``tasks`` x ``_burn(n)`` serially here vs
+    """The machine's own ceiling for the CPU-bound row: ``tasks`` x ``cpu_task(n)`` serially here vs
     split over ``workers`` bare forked processes (no pool, no messages), best of ``repeats``
     each, interleaved."""
     serial, forked = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(tasks):
-            _burn(n)
+            cpu_task(n)
         serial.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         pids = []
@@ -147,7 +140,7 @@ def fork_speedup(n: int, tasks: int = 8, workers: int = 2, repeats: int = 3) -> 
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child
                 for _ in range(k, tasks, workers):
-                    _burn(n)
+                    cpu_task(n)
                 os._exit(0)
             pids.append(pid)
         for pid in pids:
