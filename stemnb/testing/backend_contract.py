@@ -124,10 +124,17 @@ class ResultBackendContract:
 
     def test_watch_status_of_an_unknown_task_waits_for_its_first_status(self, backend, task_id):
         seen: list[TaskStatus] = []
-        with backend.watch_status(task_id, seen.append):
+        arrived = threading.Event()
+
+        def on_status(status: TaskStatus) -> None:
+            seen.append(status)
+            arrived.set()
+
+        with backend.watch_status(task_id, on_status):
             assert seen == []
             backend.set(task_id, TaskState.QUEUED)
-            assert backend.wait_for(task_id, [TaskState.QUEUED], timeout=self.wait_timeout)
+            # wait for this watch itself: another watcher (wait_for) may be told first
+            assert arrived.wait(self.wait_timeout)
         assert seen and seen[0].state is TaskState.QUEUED
 
     def test_closed_watch_receives_nothing_more(self, backend, task_id):
