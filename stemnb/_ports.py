@@ -21,9 +21,11 @@ from . import _gate
 from ._exceptions import ClosedError
 from ._future import Future
 from ._hub import hub
+from ._plain import register_plain_type
 from ._serialize import Payload, discard, dumps, loads
 
 
+@register_plain_type
 class SendPort:
     """Sends messages to a :class:`ReceivePort`, from any process of the session.
 
