@@ -16,48 +16,48 @@ import os
 import tempfile
 from typing import Any
 
-from ._exceptions import SharedMemoryError
 from ._session import current_session
-from ._shm import Segment
 
 RING = 256  #: pipelining depth must stay below this
 _SEMAPHORE = 1  #: ``_multiprocessing.SemLock``'s kind for a plain semaphore (as ``multiprocessing.Lock``)
 _lock_ids = itertools.count()
+_board_ids = itertools.count()
 
 
 class ClaimBoard:
     """One worker's board; the parent makes it, the worker attaches with :meth:`attach`."""
 
-    def __init__(self, lock: Any, path: str, owner: Segment | None, view: memoryview) -> None:
+    def __init__(self, lock: Any, path: str, view: memoryview, *, owned: bool = False) -> None:
         self._lock = lock
         self.name = path
-        self._temp_path: str | None = None
-        self._owner = owner
+        self._owned = owned
         self._slots = view
 
     @classmethod
     def create(cls) -> ClaimBoard:
-        """A new board in ``/dev/shm``, or in a temporary file when shared memory is unavailable."""
-        lock = _new_lock()
-        try:
-            seg = Segment(8 * (RING + 1))
-        except SharedMemoryError:
-            return cls._in_temp_file(lock)
-        view = memoryview(seg.map).cast("q")
-        view[0] = 0
-        return cls(lock, seg.path, seg, view)
+        """A new board: a file in ``/dev/shm`` named after this session, or a temporary file when
+        shared memory is unavailable.
 
-    @classmethod
-    def _in_temp_file(cls, lock: Any) -> ClaimBoard:
-        fd, path = tempfile.mkstemp(prefix="stemnb-claim-")
+        Like the semaphore (see :func:`_new_lock`), the file is not registered with a resource
+        tracker: its worker unlinks it as soon as it has mapped it, the parent in :meth:`destroy`
+        if the worker never got that far, and a session killed before either is swept at the
+        next start. So a worker never needs the tracker (nor to import loky) for its board.
+        """
+        from ._shm import SHM_DIR
+
+        lock = _new_lock()
+        name = f"{current_session().prefix}-{os.getpid()}-b{next(_board_ids)}"
         try:
-            os.write(fd, bytes(8 * (RING + 1)))
-            m = mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)
-        finally:
-            os.close(fd)
-        board = cls(lock, path, None, memoryview(m).cast("q"))
-        board._temp_path = path
-        return board
+            try:
+                path = os.path.join(SHM_DIR, name)
+                view = _map_new(path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+            except OSError:  # no usable /dev/shm
+                fd, path = tempfile.mkstemp(prefix="stemnb-claim-")
+                view = _map_new(path, fd)
+        except BaseException:
+            _sem_unlink(lock.name)
+            raise
+        return cls(lock, path, view, owned=True)
 
     def for_child(self) -> tuple[str, str]:
         """What the worker needs: the names of the semaphore and of the board's memory."""
@@ -76,7 +76,7 @@ class ClaimBoard:
         finally:
             os.close(fd)
         _unlink_names(lock_name, path)
-        return cls(lock, path, None, memoryview(m).cast("q"))
+        return cls(lock, path, memoryview(m).cast("q"))
 
     def claim(self, seq: int) -> bool:
         """Worker: start call ``seq`` unless it was revoked. True means it may run."""
@@ -110,17 +110,26 @@ class ClaimBoard:
         return int(self._slots[0])
 
     def destroy(self) -> None:
-        """Parent: remove the board's segment and semaphore names, if its worker has not (idempotent)."""
+        """Parent: remove the board's file and semaphore names, if its worker has not (idempotent)."""
         _sem_unlink(self._lock.name)
-        if self._owner is not None:
-            self._slots.release()
-            self._owner.destroy()
-            self._owner = None
-        elif self._temp_path is not None:
+        if self._owned:
+            self._owned = False
             self._slots.release()
             with contextlib.suppress(FileNotFoundError):  # the worker unlinked it once attached
-                os.unlink(self._temp_path)
-            self._temp_path = None
+                os.unlink(self.name)
+
+
+def _map_new(path: str, fd: int) -> memoryview:
+    """Size the new file open at ``fd`` for a board, map it and close ``fd``; on error the file is removed."""
+    try:
+        os.write(fd, bytes(8 * (RING + 1)))
+        return memoryview(mmap.mmap(fd, 8 * (RING + 1), flags=mmap.MAP_SHARED)).cast("q")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
 
 
 def _new_lock() -> Any:
@@ -151,16 +160,11 @@ def _sem_unlink(name: str) -> None:
 def _unlink_names(lock_name: str, path: str) -> None:
     """Once its worker has the board open and mapped, nobody needs its names any more.
 
-    The worker unlinks both the segment and the semaphore, so the memory and the lock live only as
+    The worker unlinks both the file and the semaphore, so the memory and the lock live only as
     long as the two processes that hold them: a session killed outright (a kernel's whole process
-    group, resource tracker included) leaves no semaphore or board file behind. The parent's own
-    clean-up later finds them gone, which it tolerates.
+    group) leaves no semaphore or board file behind. The parent's own clean-up later finds them
+    gone, which it tolerates.
     """
-    from ._shm import SHM_DIR, unlink_foreign
-
-    if os.path.dirname(path) == SHM_DIR:
-        unlink_foreign(os.path.basename(path))  # also drops its resource-tracker registration
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
     _sem_unlink(lock_name)

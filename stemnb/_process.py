@@ -1,7 +1,8 @@
 """Starting child processes with loky's process machinery, and meeting them on a socket.
 
-Children are fresh interpreters started by loky's ``loky`` start method (fork+exec, so the kernel's
-threads and memory are never forked), in the parent's process group. Each child connects back to a
+Children are fresh interpreters started by loky's fork+exec (so the kernel's threads and memory are
+never forked), in the parent's process group, running stemnb's own light bootstrap
+(``python -m stemnb._boot``, see ``_boot``) instead of loky's. Each child connects back to a
 listening abstract Unix socket of its parent and introduces itself with a token; the parent pairs
 the connection with the process it started. All spawning happens on one long-lived thread, so the
 children's parent-death signal (``PR_SET_PDEATHSIG``, tied to the spawning *thread*) only fires when
@@ -176,22 +177,22 @@ def _on_spawner(job: Callable[[], Any]) -> _CFuture:
 
 
 def _process_class() -> type:
-    """loky's Process, with two differences in how it starts.
+    """loky's Process, started with loky's fork+exec but running stemnb's own child bootstrap.
 
+    * The child runs ``python -m stemnb._boot``, which prepares the process as loky's bootstrap
+      would (see ``_boot``) without importing the ``loky`` package: a third fewer imports before
+      a pool process can take its first call.
+    * What the child needs is pickled by plain ``pickle`` (the bootstrap is plain data): no
+      ``multiprocessing`` resource tracker is started for it, as loky's preparation does.
     * A closed or broken ``sys.stdout`` cannot stop a start: loky flushes the standard streams
       first and lets any error escape, so a notebook whose ``sys.stdout`` was closed or replaced
       would never get a process again. The flush is kept; its errors are ignored (as
       ``multiprocessing`` does).
-    * No ``multiprocessing`` resource tracker is started for it (see :func:`_skip_mp_tracker`).
     """
     from loky.backend.popen_loky_posix import Popen
     from loky.backend.process import LokyProcess
 
-    _skip_mp_tracker()
-
     class _Popen(Popen):
-        __module__ = Popen.__module__  # loky runs the child as ``python -m <this module>``
-
         def __init__(self, process_obj: Any) -> None:
             for stream in (sys.stdout, sys.stderr):
                 try:
@@ -202,10 +203,8 @@ def _process_class() -> type:
             self._fds: list[int] = []
             self._launch(process_obj)
 
-        def duplicate_for_child(self, fd: int | None) -> int | None:
-            if fd is None:  # multiprocessing's tracker, not started for stemnb's processes
-                return None
-            return super().duplicate_for_child(fd)
+        def _launch(self, process_obj: Any) -> None:
+            _launch_boot(self, process_obj)
 
     class _Process(LokyProcess):
         @staticmethod
@@ -215,28 +214,39 @@ def _process_class() -> type:
     return _Process
 
 
-def _skip_mp_tracker() -> None:
-    """Keep loky from starting ``multiprocessing``'s resource tracker for stemnb's processes.
+def _launch_boot(popen: Any, process_obj: Any) -> None:
+    """loky's ``Popen._launch``, with ``stemnb._boot`` as the child's program (see :func:`_process_class`).
 
-    loky starts that second tracker process before every child so children can unpickle the
-    stdlib's ``SharedMemory`` objects (loky#242). stemnb's shared memory is tracked by loky's own
-    tracker, so the extra process only cost a Python start at the first spawn and ~7 MB of
-    memory. The skip applies on the spawner thread alone, while that tracker is not running;
-    anything else that needs it starts it as usual, and a child that needs it starts its own.
+    The child inherits the read end of a pipe carrying its preparation and bootstrap, the write
+    end of another (``popen.sentinel`` reads end-of-file once the child is gone), and the
+    resource tracker's pipe.
     """
-    from multiprocessing.resource_tracker import _resource_tracker as tracker
+    from multiprocessing import util
 
-    if getattr(tracker.ensure_running, "_stemnb_skip", False):
-        return
-    ensure_running = tracker.ensure_running
+    from loky.backend.fork_exec import fork_exec
+    from loky.backend.reduction import _mk_inheritable
 
-    def ensure_unless_spawning() -> None:
-        if threading.current_thread() is _spawner and getattr(tracker, "_fd", None) is None:
-            return
-        ensure_running()
+    from ._boot import preparation
+    from ._shm import _resource_tracker
 
-    ensure_unless_spawning._stemnb_skip = True  # type: ignore[attr-defined]
-    tracker.ensure_running = ensure_unless_spawning  # type: ignore[method-assign]
+    tracker_fd = _resource_tracker()._resource_tracker.getfd()
+    data = pickle.dumps((preparation(process_obj.name, tracker_fd), process_obj._args[0]), protocol=5)
+    parent_r, child_w = os.pipe()
+    child_r, parent_w = os.pipe()
+    with os.fdopen(parent_w, "wb") as pipe:
+        try:
+            cmd = [sys.executable, "-m", "stemnb._boot", "--process-name", str(process_obj.name),
+                   "--pipe", str(_mk_inheritable(child_r))]
+            _mk_inheritable(child_w)
+            _mk_inheritable(tracker_fd)
+            popen._fds += [child_r, child_w, tracker_fd]
+            popen.pid = fork_exec(cmd, popen._fds, env=process_obj.env)
+            popen.sentinel = parent_r
+        finally:
+            util.Finalize(popen, os.close, (parent_r,))
+            os.close(child_r)
+            os.close(child_w)
+        pipe.write(data)
 
 
 def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -> _CFuture:
@@ -260,9 +270,7 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     }
 
     def job() -> ChildProcess:
-        from ._child import main
-
-        proc = _process_class()(target=main, args=(bootstrap,), name=name or role)
+        proc = _process_class()(args=(bootstrap,), name=name or role)  # its child runs _child.main
         proc.start()
         child = ChildProcess(proc, token)
         child.hello = hello  # type: ignore[attr-defined]

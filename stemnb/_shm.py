@@ -48,14 +48,26 @@ def _path(name: str) -> str:
 
 
 _tracker: Any = None
+_inherited_fd: int | None = None
+
+
+def inherit_tracker(fd: int) -> None:
+    """Child: use the parent's resource tracker, whose pipe is ``fd``, once loky's is first needed."""
+    global _inherited_fd
+    _inherited_fd = fd
 
 
 def _resource_tracker() -> Any:
-    """loky's resource tracker module (kept, so clean-up at interpreter exit needs no import)."""
+    """loky's resource tracker module (kept, so clean-up at interpreter exit needs no import).
+
+    In a child, it is imported here on first use and pointed at the tracker the child inherited.
+    """
     global _tracker
     if _tracker is None:
         from loky.backend import resource_tracker
 
+        if _inherited_fd is not None and resource_tracker._resource_tracker._fd is None:
+            resource_tracker._resource_tracker._fd = _inherited_fd
         _tracker = resource_tracker
     return _tracker
 
@@ -330,9 +342,14 @@ def _sweep(match: Callable[[str], bool], tracked: bool = False) -> int:
                 count += 1
             except OSError:
                 continue
-            if tracked and not semaphore:  # registered with this session's tracker: keep its books straight
+            if tracked and not semaphore and not _is_board(name):  # registered with the tracker: keep its books straight
                 _tracker_unregister(name)
     return count
+
+
+def _is_board(name: str) -> bool:
+    """Whether ``name`` is a pool's claim board (``<prefix>-<pid>-b<n>``, untracked: see ``_claim``)."""
+    return name.rpartition("-")[2].startswith("b")
 
 
 def session_segments() -> list[str]:
