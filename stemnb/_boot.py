@@ -22,10 +22,14 @@ def preparation(name: str, tracker_fd: int) -> dict[str, Any]:
     """What a child needs of its parent's state before running stemnb code (made in the parent)."""
     from multiprocessing import current_process
 
+    try:
+        cwd: str | None = os.getcwd()
+    except FileNotFoundError:  # deleted under the parent: the child starts in it all the same
+        cwd = None
     return {
         "name": name,
         "sys_path": list(sys.path),
-        "dir": os.getcwd(),
+        "dir": cwd,
         "authkey": bytes(current_process().authkey),
         "tracker_fd": tracker_fd,
     }
@@ -40,7 +44,8 @@ def _prepare(prep: dict[str, Any]) -> None:
     process.name = prep["name"]
     process.authkey = prep["authkey"]
     sys.path[:] = prep["sys_path"]
-    os.chdir(prep["dir"])
+    if prep["dir"] is not None:
+        os.chdir(prep["dir"])
     inherit_tracker(prep["tracker_fd"])
     _stdin_from_devnull()
 

@@ -64,6 +64,15 @@ def test_a_child_starts_in_the_parents_working_directory_with_its_sys_path(tmp_p
     assert where == (str(tmp_path), "tmp")
 
 
+def test_processes_start_while_the_parents_working_directory_is_deleted(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with stemnb.IsolatePool(1) as pool:
+        assert pool.run(int, "7").result(WAIT) == 7
+
+
 def test_an_isolate_starts_through_the_same_bootstrap():
     def report(port: stemnb.SendPort) -> None:
         port.send((open("/proc/self/cmdline").read().split("\0")[1:3], loky_modules()))
