@@ -104,9 +104,6 @@ class _Pickler(_PlainPickler):
 _PLAIN_TYPES = frozenset({tuple, list, dict, set, frozenset, bytearray, complex, type(None)})
 
 
-_SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})
-
-
 class Payload(NamedTuple):
     """A pickled object, the out-of-band buffers it refers to (in order), and the segment names it hands over.
 
@@ -141,7 +138,7 @@ def dumps(obj: Any, *, what: str = "object", cache: SegmentCache | None = None) 
     With ``cache`` the segments come from (and return to) that cache; without it they are
     one-shot segments the receiver unlinks. Raises SerializationError naming ``what``.
     """
-    if type(obj) in _SCALARS or is_plain(obj):  # plain pickle makes the same bytes, faster
+    if is_plain(obj):  # plain pickle makes the same bytes, faster
         return Payload(pickle.dumps(obj, protocol=5))
     buffers: list[SegmentRef | bytes] = []
 
