@@ -428,11 +428,9 @@ def _announce_stopping(worker: Worker) -> None:
     from ._events import WorkerEventType
 
     def on_event(event: Any) -> None:
-        if event.type is WorkerEventType.WORKER_STOPPING:
-            mode = event.data.get("mode")
-            _say(f"stemnb worker {worker.worker_id} stopping: {mode} shutdown")
+        _say(f"stemnb worker {worker.worker_id} stopping: {event.data.get('mode')} shutdown")
 
-    worker.events.listen(on_event)
+    worker.events.listen(on_event, types=[WorkerEventType.WORKER_STOPPING])
 
 
 def _readiness_line(worker: Worker, where: str) -> str:

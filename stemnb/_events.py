@@ -9,7 +9,7 @@ import logging
 import queue as _queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger("stemnb.worker")
@@ -74,6 +74,13 @@ class WorkerEvent:
 _STOP = object()
 
 
+def _event_type(value: Any) -> WorkerEventType:
+    try:
+        return WorkerEventType(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a WorkerEventType") from None
+
+
 class Subscription:
     """A listener's handle: ``cancel()`` stops delivery (idempotent)."""
 
@@ -95,6 +102,8 @@ class EventHub:
 
     def __init__(self) -> None:
         self._sinks: list[Callable[[Any], None]] = []
+        self._types: dict[Callable[[Any], None], frozenset[WorkerEventType]] = {}  # the typed listeners'
+        self._wanted: frozenset[WorkerEventType] | None = frozenset()  # None: every type
         self._lock = threading.Lock()
         self._closed = False
 
@@ -103,14 +112,27 @@ class EventHub:
         """Whether anything listens (lets emitters skip building events nobody reads)."""
         return bool(self._sinks)
 
-    def listen(self, callback: Callable[[WorkerEvent], Any]) -> Subscription:
-        """Call ``callback(event)`` for each later event. Returns a Subscription."""
+    def wants(self, kind: WorkerEventType) -> bool:
+        """Whether a listener would receive an event of type ``kind`` (see :meth:`listen`'s ``types``)."""
+        wanted = self._wanted
+        return wanted is None or kind in wanted
+
+    def listen(
+        self, callback: Callable[[WorkerEvent], Any], *, types: Iterable[WorkerEventType] | None = None
+    ) -> Subscription:
+        """Call ``callback(event)`` for each later event (only those of ``types``, when given).
+        Returns a Subscription. Raises ValueError for a type that is not a WorkerEventType.
+
+        A worker builds no event of a type that nobody listens to, so listening to the types you
+        need costs its tasks nothing for the others.
+        """
+        wanted = None if types is None else frozenset(_event_type(t) for t in types)
 
         def sink(item: Any) -> None:
-            if item is not _STOP:
+            if item is not _STOP and (wanted is None or item.type in wanted):
                 callback(item)
 
-        self._add(sink)
+        self._add(sink, wanted)
         return Subscription(self, sink)
 
     def emit(self, event: WorkerEvent) -> None:
@@ -176,11 +198,14 @@ class EventHub:
         finally:
             self._remove(sink)
 
-    def _add(self, sink: Callable[[Any], None]) -> None:
+    def _add(self, sink: Callable[[Any], None], types: frozenset[WorkerEventType] | None = None) -> None:
         with self._lock:
             closed = self._closed
             if not closed:
                 self._sinks.append(sink)
+                if types is not None:
+                    self._types[sink] = types
+                self._update_wanted()
         if closed:
             sink(_STOP)
 
@@ -190,3 +215,11 @@ class EventHub:
                 self._sinks.remove(sink)
             except ValueError:
                 pass
+            self._types.pop(sink, None)
+            self._update_wanted()
+
+    def _update_wanted(self) -> None:
+        if any(sink not in self._types for sink in self._sinks):
+            self._wanted = None
+        else:
+            self._wanted = frozenset().union(*self._types.values())

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import threading
 
+import pytest
+
 from stemnb._events import EventHub, WorkerEvent, WorkerEventType
 
 
@@ -70,3 +72,33 @@ def test_listening_after_close_gets_nothing():
     hub.listen(got.append)
     hub.emit(event())
     assert got == [] and list(hub) == []
+
+
+def test_a_listener_for_some_types_receives_only_those():
+    hub, got = EventHub(), []
+    hub.listen(got.append, types=[WorkerEventType.FAILED, "completed"])
+    for kind in (WorkerEventType.RECEIVED, WorkerEventType.COMPLETED, WorkerEventType.FAILED):
+        hub.emit(event(kind))
+    assert [e.type for e in got] == [WorkerEventType.COMPLETED, WorkerEventType.FAILED]
+
+
+def test_the_hub_wants_only_the_types_someone_listens_to():
+    hub = EventHub()
+    assert not hub.wants(WorkerEventType.RECEIVED)
+    typed = hub.listen(lambda e: None, types=[WorkerEventType.WORKER_STOPPING])
+    assert hub.wants(WorkerEventType.WORKER_STOPPING) and not hub.wants(WorkerEventType.RECEIVED)
+    everything = hub.listen(lambda e: None)
+    assert hub.wants(WorkerEventType.RECEIVED)
+    everything.cancel()
+    assert not hub.wants(WorkerEventType.RECEIVED)
+    typed.cancel()
+    assert not hub.wants(WorkerEventType.WORKER_STOPPING)
+    events = iter(hub)  # an iterator takes every type
+    assert hub.wants(WorkerEventType.RECEIVED)
+    hub.close()
+    assert list(events) == []
+
+
+def test_listening_to_a_type_that_does_not_exist_is_refused_by_name():
+    with pytest.raises(ValueError, match="'finished' is not a WorkerEventType"):
+        EventHub().listen(lambda e: None, types=["finished"])

@@ -477,3 +477,28 @@ def test_wait_returns_true_at_once_for_a_worker_closed_before_it_started(h):
     worker, rec = h.worker(start=False)
     worker.close()
     assert worker.wait(0) is True
+
+
+def test_a_worker_builds_only_the_events_of_the_types_someone_listens_to(h, monkeypatch):
+    import stemnb._worker._worker as worker_module
+
+    built: list[WorkerEventType] = []
+    real = worker_module.WorkerEvent
+
+    def recording(**fields):
+        built.append(fields["type"])
+        return real(**fields)
+
+    monkeypatch.setattr(worker_module, "WorkerEvent", recording)
+    h.registry.register("noop", TaskHandler.inline(lambda ctx, args: "ok"))
+    worker = stemnb.Worker(h.broker, h.registry, h.backend, concurrency=1, lifecycle=FAST_LIFECYCLE)
+    h.workers.append(worker)
+    completed: list[stemnb.WorkerEvent] = []
+    arrived = threading.Event()
+    worker.events.listen(lambda e: (completed.append(e), arrived.set()), types=[E.COMPLETED])
+    worker.start()
+    tid = h.stem.enqueue("noop", {})
+    assert h.wait(tid).state is TaskState.SUCCEEDED
+    assert arrived.wait(10)
+    assert [e.task_id for e in completed] == [tid]
+    assert set(built) == {E.COMPLETED}  # no RECEIVED, PRERUN, POSTRUN... was even made

@@ -324,7 +324,7 @@ class Worker:
         progress: float | None = None,
     ) -> None:
         """Emit a :class:`WorkerEvent` of ``type`` (about ``task`` when given) to every listener."""
-        if not self.events.has_listeners:
+        if not self.events.wants(type):
             return
         env = task.envelope if task is not None else None
         self.events.emit(
