@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import logging
@@ -176,6 +175,8 @@ class EventHub:
     def __aiter__(self) -> AsyncIterator[WorkerEvent]:
         """``async for event in hub``: events from the moment ``aiter()`` is called (needs a
         running event loop); ends when the hub closes."""
+        import asyncio  # only for ``async for``: a worker in a script or program needs no event loop
+
         loop = asyncio.get_running_loop()
         q: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -188,7 +189,7 @@ class EventHub:
         self._add(sink)
         return self._aiter(q, sink)
 
-    async def _aiter(self, q: asyncio.Queue[Any], sink: Callable[[Any], None]) -> AsyncIterator[WorkerEvent]:
+    async def _aiter(self, q: Any, sink: Callable[[Any], None]) -> AsyncIterator[WorkerEvent]:
         try:
             while True:
                 item = await q.get()

@@ -45,6 +45,22 @@ def test_import_stemnb_loads_no_numpy_ipython_or_ipywidgets():
     assert out.stdout.strip() == "[]"
 
 
+def test_a_script_running_an_in_memory_worker_loads_no_asyncio():
+    code = (
+        "import sys, stemnb\n"
+        "registry = stemnb.TaskRegistry()\n"
+        "registry.register('add', stemnb.TaskHandler.inline(lambda ctx, args: args['a'] + 1))\n"
+        "broker, backend = stemnb.InMemoryBroker(), stemnb.InMemoryResultBackend()\n"
+        "worker = stemnb.Worker(broker, registry, backend, concurrency=1)\n"
+        "worker.start()\n"
+        "task_id = stemnb.Stem(broker, backend, registry=registry).enqueue('add', {'a': 1})\n"
+        "print(backend.wait_for(task_id, timeout=30).payload, 'asyncio' in sys.modules)\n"
+        "worker.shutdown().result(30)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["2", "False"]
+
+
 def test_every_exception_derives_from_the_root():
     for name in stemnb.__all__:
         obj = getattr(stemnb, name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import inspect
 import threading
@@ -35,6 +34,8 @@ def call_handler(fn: Any, context: Any, args: Any) -> Any:
     """Call ``fn(context, args)``; run it to completion on a fresh event loop when it is async."""
     result = fn(context, args)
     if inspect.isawaitable(result):
+        import asyncio  # only async handlers need an event loop
+
         return asyncio.run(_await(result))
     return result
 
