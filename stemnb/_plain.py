@@ -39,6 +39,8 @@ def register_plain_type(cls: type) -> type:
 def is_plain(obj: Any, budget: int = PLAIN_BUDGET) -> bool:
     """Whether ``pickle.dumps(obj)`` equals cloudpickle's pickle of ``obj``, judged from at most
     ``budget`` objects (a larger or self-containing object is not plain)."""
+    if type(obj) in _LEAVES:  # the common small result, without building a stack
+        return True
     stack = [obj]
     while stack:
         budget -= 1
