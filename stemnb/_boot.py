@@ -83,11 +83,17 @@ def run(entry: Callable[[Any], Any], argument: Any, name: str) -> int:
         traceback.print_exc()
         return 1
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # noqa: BLE001, S110 - a closed stream has nothing left to flush
-                pass
+        flush_std_streams()
+
+
+def flush_std_streams() -> None:
+    """Flush ``sys.stdout`` and ``sys.stderr``, ignoring a closed or broken stream (as
+    ``multiprocessing`` does): its trouble must not stop a process from starting or ending."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110 - a closed stream has nothing left to flush
+            pass
 
 
 def main(argv: list[str]) -> int:

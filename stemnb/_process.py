@@ -192,13 +192,11 @@ def _process_class() -> type:
     from loky.backend.popen_loky_posix import Popen
     from loky.backend.process import LokyProcess
 
+    from ._boot import flush_std_streams
+
     class _Popen(Popen):
         def __init__(self, process_obj: Any) -> None:
-            for stream in (sys.stdout, sys.stderr):
-                try:
-                    stream.flush()
-                except Exception:  # noqa: BLE001, S110 - the stream's problem, not the start's
-                    pass
+            flush_std_streams()
             self.returncode = None
             self._fds: list[int] = []
             self._launch(process_obj)
