@@ -21,7 +21,6 @@ from ._session import current_session
 RING = 256  #: pipelining depth must stay below this
 _SEMAPHORE = 1  #: ``_multiprocessing.SemLock``'s kind for a plain semaphore (as ``multiprocessing.Lock``)
 _lock_ids = itertools.count()
-_board_ids = itertools.count()
 
 
 class ClaimBoard:
@@ -43,13 +42,12 @@ class ClaimBoard:
         if the worker never got that far, and a session killed before either is swept at the
         next start. So a worker never needs the tracker (nor to import loky) for its board.
         """
-        from ._shm import SHM_DIR
+        from ._shm import untracked_path
 
         lock = _new_lock()
-        name = f"{current_session().prefix}-{os.getpid()}-b{next(_board_ids)}"
         try:
             try:
-                path = os.path.join(SHM_DIR, name)
+                path = untracked_path()
                 view = _map_new(path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
             except OSError:  # no usable /dev/shm
                 fd, path = tempfile.mkstemp(prefix="stemnb-claim-")

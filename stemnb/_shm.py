@@ -347,8 +347,14 @@ def _sweep(match: Callable[[str], bool], tracked: bool = False) -> int:
     return count
 
 
+def untracked_path() -> str:
+    """A new name in ``/dev/shm`` for a file that is never registered with the resource tracker
+    (a pool's claim board, see ``_claim``): swept like a segment, skipped when unregistering."""
+    return _path(f"{current_session().prefix}-{os.getpid()}-b{next(_counter)}")
+
+
 def _is_board(name: str) -> bool:
-    """Whether ``name`` is a pool's claim board (``<prefix>-<pid>-b<n>``, untracked: see ``_claim``)."""
+    """Whether ``name`` was made by :func:`untracked_path`."""
     return name.rpartition("-")[2].startswith("b")
 
 
