@@ -329,6 +329,37 @@ def cli(description: str, all_systems: Sequence[str], name: str) -> argparse.Arg
     return parser
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def median_docs(rounds: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Merge per-round result documents (system name -> document) into one per system: each
+    numeric value is its median over the rounds that have it; anything else is the last round's.
+
+    A "probe_range" ("a–b" ms) becomes the range over every round.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    for name in rounds[0] if rounds else ():
+        docs = [r[name] for r in rounds if name in r]
+        out: dict[str, Any] = {}
+        for doc in docs:
+            out.update(doc)
+        for key in out:
+            values = [d[key] for d in docs if isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool)]
+            if values and len(values) == len([d for d in docs if key in d]):
+                out[key] = median(values)
+        probes = [p for d in docs for p in (d.get("probes_ms") or [])]
+        if probes:
+            out["probe_range"] = f"{min(probes):.1f}–{max(probes):.1f}"
+        merged[name] = out
+    return merged
+
+
 def chosen_systems(parser: argparse.ArgumentParser, raw: str, known: Iterable[str]) -> list[str]:
     """The systems named in ``raw`` (comma-separated); an unknown one is a usage error."""
     known = list(known)

@@ -31,6 +31,7 @@ class TaskSystem:
 
     name = "?"
     how = ""
+    uses_redis = False  # its broker and backend are the Redis server (its CPU counts as the system's)
 
     def start(self, fns: SimpleNamespace) -> None:
         """Start the worker and return once it has run a task."""
@@ -51,6 +52,10 @@ class TaskSystem:
 
     def close(self) -> None:
         """Stop the worker and release everything the system made."""
+
+    def worker_pid(self) -> int | None:
+        """The pid of the worker program when it runs apart from this producer, else None."""
+        return None
 
 
 class _Stemnb(TaskSystem):
@@ -118,6 +123,7 @@ class StemnbIsolate(_Stemnb):
 
 class StemnbIsolateRedis(_Stemnb):
     name = "stemnb-isolate-redis"
+    uses_redis = True
     how = (
         "as stemnb-isolate with `RedisBroker` and `RedisResultBackend` (same Redis database as the "
         "peers); the worker runs in the producer's process, as in a notebook"
@@ -158,6 +164,10 @@ class _ExternalWorker(TaskSystem):
     """A peer whose worker is a separate command-line process."""
 
     proc: subprocess.Popen | None = None
+    uses_redis = True
+
+    def worker_pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
 
     def _spawn(self, argv: list[str]) -> None:
         _flush_db()

@@ -8,11 +8,13 @@ workers are separate programs that must import them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from . import _cpu
 from ._harness import ROOT, cpu_probe_ms, median, p99
 from ._task_systems import TASK_SYSTEMS, TaskSystem
 
@@ -90,11 +92,36 @@ def latency(system: TaskSystem, kind: str, config: dict) -> dict[str, Any]:
 
 
 def throughput(system: TaskSystem, kind: str, config: dict) -> dict[str, Any]:
-    """Enqueue N tasks as fast as possible, then wait for every result; return tasks/s."""
+    """Enqueue N tasks as fast as possible, then wait for every result; return tasks/s and the
+    CPU each task cost, summed over every process involved (see :func:`cpu_meter`)."""
     n = config.get(f"{kind}_n", 2000)
+    meter = cpu_meter(system)
+    if meter is not None:
+        meter.start()
     t0 = time.perf_counter()
     handles = [system.enqueue(kind) for _ in range(n)]
     t_enq = time.perf_counter() - t0
     system.wait_all(handles)
     elapsed = time.perf_counter() - t0
-    return {"tps": n / elapsed, "n": n, "enqueue_per_s": n / t_enq}
+    out: dict[str, Any] = {"tps": n / elapsed, "n": n, "enqueue_per_s": n / t_enq}
+    if meter is not None:
+        meter.stop()
+        per_task = meter.per_task_us(n)
+        out["cpu_us"] = per_task.pop("total")
+        out.update({f"cpu_us:{name}": us for name, us in per_task.items()})
+    return out
+
+
+def cpu_meter(system: TaskSystem) -> _cpu.CpuMeter | None:
+    """A meter of this process's tree (the producer; the worker too when it runs here), the
+    worker program's tree and the Redis server, as far as ``system`` has them; None off Linux."""
+    if not _cpu.available():
+        return None
+    trees = {"producer": os.getpid()}
+    worker = system.worker_pid()
+    if worker is not None:
+        trees["worker"] = worker
+    else:
+        trees = {"producer+worker": os.getpid()}
+    redis_pid = _cpu.redis_server_pid() if system.uses_redis else None
+    return _cpu.CpuMeter(trees, {"Redis": redis_pid} if redis_pid is not None else {})

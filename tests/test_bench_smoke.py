@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is not part of the installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import _harness, runtime, tasks  # noqa: E402
+from bench import _cpu, _harness, runtime, tasks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -52,8 +52,61 @@ def test_tasks_bench_runs_inline_stemnb_tasks_end_to_end_at_a_tiny_size():
     assert doc["errors"] == {}
     assert doc["noop_n"] == tasks.QUICK["noop_n"] and doc["noop_tps"] > 0
     assert doc["busy_1ms_lat_n"] == tasks.QUICK["latency_n"]
+    if _cpu.available():  # the producer's process ran every task: it spent CPU on them
+        assert doc["noop_cpu_us"] > 0 and doc["noop_cpu_us:producer+worker"] == doc["noop_cpu_us"]
     report = "\n".join(tasks.render({"stemnb-inline": doc}, {**_notes(), "lines": []}))
     assert "| no-op: tasks/s" in report
+    assert "| no-op: CPU per task, every process: µs" in report
+    if _cpu.available():
+        assert "| no-op: of which producer · worker · Redis: µs |  | producer+worker " in report
+
+
+def test_tasks_bench_takes_celery_ratios_round_by_round_and_reports_their_median():
+    rounds = [
+        {"stemnb-isolate": {"noop_tps": 900.0}, "celery": {"noop_tps": 300.0}},
+        {"stemnb-isolate": {"noop_tps": 500.0}, "celery": {"noop_tps": 500.0}},
+        {"stemnb-isolate": {"noop_tps": 800.0}, "celery": {"noop_tps": 400.0}},
+    ]
+    lines = tasks._celery_targets(rounds)
+    assert lines == [
+        "stemnb-isolate noop: 2.00× Celery's throughput (rounds: ×3.00, ×1.00, ×2.00) (target ≥ 2×: met)"
+    ]
+
+
+def test_median_docs_takes_each_numeric_cell_s_median_over_the_rounds():
+    rounds = [
+        {"a": {"tps": 1.0, "how": "x", "probes_ms": [5.0]}},
+        {"a": {"tps": 9.0, "how": "y", "probes_ms": [7.0, 6.0]}},
+        {"a": {"tps": 4.0, "how": "z", "probes_ms": [9.5]}},
+    ]
+    merged = _harness.median_docs(rounds)
+    assert merged["a"]["tps"] == 4.0
+    assert merged["a"]["how"] == "z"  # not numeric: the last round's
+    assert merged["a"]["probe_range"] == "5.0–9.5"
+
+
+def test_rounds_must_be_a_positive_count():
+    with pytest.raises(SystemExit):
+        tasks.main(["--rounds", "0"])
+
+
+@pytest.mark.skipif(not _cpu.available(), reason="reads /proc")
+def test_cpu_meter_counts_the_cpu_a_child_process_burns_between_its_readings():
+    import subprocess
+
+    burn = "import sys\nn = 0\nfor i in range(3_000_000): n += i\nprint('done', flush=True)\nsys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        meter = _cpu.CpuMeter({"child": child.pid})
+        meter.start()
+        assert child.stdout.readline() == "done\n"  # it burnt its loop and now blocks on stdin
+        spent = meter.stop()
+        assert spent["child"] > 0.0
+        assert meter.per_task_us(1000)["total"] == pytest.approx(spent["child"] * 1000)
+    finally:
+        child.stdin.close()
+        child.wait(30)
+        child.stdout.close()
 
 
 def test_best_peer_ratio_says_how_many_times_better_the_subject_is():
