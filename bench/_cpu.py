@@ -61,13 +61,26 @@ def redis_server_pid(client: object | None = None) -> int | None:
         return None
 
 
+def _disjoint(trees: dict[str, list[int]]) -> dict[str, list[int]]:
+    """Each tree's pids without those of the trees rooted inside it."""
+    out = {}
+    for name, pids in trees.items():
+        inner: set[int] = set()
+        for other, other_pids in trees.items():
+            if other != name and other_pids and other_pids[0] in pids[1:]:
+                inner.update(other_pids)
+        out[name] = [pid for pid in pids if pid not in inner]
+    return out
+
+
 @dataclass
 class CpuMeter:
     """CPU seconds of named process groups between :meth:`start` and :meth:`stop`.
 
     ``trees`` maps a name to the root pid of a process tree, whose descendants are found at each
     reading: one started in between counts whole (all its CPU falls in between), one that ended
-    in between is not counted. ``singles`` maps a name to one pid (the Redis server).
+    in between is not counted. A tree below another one's root (a worker program the producer
+    started) counts only in its own group. ``singles`` maps a name to one pid (the Redis server).
     """
 
     trees: dict[str, int]
@@ -76,7 +89,7 @@ class CpuMeter:
     spent: dict[str, float] = field(default_factory=dict)
 
     def _read(self) -> dict[str, dict[int, float]]:
-        groups: dict[str, Iterable[int]] = {name: descendants(root) for name, root in self.trees.items()}
+        groups = _disjoint({name: descendants(root) for name, root in self.trees.items()})
         groups.update({name: [pid] for name, pid in self.singles.items()})
         out: dict[str, dict[int, float]] = {}
         for name, pids in groups.items():

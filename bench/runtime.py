@@ -22,7 +22,7 @@ from typing import Any
 from . import _harness as h
 from ._limits import SOURCE as LIMITS_SOURCE
 from ._notebook_child import CHILD_SOURCE as NOTEBOOK_SOURCE
-from ._runtime_child import CHILD_SOURCE
+from ._runtime_child import CHILD_SOURCE, STEPS
 from ._systems import SYSTEMS
 
 ALL_SYSTEMS = ("stemnb", "loky", "cf", "mp-pool", "joblib", "ray")
@@ -57,6 +57,10 @@ def _le_loky(v: Any, results: dict) -> bool | None:
     loky = results.get("loky", {}).get("pss_mb")
     return v <= loky if isinstance(loky, (int, float)) else None  # None: loky not measured
 
+
+WORKLOADS = tuple(step.__name__ for step in STEPS)
+ROUND_KEYS = (("oneshot_median_us", "round trip µs", "{:,.0f}"), ("submit_per_s", "20k calls/s", "{:,.0f}"),
+              ("cpu_speedup", "speedup", "{:.2f}"))
 
 ROWS: list[tuple[h.Row, Callable[[Any, dict], bool | None] | None]] = [
     (
@@ -286,6 +290,10 @@ def render(
         "",
         "Ratios: how many times better stemnb is than the best peer on that row (×1.00 = equal; below 1 = worse).",
     ]
+    rounds = notes.get("rounds") or []
+    if len(rounds) > 1:
+        lines += ["", f"Each cell above is the median of {len(rounds)} rounds; some rows in each round:", ""]
+        lines += _round_table(rounds)
     lines += _errors(results)
     lines += [
         "",
@@ -304,6 +312,17 @@ def render(
     lines += h.simple_table(["system", "calls"], [(n, SYSTEMS[n].how) for n in results])
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes["lines"]]
     return lines
+
+
+def _round_table(rounds: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
+    """Per round and system, the rows of :data:`ROUND_KEYS` that were measured."""
+    keys = [k for k in ROUND_KEYS if any(isinstance(d.get(k[0]), (int, float)) for r in rounds for d in r.values())]
+    rows = []
+    for i, docs in enumerate(rounds, 1):
+        for name, doc in docs.items():
+            cells = [fmt.format(doc[key]) if isinstance(doc.get(key), (int, float)) else "—" for key, _, fmt in keys]
+            rows.append((str(i), name, *cells))
+    return h.simple_table(["round", "system", *(label for _, label, _ in keys)], rows)
 
 
 def _machine_line(notes: dict[str, Any]) -> str:
@@ -393,27 +412,33 @@ def _limits_table(lim: dict[str, Any]) -> list[str]:
     return h.simple_table(["measure", "value"], rows)
 
 
-def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple[dict, list[str]]:
-    """Measure ``systems`` one after the other and return (raw results, report lines)."""
+def run(
+    systems: Sequence[str],
+    quick: bool = False,
+    cold: bool = True,
+    rounds: int = 1,
+    only: Sequence[str] = (),
+) -> tuple[dict, list[str]]:
+    """Measure ``systems`` one after the other and return (raw results, report lines).
+
+    With ``rounds`` > 1 every system is measured that many times, each round in a rotated order,
+    and each cell is its median over the rounds. ``only`` names the workloads to run (all when
+    empty; see ``_runtime_child.STEPS``); the notebook-style and cold-start children run only
+    when it is empty.
+    """
     start = time.perf_counter()
     machine = h.machine_facts()
     h.byte_compile_stemnb()
     cpu_n = h.calibrate_cpu_task(0.01 if quick else 0.25)
     config = {**(QUICK if quick else FULL), "cpu_n": cpu_n}
-    results: dict[str, dict[str, Any]] = {}
-    for name in systems:
-        _say(f"{name}: workloads")
-        results[name] = measure_system(name, config)
-        _say(f"{name}: notebook-style callables")
-        results[name]["notebook"] = h.run_child(NOTEBOOK_SOURCE, {"system": name}, timeout=120)
-        if cold:
-            _say(f"{name}: cold start x{COLD_RUNS}")
-            try:
-                results[name]["cold_s"], results[name]["cold_stop_s"] = cold_start(
-                    COLD_SOURCES[name]
-                )
-            except Exception as exc:
-                results[name].setdefault("errors", {})["cold_start"] = str(exc)[:400]
+    if only:
+        config["skip"] = [name for name in WORKLOADS if name not in only]
+    per_round = []
+    for r in range(rounds):
+        order = list(systems[r % len(systems) :]) + list(systems[: r % len(systems)])
+        done = {name: _measure_round(name, config, cold and not only, f"round {r + 1}/{rounds}: ") for name in order}
+        per_round.append({name: done[name] for name in systems})
+    results = h.median_docs(per_round)
     _say("physical limits")
     limits = measure_limits({"rounds": 200, "bulk_bytes": 10_000_000, "cpu_n": cpu_n} if quick else {"cpu_n": cpu_n})
     baselines = {k: cold_start(src)[0] for k, src in BASELINES.items()} if cold else {}
@@ -422,6 +447,7 @@ def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple
         "when": h.utc_now(),
         "machine": machine,
         "duration_min": (time.perf_counter() - start) / 60,
+        "rounds": per_round,
         "lines": [
             f"(d) uses 8 × cpu_task(n={cpu_n:,}), calibrated to ~0.25 s per task at the start of the run; "
             f"8 tasks serially in the driver at the end of the run took {serial_end:.2f} s. Each system's "
@@ -448,6 +474,22 @@ def run(systems: Sequence[str], quick: bool = False, cold: bool = True) -> tuple
     )
 
 
+def _measure_round(name: str, config: dict[str, Any], extras: bool, prefix: str) -> dict[str, Any]:
+    """One system's workloads child, then (``extras``) its notebook-style and cold-start children."""
+    _say(f"{prefix}{name}: workloads")
+    doc = measure_system(name, config)
+    if not extras:
+        return doc
+    _say(f"{prefix}{name}: notebook-style callables")
+    doc["notebook"] = h.run_child(NOTEBOOK_SOURCE, {"system": name}, timeout=120)
+    _say(f"{prefix}{name}: cold start x{COLD_RUNS}")
+    try:
+        doc["cold_s"], doc["cold_stop_s"] = cold_start(COLD_SOURCES[name])
+    except Exception as exc:
+        doc.setdefault("errors", {})["cold_start"] = str(exc)[:400]
+    return doc
+
+
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -456,9 +498,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print and save the report."""
     parser = h.cli(__doc__.splitlines()[0], ALL_SYSTEMS, "runtime")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start children")
+    parser.add_argument(
+        "--rounds",
+        type=h.positive_int,
+        default=1,
+        help="measure every system this many times, interleaved; report medians (default 1)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"comma-separated workloads to run, of {', '.join(WORKLOADS)} (default: all, plus "
+        "the notebook-style and cold-start children)",
+    )
     args = parser.parse_args(argv)
     systems = h.chosen_systems(parser, args.systems, SYSTEMS)
-    _, lines = run(systems, quick=args.quick, cold=not args.no_cold)
+    only = h.chosen_systems(parser, args.only, WORKLOADS) if args.only else []
+    _, lines = run(systems, quick=args.quick, cold=not args.no_cold, rounds=args.rounds, only=only)
     print("\n".join(lines))
     print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)
 

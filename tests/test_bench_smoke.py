@@ -5,6 +5,7 @@ These check the harness cannot rot; they assert nothing about speed.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -103,6 +104,11 @@ def test_cpu_meter_counts_the_cpu_a_child_process_burns_between_its_readings():
         spent = meter.stop()
         assert spent["child"] > 0.0
         assert meter.per_task_us(1000)["total"] == pytest.approx(spent["child"] * 1000)
+        nested = _cpu.CpuMeter({"parent": os.getpid(), "child": child.pid})
+        nested.start()
+        assert child.pid in _cpu.descendants(os.getpid())
+        assert child.pid not in nested._read()["parent"]  # the child counts once, as its own group
+        nested.stop()
     finally:
         child.stdin.close()
         child.wait(30)
