@@ -19,7 +19,7 @@ from ._paired import PairedWrites
 __all__ = ["RedisPairedWrites", "redis_paired_writes"]
 
 _STATUS_KEYS = 3  # status, index, channel
-_STATUS_ARGS = 4  # status_json, ttl_ms, task_id, updated_at
+_STATUS_ARGS = 3  # status_json, ttl_ms, task_id
 
 
 def _status_then(function: str, name: str) -> str:

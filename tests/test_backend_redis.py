@@ -106,3 +106,61 @@ def test_watch_status_after_forget_asks_redis_again():
     finally:
         backend.close()
         _drop_namespace(backend.namespace)
+
+
+def _gone(client, key, timeout=10.0):
+    """Wait (polling Redis, bounded) until ``key`` has expired; True once it has."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while client.exists(key):
+        if time.monotonic() > deadline:
+            return False
+    return True
+
+
+def test_the_status_index_keeps_only_live_statuses_however_many_tasks_ran():
+    backend = _make()
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for i in range(50):
+            backend.set(f"old-{i}", TaskState.SUCCEEDED, ttl=0.001)
+        assert _gone(client, f"{backend.namespace}:task:old-49")
+        backend.set("new", TaskState.QUEUED)  # each write drops the entries that expired before it
+        assert [m.decode() for m in client.zrange(f"{backend.namespace}:tasks", 0, -1)] == ["new"]
+        assert [s.id for s in backend.list_statuses()] == ["new"]
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)
+
+
+def test_expire_moves_the_status_s_index_entry_with_its_ttl():
+    backend = _make()
+    client = redis.Redis.from_url(REDIS_URL)
+    index = f"{backend.namespace}:tasks"
+    try:
+        backend.set("t", TaskState.SUCCEEDED, ttl=1.0)
+        before = client.zscore(index, "t")
+        assert backend.expire("t", 3600) is True
+        assert client.zscore(index, "t") >= before + 3_500_000  # ms: kept as long as the status
+        assert backend.expire("missing", 10) is False
+        assert client.zscore(index, "missing") is None
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)
+
+
+def test_the_heartbeat_index_keeps_only_live_workers():
+    from stemnb import WorkerHeartbeat
+
+    backend = _make()
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="gone", namespace="n"), ttl=0.001)
+        assert _gone(client, f"{backend.namespace}:hb:gone")
+        backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="live", namespace="n"))
+        assert [m.decode() for m in client.zrange(f"{backend.namespace}:hb-index", 0, -1)] == ["live"]
+        assert [hb.worker_id for hb in backend.list_worker_heartbeats()] == ["live"]
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)

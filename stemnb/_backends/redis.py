@@ -1,6 +1,7 @@
 """The Redis result backend: statuses, groups, chord claims and heartbeats shared across processes.
 
-Statuses are JSON strings with a Redis TTL, indexed in a sorted set for listing; every ``set``
+Statuses are JSON strings with a Redis TTL, indexed for listing in a sorted set that holds the
+live ones only (scored by expiry, trimmed on every write; worker heartbeats alike); every ``set``
 also publishes the status on one pub/sub channel, which a listener thread (started by the first
 ``watch``) dispatches to watchers in order (``_redis_feed``). Needs ``redis`` (``pip install "stemnb[redis]"``).
 """
@@ -45,16 +46,39 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# k: status index channel; a: status_json ttl_ms task_id updated_at. A function, so the broker's
-# scripts can follow it in one round trip (``stemnb._redis_paired``).
-SET_STATUS_FN = """
+# k: status index channel; a: status_json ttl_ms task_id. A function, so the broker's scripts can
+# follow it in one round trip (``stemnb._redis_paired``). The index scores each task by when its
+# status expires (Redis's clock, ms), and every write drops the entries that expired before it:
+# the index holds the live statuses only, however many tasks ran.
+_INDEX_UNTIL_FN = """
+local function index_until(index, id, ttl_ms)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+  redis.call('ZADD', index, now + tonumber(ttl_ms), id)
+end
+"""
+SET_STATUS_FN = _INDEX_UNTIL_FN + """
 local function set_status(k, a)
   redis.call('SET', k[1], a[1], 'PX', a[2])
-  redis.call('ZADD', k[2], a[4], a[3])
+  index_until(k[2], a[3], a[2])
   redis.call('PUBLISH', k[3], a[1])
 end
 """
 _SET_STATUS = SET_STATUS_FN + "set_status(KEYS, ARGV)\n"
+
+# k: status index; a: ttl_ms task_id
+_EXPIRE = _INDEX_UNTIL_FN + """
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
+index_until(KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# k: heartbeat heartbeat-index; a: heartbeat_json ttl_ms worker_id
+_SET_HEARTBEAT = _INDEX_UNTIL_FN + """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+index_until(KEYS[2], ARGV[3], ARGV[2])
+"""
 
 _CLAIM_CHORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -101,6 +125,8 @@ class RedisResultBackend(ResultBackend):
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
         self._set_status = self._client.register_script(_SET_STATUS)
+        self._expire = self._client.register_script(_EXPIRE)
+        self._set_heartbeat = self._client.register_script(_SET_HEARTBEAT)
         self._commands = Commands(self._client)
         self._feed = StatusFeed(
             self._client, self._key("task-events"), self.get, min(self.default_ttl, FEED_TRUST)
@@ -153,7 +179,7 @@ class RedisResultBackend(ResultBackend):
         self._check_open()
         task_id = status.id
         keys = [self._key("task", task_id), self._key("tasks"), self._key("task-events")]
-        return keys, [text, _ms(ttl_s), task_id, repr(status.updated_at)]
+        return keys, [text, _ms(ttl_s), task_id]
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
@@ -210,7 +236,8 @@ class RedisResultBackend(ResultBackend):
     def expire(self, task_id: str, ttl: float) -> bool:
         ttl_s = _check_ttl(ttl, self.default_ttl)
         self._check_open()
-        return bool(self._client.pexpire(self._key("task", task_id), _ms(ttl_s)))
+        keys = [self._key("task", task_id), self._key("tasks")]
+        return bool(self._commands.script(self._expire, keys, [_ms(ttl_s), task_id]))
 
     def forget(self, task_id: str) -> bool:
         self._check_open()
@@ -265,11 +292,9 @@ class RedisResultBackend(ResultBackend):
             raise TypeError(f"expected a WorkerHeartbeat, got {type(heartbeat).__name__}")
         ttl_s = _check_ttl(ttl, self.heartbeat_ttl)
         self._check_open()
-        pipe = self._client.pipeline(transaction=True)
-        key = self._key("hb", heartbeat.worker_id)
-        pipe.set(key, json.dumps(heartbeat.to_dict()), px=_ms(ttl_s))
-        pipe.sadd(self._key("hbs"), heartbeat.worker_id)
-        pipe.execute()
+        keys = [self._key("hb", heartbeat.worker_id), self._key("hb-index")]
+        args = [json.dumps(heartbeat.to_dict()), _ms(ttl_s), heartbeat.worker_id]
+        self._commands.script(self._set_heartbeat, keys, args)
 
     def get_worker_heartbeat(self, worker_id: str) -> WorkerHeartbeat | None:
         self._check_open()
@@ -278,13 +303,14 @@ class RedisResultBackend(ResultBackend):
 
     def list_worker_heartbeats(self, namespace: str | None = None) -> list[WorkerHeartbeat]:
         self._check_open()
-        ids = sorted(i.decode() for i in self._client.smembers(self._key("hbs")))
+        index = self._key("hb-index")
+        ids = sorted(i.decode() for i in self._client.zrange(index, 0, -1))
         if not ids:
             return []
         texts = self._client.mget([self._key("hb", i) for i in ids])
         gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
         if gone:
-            self._client.srem(self._key("hbs"), *gone)
+            self._client.zrem(index, *gone)
         beats = [WorkerHeartbeat.from_dict(json.loads(t)) for t in texts if t is not None]
         return [hb for hb in beats if namespace is None or hb.namespace == namespace]
 
