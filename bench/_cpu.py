@@ -10,7 +10,6 @@ workload. Linux only: elsewhere it reports nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -23,7 +23,7 @@ NAMES: dict[str, str] = {
     "SendPort": "._ports",
     "Isolate": "._isolate",
     "Capability": "._isolate",
-    "spawn": "._isolate",
+    "spawn": "._isolate_supervisor",
     "shared_array": "._transfer",
     "TransferableTypedData": "._transfer",
 }

@@ -120,7 +120,7 @@ def _uncaught(exc: BaseException) -> None:
 
 def _die(code: int = 0) -> None:
     try:
-        isolates = sys.modules.get("stemnb._isolate")
+        isolates = sys.modules.get("stemnb._isolate_supervisor")
         if isolates is not None:  # end this isolate's own isolates and tell their exit listeners
             isolates._end_at_exit.close()
         sys.stdout.flush()

@@ -80,7 +80,7 @@ def test_starting_processes_does_not_start_multiprocessings_resource_tracker_but
 def test_a_pool_process_loads_neither_ports_nor_the_exit_registry_until_its_calls_need_them(pool):
     # each process pays for every module it imports (memory, start time); a plain call needs none of these
     loaded = set(pool.run(lambda: list(sys.modules)).result(60))  # by value: importing this file would load more
-    heavy = {"stemnb._ports", "stemnb._hub", "stemnb._exits", "stemnb._isolate", "asyncio", "numpy"}
+    heavy = {"stemnb._ports", "stemnb._hub", "stemnb._exits", "stemnb._isolate", "stemnb._isolate_supervisor", "asyncio", "numpy"}
     assert loaded & heavy == set()
 
 

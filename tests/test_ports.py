@@ -373,7 +373,7 @@ def test_closing_a_port_wakes_a_blocked_receive(port):
 
 
 def test_a_message_a_hub_handler_cannot_load_does_not_stop_later_messages_from_that_process(port, capsys):
-    from stemnb._isolate import _supervisor_send_port
+    from stemnb._isolate_supervisor import _supervisor_send_port
 
     supervisor = _supervisor_send_port()  # a hub handler that unpickles on the reading thread
     assert stemnb.run(poison_then_send, supervisor, port.send_port).result(WAIT) == "sent"
