@@ -28,6 +28,8 @@ NAMES: dict[str, str] = {
     "ChainResult": "._canvas",
     "GroupResult": "._canvas",
     "ChordResult": "._canvas",
+    "BatchResult": "._canvas",
+    "BatchStatus": "._canvas",
     # worker
     "Worker": "._worker",
     "WorkerState": "._worker",

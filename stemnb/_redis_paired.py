@@ -7,6 +7,7 @@ failing status write aborts the script before the broker step, as the two-call v
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._backend import TaskStatus
@@ -17,6 +18,8 @@ from ._envelope import Delivery, Envelope
 from ._paired import PairedWrites
 
 __all__ = ["RedisPairedWrites", "redis_paired_writes"]
+
+PIPELINE_CHUNK = 256  # scripts sent in one round trip by set_then_publish_many
 
 _STATUS_KEYS = 3  # status, index, channel
 _STATUS_ARGS = 3  # status_json, ttl_ms, task_id
@@ -111,6 +114,20 @@ class RedisPairedWrites(PairedWrites):
         self.broker._check_open("publish")
         self._run(self._set_then_publish, status, *self.broker._publish_call(envelope))
         return status
+
+    def set_then_publish_many(self, pairs: Sequence[tuple[TaskStatus, Envelope]]) -> None:
+        """One pipelined round trip per :data:`PIPELINE_CHUNK` pairs (each pair one script, in
+        order); the scripts of a chunk that fails in Redis may have run in part."""
+        if not all(isinstance(envelope, Envelope) for _, envelope in pairs):
+            raise TypeError("set_then_publish_many() expects (TaskStatus, Envelope) pairs")
+        self.broker._check_open("publish")
+        calls = []
+        for status, envelope in pairs:
+            status_keys, status_args = self.backend._status_call(status, None)
+            keys, args = self.broker._publish_call(envelope)
+            calls.append((status_keys + keys, status_args + args))
+        for start in range(0, len(calls), PIPELINE_CHUNK):
+            self.broker._commands.scripts(self._set_then_publish, calls[start : start + PIPELINE_CHUNK])
 
     def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
         if isinstance(delivery, Delivery) and delivery.broadcast:

@@ -16,7 +16,15 @@ from typing import Any
 
 from ._backend import ResultBackend, TaskState, TaskStatus
 from ._broker import Broker
-from ._canvas import Canvas, ChainResult, ChordResult, GroupResult, Signature
+from ._canvas import (
+    BatchResult,
+    BatchStatus,
+    Canvas,
+    ChainResult,
+    ChordResult,
+    GroupResult,
+    Signature,
+)
 from ._envelope import Envelope, new_task_id
 from ._exceptions import EncodingError
 from ._future import Future
@@ -26,6 +34,11 @@ from ._paired import PairedWrites, paired_writes
 from ._timers import call_later
 
 EXPIRES_KEY = "stem.expiresAt"
+
+# name, args, options, headers, meta, args_encoder: one task to enqueue
+_Spec = tuple[str, Any, TaskEnqueueOptions, "Mapping[str, str] | None", "Mapping[str, Any] | None", Any]
+# an envelope, its task's options and the enqueue options it was built from
+_Built = tuple[Envelope, TaskOptions, TaskEnqueueOptions]
 
 
 class Stem:
@@ -89,22 +102,94 @@ class Stem:
             ClosedError: the broker is closed.
         """
         opts = _merge_options(options, option_kwargs)
-        handler = self.registry.resolve(name) if self.registry is not None else None
-        task_opts: TaskOptions = handler.options if handler is not None else TaskOptions()
-        envelope = self._build(name, {} if args is None else args, opts, task_opts, handler, headers, meta, args_encoder)
-        if task_opts.unique and self.unique_task_coordinator is not None:
-            envelope, existing = self._claim_unique(envelope, task_opts, opts)
-            if existing is not None:
-                return existing
-        if self.signer is not None:
-            envelope = self.signer.sign(envelope)
-        run_hook(self.middleware, "on_enqueue", envelope)
+        return self._enqueue_specs([(name, args, opts, headers, meta, args_encoder)])[0]
+
+    def enqueue_many(
+        self,
+        name: str,
+        args_list: Iterable[Any],
+        options: TaskEnqueueOptions | Mapping[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        args_encoder: Any = None,
+        **option_kwargs: Any,
+    ) -> list[str]:
+        """Enqueue task ``name`` once per item of ``args_list``, with the same options; return
+        the ids in order.
+
+        Every task is encoded before any is enqueued, so bad args enqueue nothing. On Redis the
+        tasks travel pipelined, 256 per round trip, instead of one round trip each.
+
+        Raises:
+            EncodingError: an item cannot be encoded (the message names its index).
+            ValueError: ``task_id`` was given (each task gets its own id).
+            TypeError: unknown option names.
+            ClosedError: the broker is closed.
+        """
+        opts = _merge_options(options, option_kwargs)
+        if opts.task_id is not None:
+            raise ValueError("enqueue_many() gives every task its own id; do not pass task_id")
+        return self._enqueue_specs([(name, args, opts, headers, meta, args_encoder) for args in args_list])
+
+    def _enqueue_specs(self, specs: Sequence[_Spec]) -> list[str]:
+        """Build every envelope (raising before anything is enqueued), then claim, sign, run
+        ``on_enqueue`` and publish them in order. Returns the ids (an existing unique task's id
+        where one was enqueued already)."""
+        return self._admit_and_publish(self._build_specs(specs))
+
+    def _build_specs(self, specs: Sequence[_Spec]) -> list[_Built]:
+        """The envelope of each spec, with the options it was built from.
+
+        Raises:
+            EncodingError: a spec's args cannot be encoded (naming its index if there are several).
+        """
+        built: list[_Built] = []
+        for index, (name, args, opts, headers, meta, args_encoder) in enumerate(specs):
+            handler = self.registry.resolve(name) if self.registry is not None else None
+            task_opts: TaskOptions = handler.options if handler is not None else TaskOptions()
+            try:
+                envelope = self._build(
+                    name, {} if args is None else args, opts, task_opts, handler, headers, meta, args_encoder
+                )
+            except EncodingError as exc:
+                if len(specs) == 1:
+                    raise
+                raise EncodingError(f"task #{index} ({name!r}): {exc}") from exc
+            built.append((envelope, task_opts, opts))
+        return built
+
+    def _admit_and_publish(self, built: Sequence[_Built]) -> list[str]:
+        """Claim unique locks, sign, run ``on_enqueue``, then publish; return the ids in order."""
+        ids: list[str] = []
+        ready: list[Envelope] = []
+        for envelope, task_opts, opts in built:
+            if task_opts.unique and self.unique_task_coordinator is not None:
+                envelope, existing = self._claim_unique(envelope, task_opts, opts)
+                if existing is not None:
+                    ids.append(existing)
+                    continue
+            if self.signer is not None:
+                envelope = self.signer.sign(envelope)
+            run_hook(self.middleware, "on_enqueue", envelope)
+            ready.append(envelope)
+            ids.append(envelope.id)
+        self._publish(ready)
+        return ids
+
+    def _publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Record ``queued`` for each envelope (with a backend), then publish it, in order."""
         if self.backend is None:
-            self.broker.publish(envelope, queue=envelope.queue)
-            return envelope.id
-        queued = TaskStatus(envelope.id, TaskState.QUEUED, meta={"task": name, "queue": envelope.queue})
-        self._paired().set_then_publish(queued, envelope)
-        return envelope.id
+            for envelope in envelopes:
+                self.broker.publish(envelope, queue=envelope.queue)
+            return
+        pairs = [
+            (TaskStatus(e.id, TaskState.QUEUED, meta={"task": e.name, "queue": e.queue}), e) for e in envelopes
+        ]
+        if len(pairs) == 1:
+            self._paired().set_then_publish(*pairs[0])
+        elif pairs:
+            self._paired().set_then_publish_many(pairs)
 
     def _paired(self) -> PairedWrites:
         """The paired writes for the current broker and backend (rebuilt if either was replaced)."""
@@ -241,6 +326,14 @@ class Stem:
     def chord(self, members: Sequence[Signature | str], callback: Signature | str) -> ChordResult:
         """See :meth:`Canvas.chord`."""
         return self.canvas.chord(members, callback)
+
+    def batch(self, members: Sequence[Signature | str], *, batch_id: str | None = None) -> BatchResult:
+        """See :meth:`Canvas.batch`."""
+        return self.canvas.batch(members, batch_id=batch_id)
+
+    def inspect_batch(self, batch_id: str) -> BatchStatus | None:
+        """See :meth:`Canvas.inspect_batch`."""
+        return self.canvas.inspect_batch(batch_id)
 
 
 def _merge_options(options: Any, kwargs: Mapping[str, Any]) -> TaskEnqueueOptions:

@@ -282,3 +282,33 @@ def test_tasks_sent_one_at_a_time_are_taken_at_once_not_at_the_next_claim_interv
     finally:
         worker.close()
         broker.close()
+
+
+def test_enqueue_many_pipelines_tasks_through_redis_in_order(rh):
+    rh.registry.register("v", TaskHandler.inline(lambda ctx, a: a["v"]))
+    ids = rh.stem.enqueue_many("v", [{"v": i} for i in range(600)])  # more than one pipelined chunk
+    assert len(set(ids)) == 600
+    assert rh.broker.pending_count("default") == 600
+    assert {rh.backend.get(i).state for i in ids} == {TaskState.QUEUED}
+    rh.worker(concurrency=2)
+    assert [rh.wait(i).payload for i in ids[:5]] + [rh.wait(ids[-1]).payload] == [0, 1, 2, 3, 4, 599]
+
+
+def test_enqueue_many_reloads_scripts_that_redis_lost(rh):
+    rh.registry.register("v", TaskHandler.inline(lambda ctx, a: a["v"]))
+    rh.stem.enqueue_many("v", [{"v": 0}, {"v": 1}])
+    redis.Redis.from_url(REDIS_URL).script_flush()
+    ids = rh.stem.enqueue_many("v", [{"v": 2}, {"v": 3}])
+    assert rh.broker.pending_count("default") == 4
+    rh.worker()
+    assert [rh.wait(i).payload for i in ids] == [2, 3]
+
+
+def test_a_batch_is_submitted_once_per_id_on_redis(rh):
+    rh.registry.register("v", TaskHandler.inline(lambda ctx, a: a["v"]))
+    first = rh.stem.batch([stemnb.signature("v", {"v": i}) for i in range(3)], batch_id=f"{rh.namespace}-b")
+    again = rh.stem.batch([stemnb.signature("v", {"v": 7})], batch_id=f"{rh.namespace}-b")
+    assert first.created and not again.created and again.ids == first.ids
+    rh.worker(concurrency=2)
+    assert [s.payload for s in first.wait(30).result()] == [0, 1, 2]
+    assert rh.stem.inspect_batch(first.batch_id).counts == {"succeeded": 3}

@@ -213,12 +213,15 @@ class InMemoryResultBackend(ResultBackend):
         *,
         meta: dict[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> GroupStatus:
+        exclusive: bool = False,
+    ) -> GroupStatus | None:
         _check_expected(expected)
         ttl_s = _check_ttl(ttl, self.group_ttl)
         with self._lock:
             self._check_open()
             now = self._clock()
+            if exclusive and self._live_group(group_id, now) is not None:
+                return None
             group = self._groups[group_id] = _Group(expected, dict(meta or {}), now + ttl_s)
             self._schedule(now + ttl_s, "group", group_id)
             self._sweep(now)

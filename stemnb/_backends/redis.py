@@ -80,6 +80,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 index_until(KEYS[2], ARGV[3], ARGV[2])
 """
 
+# k: group; a: expected meta_json ttl_ms -> 1 if created, 0 if the group existed
+_CREATE_GROUP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'expected', ARGV[1], 'meta', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
 _CLAIM_CHORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 return redis.call('HSETNX', KEYS[1], 'claimed', '1')
@@ -126,6 +134,7 @@ class RedisResultBackend(ResultBackend):
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
         self._set_status = self._client.register_script(_SET_STATUS)
         self._expire = self._client.register_script(_EXPIRE)
+        self._create_group = self._client.register_script(_CREATE_GROUP)
         self._set_heartbeat = self._client.register_script(_SET_HEARTBEAT)
         self._commands = Commands(self._client)
         self._feed = StatusFeed(
@@ -255,14 +264,21 @@ class RedisResultBackend(ResultBackend):
         *,
         meta: dict[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> GroupStatus:
+        exclusive: bool = False,
+    ) -> GroupStatus | None:
         _check_expected(expected)
         ttl_s = _check_ttl(ttl, self.group_ttl)
         self._check_open()
         key = self._key("group", group_id)
+        meta_json = json.dumps(meta or {})
+        if exclusive:
+            args = [expected, meta_json, _ms(ttl_s)]
+            if not self._commands.script(self._create_group, [key], args):
+                return None
+            return GroupStatus(group_id, expected, {}, dict(meta or {}))
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(key)
-        pipe.hset(key, mapping={"expected": expected, "meta": json.dumps(meta or {})})
+        pipe.hset(key, mapping={"expected": expected, "meta": meta_json})
         pipe.pexpire(key, _ms(ttl_s))
         pipe.execute()
         return GroupStatus(group_id, expected, {}, dict(meta or {}))

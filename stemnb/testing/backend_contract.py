@@ -216,6 +216,31 @@ class ResultBackendContract:
         assert (group.expected, group.results) == (3, {})
         assert backend.claim_chord(gid) is True
 
+    def test_an_exclusive_init_group_leaves_an_existing_group_as_it_is(self, backend):
+        gid = unique_name("group")
+        created = backend.init_group(gid, 2, meta={"first": True}, exclusive=True)
+        assert created is not None and created.expected == 2
+        backend.add_group_result(gid, TaskStatus(unique_name("m"), TaskState.SUCCEEDED))
+        assert backend.init_group(gid, 5, meta={"first": False}, exclusive=True) is None
+        group = backend.get_group(gid)
+        assert (group.expected, group.meta, group.completed) == (2, {"first": True}, 1)
+
+    def test_exclusive_init_group_admits_exactly_one_of_racing_creators(self, backend):
+        gid = unique_name("group")
+        barrier = threading.Barrier(8)
+        created: list[bool] = []
+
+        def create(i: int) -> None:
+            barrier.wait()
+            created.append(backend.init_group(gid, i + 1, exclusive=True) is not None)
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert created.count(True) == 1
+
     def test_add_group_result_to_an_unknown_group_returns_none(self, backend):
         status = TaskStatus(unique_name("m"), TaskState.SUCCEEDED)
         assert backend.add_group_result(unique_name("nogroup"), status) is None
