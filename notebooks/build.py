@@ -221,10 +221,19 @@ stemnb.WorkerDashboard(worker)"""),
     return args["n"]
 
 registry.register("steps", stemnb.TaskHandler(steps))
-ids = [stem.enqueue("steps", {"n": n}) for n in range(1, 6)]
+ids = stem.enqueue_many("steps", [{"n": n} for n in range(1, 6)])  # one task per args, in order
 [backend.wait_for(t, timeout=60).payload for t in ids]"""),
     (PY, """# NBVAL_IGNORE_OUTPUT
 stemnb.progress(ids, backend=backend)"""),
+    (MD, "## A batch: submitted once per id\n\nA batch is a group of tasks with an id of your "
+         "choosing. Submitting the same id again (a rerun cell, a retried script) enqueues "
+         "nothing and hands back the first batch."),
+    (PY, """nightly = [stemnb.signature("steps", {"n": n}) for n in (2, 3)]
+batch = stem.batch(nightly, batch_id="nightly-2026-11-23")
+again = stem.batch(nightly, batch_id="nightly-2026-11-23")
+print(batch.created, again.created, again.ids == batch.ids)
+print([status.payload for status in batch.wait(60).result()])
+print(stem.inspect_batch("nightly-2026-11-23").counts)"""),
     (MD, "## Graceful shutdown"),
     (PY, """worker.shutdown(mode=stemnb.WorkerShutdownMode.SOFT).result(timeout=60)
 print(worker.state.value)"""),
