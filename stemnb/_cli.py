@@ -1,4 +1,5 @@
-"""``python -m stemnb``: the tour with no arguments; ``worker APP`` runs a Stem worker as its own program.
+"""``python -m stemnb``: the tour with no arguments; ``worker APP`` runs a Stem worker as its own
+program; ``control COMMAND`` asks running workers things or tells them to act (``_cli_control``).
 
 ``python -m stemnb worker APP`` is stemnb's ``celery -A app worker``: it builds a :class:`Worker`
 on the Redis broker and result backend, starts it, prints one readiness line to stderr and blocks
@@ -9,6 +10,7 @@ the options; a Worker is run as it is, so the worker-building options are refuse
 Signals are the Worker's own (SIGINT soft, SIGTERM warm, SIGQUIT hard shutdown); once a shutdown
 runs, any of them again makes it hard. Exit status: 0 after a clean stop, 1 when the broker or
 backend cannot be reached or the shutdown failed, 2 for bad input (one line on stderr, no traceback).
+``control`` exits as ``_cli_control`` describes.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="logging level: debug, info, warning (default), error or critical",
     )
+    from ._cli_control import add_parser
+
+    add_parser(commands, _positive_float)
     return parser
 
 
@@ -156,6 +161,8 @@ def main(argv: Sequence[str] | None = None, *, tour: Callable[[], None] | None =
             if tour is not None:
                 tour()
             return 0
+        if args.command == "control":
+            return run_control(args)
         return run_worker(args)
     except UsageError as exc:
         _say(f"stemnb: error: {exc}")
@@ -199,6 +206,51 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         for part in owned:
             part.close()
+
+
+def run_control(args: argparse.Namespace) -> int:
+    """Send the control command ``args`` describe to the workers; return the exit status.
+
+    Raises:
+        UsageError: an option is wrong.
+        StartError: the broker does not answer.
+    """
+    from ._cli_control import run_control as run
+
+    url = _check_url("--broker", args.broker or os.environ.get(BROKER_ENV) or DEFAULT_URL)
+    namespace = args.namespace or "stemnb"
+    try:
+        from ._brokers.redis import RedisBroker
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    broker = _open("broker", url, RedisBroker, namespace, lambda b: b.pending_count("default"))
+
+    backend_url = os.environ.get(BACKEND_ENV) or url
+
+    def live_workers() -> int:
+        """Workers of the control namespace with a live heartbeat (0 when it cannot be told)."""
+        from ._backends.redis import RedisResultBackend
+
+        try:
+            backend = RedisResultBackend(backend_url, namespace=namespace)
+        except ValueError:
+            return 0
+        try:
+            return len(backend.list_worker_heartbeats(args.heartbeat_namespace))
+        except Exception:  # noqa: BLE001 - then replies are collected until the timeout
+            return 0
+        finally:
+            backend.close()
+
+    def revoke_store() -> Any:
+        from ._redis_stores import RedisRevokeStore
+
+        return RedisRevokeStore(url, namespace=namespace)
+
+    try:
+        return run(args, broker, live_workers, revoke_store, _say)
+    finally:
+        broker.close()
 
 
 def load_app(spec: str) -> TaskRegistry | Worker:
@@ -317,24 +369,31 @@ def _open_redis(broker_url: str, backend_url: str, namespace: str, queue: str) -
         from ._brokers.redis import RedisBroker
     except ImportError as exc:
         raise UsageError(str(exc)) from None
-    opened: list[Any] = []
+    broker = _open("broker", broker_url, RedisBroker, namespace, lambda b: b.pending_count(queue))
     try:
-        for what, url, cls in (
-            ("broker", broker_url, RedisBroker),
-            ("backend", backend_url, RedisResultBackend),
-        ):
-            try:
-                opened.append(cls(url, namespace=namespace))
-            except ValueError as exc:
-                raise UsageError(f"--{what} {_redact(url)}: {exc}") from None
-        broker, backend = opened
-        _probe("broker", broker_url, lambda: broker.pending_count(queue))
-        _probe("backend", backend_url, lambda: backend.get(f"stemnb-cli-probe-{uuid.uuid4().hex}"))
-        return broker, backend
+        probe_id = f"stemnb-cli-probe-{uuid.uuid4().hex}"
+        backend = _open("backend", backend_url, RedisResultBackend, namespace, lambda b: b.get(probe_id))
     except BaseException:
-        for part in opened:
-            part.close()
+        broker.close()
         raise
+    return broker, backend
+
+
+def _open(what: str, url: str, cls: Any, namespace: str, probe: Callable[[Any], Any]) -> Any:
+    """``cls(url, namespace=namespace)``, once ``probe(part)`` shows the server answers.
+
+    Raises UsageError for a URL Redis rejects, StartError when it does not answer.
+    """
+    try:
+        part = cls(url, namespace=namespace)
+    except ValueError as exc:
+        raise UsageError(f"--{what} {_redact(url)}: {exc}") from None
+    try:
+        _probe(what, url, lambda: probe(part))
+    except BaseException:
+        part.close()
+        raise
+    return part
 
 
 def _probe(what: str, url: str, call: Callable[[], Any]) -> None:
@@ -383,6 +442,16 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 

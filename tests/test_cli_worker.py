@@ -483,3 +483,110 @@ def test_a_worker_program_publishes_its_heartbeats_live_on_redis(cluster):
         assert beat["extras"]["pid"] == cluster.programs[0].proc.pid
     finally:
         listener.close()
+
+
+def _control(cluster, *argv: str, timeout: str = "600") -> subprocess.CompletedProcess:
+    """``python -m stemnb control ...`` on the cluster's namespace (its own BOUND_S guard: a
+    command that waited for its --timeout instead of the replies it expects would exceed it)."""
+    command = [sys.executable, "-m", "stemnb", "control", *argv]
+    command += ["--broker", REDIS_URL, "--namespace", cluster.namespace, "--timeout", timeout]
+    return subprocess.run(command, capture_output=True, text=True, timeout=BOUND_S, cwd=cluster.tmp_path)
+
+
+def _heartbeats(cluster, n: int) -> None:
+    """Wait (bounded) until ``n`` workers have stored a heartbeat."""
+    deadline = time.monotonic() + BOUND_S
+    while len(cluster.backend.list_worker_heartbeats("stem")) < n:
+        assert time.monotonic() < deadline, "no worker heartbeat stored"
+
+
+def test_control_ping_answers_for_every_live_worker_without_waiting_out_its_timeout(cluster):
+    cluster.started("-c", "1", "--name", "alpha")
+    cluster.started("-c", "1", "--name", "beta")
+    _heartbeats(cluster, 2)
+    done = _control(cluster, "ping")  # --timeout 600: it returns once both live workers replied
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["alpha: running (queue default)", "beta: running (queue default)"]
+
+
+def test_control_stats_and_inspect_report_the_running_task_as_json_and_text(cluster):
+    cluster.started("-c", "1", "--name", "solo")
+    held = cluster.stem.enqueue("hold", {})
+    cluster.running(held)
+    stats = _control(cluster, "stats", "--worker", "solo", "--json")
+    assert stats.returncode == 0, stats.stderr
+    [reply] = json.loads(stats.stdout)
+    assert reply["worker_id"] == "solo" and reply["response"]["running"] == 1
+    assert [t["id"] for t in reply["response"]["active"]] == [held]
+    inspect = _control(cluster, "inspect", "--worker", "solo")
+    assert inspect.stdout.splitlines()[:2] == ["solo: 1 running", f"  {held}  hold  queue=default attempt=0"]
+    cluster.release()
+    assert cluster.result(held).payload == "finished"
+
+
+def test_control_revoke_terminate_stops_a_running_task(cluster):
+    cluster.started("-c", "1", "--name", "solo")
+    task = cluster.stem.enqueue("hold_until_revoked", {})
+    cluster.running(task)
+    done = _control(cluster, "revoke", task, "--terminate", "--reason", "from the shell", "--worker", "solo")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"solo: revoked {task} (terminate)"
+    status = cluster.result(task)
+    assert status.state is TaskState.CANCELLED and "from the shell" in str(status.error)
+
+
+def test_control_revoke_with_no_worker_stores_it_for_a_worker_started_later(cluster):
+    revoked = cluster.stem.enqueue("square", {"x": 6})
+    kept = cluster.stem.enqueue("square", {"x": 7})
+    done = _control(cluster, "revoke", revoked, "--reason", "nobody listening", timeout="0.2")
+    assert done.returncode == 0, done.stderr
+    assert "the revocation is stored for workers that start later" in done.stderr
+    cluster.started("-c", "1")
+    assert cluster.result(kept).payload == 49
+    status = cluster.result(revoked)
+    assert status.state is TaskState.CANCELLED and "nobody listening" in str(status.error)
+
+
+def test_control_pause_holds_a_queue_until_resume(cluster):
+    cluster.started("-c", "1", "--name", "solo")
+    _heartbeats(cluster, 1)
+    paused = _control(cluster, "pause")
+    assert paused.stdout.strip() == "solo: paused queues: default"
+    task = cluster.stem.enqueue("square", {"x": 3})
+    queues = _control(cluster, "queues")
+    assert queues.stdout.strip() == "solo: queues default; paused: default"
+    assert cluster.backend.get(task).state is TaskState.QUEUED
+    resumed = _control(cluster, "resume", "default")
+    assert resumed.stdout.strip() == "solo: paused queues: none"
+    assert cluster.result(task).payload == 9
+
+
+def test_control_shutdown_stops_the_worker_program(cluster):
+    program = cluster.started("-c", "1", "--name", "solo")
+    done = _control(cluster, "shutdown", "--mode", "soft", "--worker", "solo")
+    assert done.stdout.strip() == "solo: shutting down (soft)"
+    program.expect("stopped")
+    assert program.exit_code() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["revoke"], "control revoke needs at least one task id"),
+        (["ping", "extra"], "control ping takes no arguments, got extra"),
+        (["pong"], "invalid choice: 'pong'"),
+        (["ping", "--timeout", "0"], "must be > 0"),
+    ],
+)
+def test_control_bad_input_exits_2_naming_the_problem(cluster, argv, message):
+    done = subprocess.run(
+        [sys.executable, "-m", "stemnb", "control", *argv, "--broker", REDIS_URL],
+        capture_output=True, text=True, timeout=BOUND_S,
+    )
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_control_with_no_worker_answering_exits_1(cluster):
+    done = _control(cluster, "ping", "--worker", "nobody", timeout="0.2")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "stemnb: worker 'nobody' did not answer within 0.2 s"
