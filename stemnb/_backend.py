@@ -420,6 +420,10 @@ class ResultBackend(abc.ABC):
     def list_worker_heartbeats(self, namespace: str | None = None) -> list[WorkerHeartbeat]:
         """Return every live heartbeat (optionally of one namespace), by worker id."""
 
+    @abc.abstractmethod
+    def remove_worker_heartbeat(self, worker_id: str) -> bool:
+        """Drop worker ``worker_id``'s heartbeat (a worker that stopped); True if there was one."""
+
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
     def close(self) -> None:

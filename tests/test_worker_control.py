@@ -279,3 +279,14 @@ def test_countdown_delays_the_run(h):
     before = time.time()
     tid = h.stem.enqueue("t", {}, countdown=0.3)
     assert h.wait(tid).payload >= before + 0.3
+
+
+def test_a_stopped_worker_withdraws_its_heartbeat(h):
+    worker, rec = h.worker(consumer_name="leaving", worker_heartbeat_interval=60)
+    rec.wait_for(E.WORKER_HEARTBEAT)  # its first heartbeat is stored as it starts
+    other = stemnb.WorkerHeartbeat("staying", worker.namespace)
+    h.backend.set_worker_heartbeat(other)
+    assert h.backend.get_worker_heartbeat("leaving") is not None
+    worker.shutdown(stemnb.WorkerShutdownMode.WARM).result(30)
+    assert h.backend.get_worker_heartbeat("leaving") is None  # not left to expire in 60 s
+    assert [hb.worker_id for hb in h.backend.list_worker_heartbeats(worker.namespace)] == ["staying"]

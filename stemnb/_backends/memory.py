@@ -279,6 +279,12 @@ class InMemoryResultBackend(ResultBackend):
         beats = [hb for hb in beats if namespace is None or hb.namespace == namespace]
         return sorted(beats, key=lambda hb: hb.worker_id)
 
+    def remove_worker_heartbeat(self, worker_id: str) -> bool:
+        with self._lock:
+            self._check_open()
+            entry = self._heartbeats.pop(worker_id, None)
+            return entry is not None and entry[1] > self._clock()
+
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:

@@ -330,6 +330,13 @@ class RedisResultBackend(ResultBackend):
         beats = [WorkerHeartbeat.from_dict(json.loads(t)) for t in texts if t is not None]
         return [hb for hb in beats if namespace is None or hb.namespace == namespace]
 
+    def remove_worker_heartbeat(self, worker_id: str) -> bool:
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(self._key("hb", worker_id))
+        pipe.zrem(self._key("hb-index"), worker_id)
+        return bool(pipe.execute()[0])
+
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:

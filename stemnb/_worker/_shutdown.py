@@ -66,7 +66,8 @@ def _run(worker: Worker, mode: WorkerShutdownMode, future: Future[None]) -> None
         _hard_stop(worker)
         worker._revocations.stop()
         worker._signals.close()
-        worker._timers.close()
+        worker._timers.close()  # no heartbeat after this: withdraw the last one
+        _withdraw_heartbeat(worker)
         uninstall_signal_handlers(worker)
         with worker._state_lock:
             worker.state = WorkerState.STOPPED
@@ -77,6 +78,15 @@ def _run(worker: Worker, mode: WorkerShutdownMode, future: Future[None]) -> None
     except BaseException as exc:  # noqa: BLE001 - reported through the future
         log.exception("worker %s: shutdown failed", worker.worker_id)
         future._settle(exception=exc)
+
+
+def _withdraw_heartbeat(worker: Worker) -> None:
+    """Drop the worker's heartbeat from the backend, so it stops counting as live at once (best
+    effort: otherwise it expires with its TTL)."""
+    try:
+        worker.backend.remove_worker_heartbeat(worker.worker_id)
+    except Exception:  # noqa: BLE001 - e.g. the backend was closed or is unreachable
+        log.debug("worker %s: could not withdraw its heartbeat", worker.worker_id, exc_info=True)
 
 
 def _wait_drained(worker: Worker, timeout: float | None) -> None:

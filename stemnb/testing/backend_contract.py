@@ -297,6 +297,18 @@ class ResultBackendContract:
         assert backend.get_worker_heartbeat(a).inflight == 4
         assert backend.get_worker_heartbeat(unique_name("w")) is None
 
+    def test_a_removed_worker_heartbeat_is_no_longer_live(self, backend):
+        if not self.verify_worker_heartbeats:
+            pytest.skip("worker heartbeats not verified")
+        namespace = unique_name("ns")
+        gone, kept = unique_name("w"), unique_name("w")
+        backend.set_worker_heartbeat(WorkerHeartbeat(gone, namespace))
+        backend.set_worker_heartbeat(WorkerHeartbeat(kept, namespace))
+        assert backend.remove_worker_heartbeat(gone) is True
+        assert backend.get_worker_heartbeat(gone) is None
+        assert [h.worker_id for h in backend.list_worker_heartbeats(namespace)] == [kept]
+        assert backend.remove_worker_heartbeat(gone) is False
+
     def test_worker_heartbeats_expire_after_their_ttl(self, backend):
         if not (self.verify_worker_heartbeats and self.verify_heartbeat_expiry):
             pytest.skip("heartbeat expiry not verified")
