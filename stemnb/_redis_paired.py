@@ -21,8 +21,8 @@ __all__ = ["RedisPairedWrites", "redis_paired_writes"]
 
 PIPELINE_CHUNK = 256  # scripts sent in one round trip by set_then_publish_many
 
-_STATUS_KEYS = 3  # status, index, channel
-_STATUS_ARGS = 3  # status_json, ttl_ms, task_id
+_STATUS_KEYS = 4  # status, index, expiries, channel
+_STATUS_ARGS = 4  # status_json, ttl_ms, task_id, updated_at
 
 
 def _status_then(function: str, name: str) -> str:

@@ -122,14 +122,65 @@ def _gone(client, key, timeout=10.0):
 def test_the_status_index_keeps_only_live_statuses_however_many_tasks_ran():
     backend = _make()
     client = redis.Redis.from_url(REDIS_URL)
+    index, expiries = f"{backend.namespace}:tasks", f"{backend.namespace}:task-expiries"
     try:
         for i in range(50):
             backend.set(f"old-{i}", TaskState.SUCCEEDED, ttl=0.001)
         assert _gone(client, f"{backend.namespace}:task:old-49")
         backend.set("new", TaskState.QUEUED)  # each write drops the entries that expired before it
-        assert [m.decode() for m in client.zrange(f"{backend.namespace}:tasks", 0, -1)] == ["new"]
+        assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new"]
+        assert [m.decode() for m in client.zrange(expiries, 0, -1)] == ["new"]
         assert [s.id for s in backend.list_statuses()] == ["new"]
     finally:
+        backend.close()
+        _drop_namespace(backend.namespace)
+
+
+def test_each_status_write_drops_at_most_64_expired_index_entries():
+    backend = _make()
+    client = redis.Redis.from_url(REDIS_URL)
+    index, expiries = f"{backend.namespace}:tasks", f"{backend.namespace}:task-expiries"
+    try:
+        stale = {f"old-{i}": 1 for i in range(100)}  # expired long ago (ms since the epoch)
+        client.zadd(index, stale)
+        client.zadd(expiries, stale)
+        backend.set("new", TaskState.QUEUED)
+        assert client.zcard(index) == client.zcard(expiries) == 100 - 64 + 1
+        backend.set("newer", TaskState.QUEUED)
+        assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new", "newer"]
+        assert sorted(m.decode() for m in client.zrange(expiries, 0, -1)) == ["new", "newer"]
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)
+
+
+def test_list_statuses_reads_only_the_pages_it_needs_newest_first():
+    backend = _make()
+    reads = []
+
+    class CountingClient:
+        def __init__(self, client):
+            self._client = client
+
+        def mget(self, keys):
+            reads.append(len(keys))
+            return self._client.mget(keys)
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+    try:
+        for i in range(1200):
+            backend.set(f"t{i:04d}", TaskState.SUCCEEDED if i % 2 else TaskState.FAILED, meta={"task": "x"})
+        backend._client = CountingClient(backend._client)
+        newest = backend.list_statuses(limit=10)
+        assert [s.id for s in newest] == [f"t{i:04d}" for i in range(1199, 1189, -1)]
+        assert reads == [500]  # one page of the index, not all 1,200 statuses
+        failed = backend.list_statuses(state="failed", limit=3, offset=1)
+        assert [s.id for s in failed] == ["t1196", "t1194", "t1192"]
+        assert backend.list_statuses(task="y") == [] and reads[-3:] == [500, 500, 200]  # a miss reads all
+    finally:
+        backend._client = getattr(backend._client, "_client", backend._client)
         backend.close()
         _drop_namespace(backend.namespace)
 
@@ -137,7 +188,7 @@ def test_the_status_index_keeps_only_live_statuses_however_many_tasks_ran():
 def test_expire_moves_the_status_s_index_entry_with_its_ttl():
     backend = _make()
     client = redis.Redis.from_url(REDIS_URL)
-    index = f"{backend.namespace}:tasks"
+    index = f"{backend.namespace}:task-expiries"
     try:
         backend.set("t", TaskState.SUCCEEDED, ttl=1.0)
         before = client.zscore(index, "t")

@@ -1,7 +1,8 @@
 """The Redis result backend: statuses, groups, chord claims and heartbeats shared across processes.
 
-Statuses are JSON strings with a Redis TTL, indexed for listing in a sorted set that holds the
-live ones only (scored by expiry, trimmed on every write; worker heartbeats alike); every ``set``
+Statuses are JSON strings with a Redis TTL, indexed by update time for listing (newest first,
+read a page at a time until enough match) beside a sorted set of their expiries, by which every
+write trims both: they hold the live statuses only (worker heartbeats alike); every ``set``
 also publishes the status on one pub/sub channel, which a listener thread (started by the first
 ``watch``) dispatches to watchers in order (``_redis_feed``). Needs ``redis`` (``pip install "stemnb[redis]"``).
 """
@@ -38,6 +39,7 @@ __all__ = ["RedisResultBackend"]
 
 log = logging.getLogger("stemnb.backend")
 
+LIST_PAGE = 500  # statuses read per round trip by list_statuses
 FEED_TRUST = 300.0  # seconds a status the watch feed saw counts as current (see _redis_feed)
 
 _ADD_GROUP_RESULT = """
@@ -46,31 +48,44 @@ redis.call('HSET', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# k: status index channel; a: status_json ttl_ms task_id. A function, so the broker's scripts can
-# follow it in one round trip (``stemnb._redis_paired``). The index scores each task by when its
-# status expires (Redis's clock, ms), and every write drops the entries that expired before it:
-# the index holds the live statuses only, however many tasks ran.
-_INDEX_UNTIL_FN = """
-local function index_until(index, id, ttl_ms)
+# k: status index expiries channel; a: status_json ttl_ms task_id updated_at. A function, so the
+# broker's scripts can follow it in one round trip (``stemnb._redis_paired``). The index orders
+# the live statuses by update time (for listing, newest first); the expiries set scores each by
+# when it expires (Redis's clock, ms), and every write drops up to 64 entries that expired before
+# it from both: they hold the live statuses only, however many tasks ran.
+_NOW_MS_FN = """
+local function now_ms()
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+_INDEX_UNTIL_FN = _NOW_MS_FN + """
+local function index_until(index, id, ttl_ms)
+  local now = now_ms()
   redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
   redis.call('ZADD', index, now + tonumber(ttl_ms), id)
 end
 """
-SET_STATUS_FN = _INDEX_UNTIL_FN + """
+SET_STATUS_FN = _NOW_MS_FN + """
 local function set_status(k, a)
   redis.call('SET', k[1], a[1], 'PX', a[2])
-  index_until(k[2], a[3], a[2])
-  redis.call('PUBLISH', k[3], a[1])
+  local now = now_ms()
+  local gone = redis.call('ZRANGEBYSCORE', k[3], '-inf', '(' .. now, 'LIMIT', 0, 64)
+  if #gone > 0 then
+    redis.call('ZREM', k[2], unpack(gone))
+    redis.call('ZREM', k[3], unpack(gone))
+  end
+  redis.call('ZADD', k[2], a[4], a[3])
+  redis.call('ZADD', k[3], now + tonumber(a[2]), a[3])
+  redis.call('PUBLISH', k[4], a[1])
 end
 """
 _SET_STATUS = SET_STATUS_FN + "set_status(KEYS, ARGV)\n"
 
-# k: status index; a: ttl_ms task_id
-_EXPIRE = _INDEX_UNTIL_FN + """
+# k: status expiries; a: ttl_ms task_id
+_EXPIRE = _NOW_MS_FN + """
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return 0 end
-index_until(KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[1]), ARGV[2])
 return 1
 """
 
@@ -187,8 +202,8 @@ class RedisResultBackend(ResultBackend):
             raise EncodingError(f"the status of task {status.id} is not JSON data: {exc}") from exc
         self._check_open()
         task_id = status.id
-        keys = [self._key("task", task_id), self._key("tasks"), self._key("task-events")]
-        return keys, [text, _ms(ttl_s), task_id]
+        keys = [self._key("task", task_id), self._key("tasks"), self._key("task-expiries"), self._key("task-events")]
+        return keys, [text, _ms(ttl_s), task_id, repr(status.updated_at)]
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
@@ -222,30 +237,36 @@ class RedisResultBackend(ResultBackend):
         _check_page(limit, offset)
         wanted = None if state is None else _coerce_state(state)
         self._check_open()
-        index = self._key("tasks")
-        ids = [i.decode() for i in self._client.zrevrange(index, 0, -1)]
+        index, need = self._key("tasks"), offset + limit
         found: list[TaskStatus] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            texts = self._client.mget([self._key("task", i) for i in chunk])
-            gone = [i for i, t in zip(chunk, texts, strict=True) if t is None]
-            if gone:
+        start = 0
+        while len(found) < need:  # newest first, a page of the index at a time
+            ids = [i.decode() for i in self._client.zrevrange(index, start, start + LIST_PAGE - 1)]
+            if not ids:
+                break
+            start += LIST_PAGE
+            texts = self._client.mget([self._key("task", i) for i in ids])
+            gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
+            if gone:  # expired or forgotten since the last write trimmed the index
                 self._client.zrem(index, *gone)
-            found.extend(TaskStatus.from_dict(json.loads(t)) for t in texts if t is not None)
-        found = [
-            s
-            for s in found
-            if (wanted is None or s.state is wanted)
-            and (task is None or s.meta.get("task") == task)
-            and (queue is None or s.meta.get("queue") == queue)
-        ]
-        found.sort(key=lambda s: s.updated_at, reverse=True)
+                self._client.zrem(self._key("task-expiries"), *gone)
+                start -= len(gone)
+            for text in texts:
+                if text is None:
+                    continue
+                s = TaskStatus.from_dict(json.loads(text))
+                if (
+                    (wanted is None or s.state is wanted)
+                    and (task is None or s.meta.get("task") == task)
+                    and (queue is None or s.meta.get("queue") == queue)
+                ):
+                    found.append(s)
         return found[offset : offset + limit]
 
     def expire(self, task_id: str, ttl: float) -> bool:
         ttl_s = _check_ttl(ttl, self.default_ttl)
         self._check_open()
-        keys = [self._key("task", task_id), self._key("tasks")]
+        keys = [self._key("task", task_id), self._key("task-expiries")]
         return bool(self._commands.script(self._expire, keys, [_ms(ttl_s), task_id]))
 
     def forget(self, task_id: str) -> bool:
@@ -253,6 +274,7 @@ class RedisResultBackend(ResultBackend):
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(self._key("task", task_id))
         pipe.zrem(self._key("tasks"), task_id)
+        pipe.zrem(self._key("task-expiries"), task_id)
         self._feed.forget(task_id)
         return bool(pipe.execute()[0])
 
