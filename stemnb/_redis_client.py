@@ -10,7 +10,7 @@ per send and per receive (see ``_redis_socket``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -124,34 +124,24 @@ class Commands:
         return self._run(args)
 
     def _run(self, args: tuple[Any, ...]) -> Any:
-        conn = self._borrow()
-        try:
-            prepare(conn)
-            return conn.retry.call_with_retry(
-                lambda: _send(conn, args, self._pack), lambda _error: conn.disconnect()
-            )
-        except _redis.ResponseError:
-            raise  # the reply was read whole: the connection is still in step
-        except BaseException as exc:
-            conn.disconnect()  # a reply may be left unread: reconnect on next use
-            if isinstance(exc, _redis.ConnectionError) and timed_out(exc):
-                raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
-            raise
-        finally:
-            with self._lock:
-                self._idle.append(conn)
+        return self._on_connection(lambda conn: _send(conn, args, self._pack))
 
     def _run_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write and read every reply; a reply error is returned in
         its place (the connection stays in step), a connection error raised."""
+        return self._on_connection(lambda conn: _send_many(conn, commands, self._pack))
+
+    def _on_connection(self, send: Callable[[Any], Any]) -> Any:
+        """``send(conn)`` on a borrowed connection, under the client's retry policy; a connection
+        that may hold unread replies is dropped, and a socket timeout raised as a TimeoutError."""
         conn = self._borrow()
         try:
             prepare(conn)
-            return conn.retry.call_with_retry(
-                lambda: _send_many(conn, commands, self._pack), lambda _error: conn.disconnect()
-            )
+            return conn.retry.call_with_retry(lambda: send(conn), lambda _error: conn.disconnect())
+        except _redis.ResponseError:
+            raise  # the reply was read whole: the connection is still in step
         except BaseException as exc:
-            conn.disconnect()  # replies may be left unread: reconnect on next use
+            conn.disconnect()  # a reply may be left unread: reconnect on next use
             if isinstance(exc, _redis.ConnectionError) and timed_out(exc):
                 raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
             raise
