@@ -319,13 +319,19 @@ def utc_now() -> str:
 
 
 def cli(description: str, all_systems: Sequence[str], name: str) -> argparse.ArgumentParser:
-    """The options every benchmark takes: ``--systems``, ``--quick`` and ``--name``."""
+    """The options every benchmark takes: ``--systems``, ``--quick``, ``--name`` and ``--rounds``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--systems", default=",".join(all_systems), help="comma-separated subset")
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks the harness, not speed"
     )
     parser.add_argument("--name", default=name, help="results file prefix")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=1,
+        help="measure every system this many times, interleaved; report medians (default 1)",
+    )
     return parser
 
 
@@ -335,6 +341,21 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def interleaved_rounds(
+    systems: Sequence[str], rounds: int, measure: Callable[[str, str], dict[str, Any]]
+) -> list[dict[str, dict[str, Any]]]:
+    """``measure(name, label)`` of every system, ``rounds`` times, each round in an order rotated
+    by one (so no system always follows the same one); the documents of each round, by system in
+    the order of ``systems``. ``label`` ("round 2/5: ") prefixes progress lines."""
+    per_round = []
+    for r in range(rounds):
+        shift = r % len(systems)
+        order = list(systems[shift:]) + list(systems[:shift])
+        done = {name: measure(name, f"round {r + 1}/{rounds}: ") for name in order}
+        per_round.append({name: done[name] for name in systems})
+    return per_round
 
 
 def median_docs(rounds: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:

@@ -433,11 +433,8 @@ def run(
     config = {**(QUICK if quick else FULL), "cpu_n": cpu_n}
     if only:
         config["skip"] = [name for name in WORKLOADS if name not in only]
-    per_round = []
-    for r in range(rounds):
-        order = list(systems[r % len(systems) :]) + list(systems[: r % len(systems)])
-        done = {name: _measure_round(name, config, cold and not only, f"round {r + 1}/{rounds}: ") for name in order}
-        per_round.append({name: done[name] for name in systems})
+    extras = cold and not only
+    per_round = h.interleaved_rounds(systems, rounds, lambda name, label: _measure_round(name, config, extras, label))
     results = h.median_docs(per_round)
     _say("physical limits")
     limits = measure_limits({"rounds": 200, "bulk_bytes": 10_000_000, "cpu_n": cpu_n} if quick else {"cpu_n": cpu_n})
@@ -498,12 +495,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print and save the report."""
     parser = h.cli(__doc__.splitlines()[0], ALL_SYSTEMS, "runtime")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold-start children")
-    parser.add_argument(
-        "--rounds",
-        type=h.positive_int,
-        default=1,
-        help="measure every system this many times, interleaved; report medians (default 1)",
-    )
     parser.add_argument(
         "--only",
         default="",

@@ -185,14 +185,12 @@ def run(systems: Sequence[str], quick: bool = False, rounds: int = 1) -> tuple[d
     machine = h.machine_facts()
     h.byte_compile_stemnb()
     config = QUICK if quick else FULL
-    per_round: list[dict[str, dict[str, Any]]] = []
-    for r in range(rounds):
-        order = list(systems[r % len(systems) :]) + list(systems[: r % len(systems)])
-        done: dict[str, dict[str, Any]] = {}
-        for name in order:
-            print(f"[{time.strftime('%H:%M:%S')}] round {r + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-            done[name] = measure_system(name, config)
-        per_round.append({name: done[name] for name in systems})
+
+    def measure(name: str, label: str) -> dict[str, Any]:
+        print(f"[{time.strftime('%H:%M:%S')}] {label}{name}", file=sys.stderr, flush=True)
+        return measure_system(name, config)
+
+    per_round = h.interleaved_rounds(systems, rounds, measure)
     results = h.median_docs(per_round)
     notes = {
         "when": h.utc_now(),
@@ -231,12 +229,6 @@ def run(systems: Sequence[str], quick: bool = False, rounds: int = 1) -> tuple[d
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print and save the report."""
     parser = h.cli(__doc__.splitlines()[0], ALL_SYSTEMS, "tasks")
-    parser.add_argument(
-        "--rounds",
-        type=h.positive_int,
-        default=1,
-        help="measure every system this many times, interleaved; report medians (default 1)",
-    )
     args = parser.parse_args(argv)
     systems = h.chosen_systems(parser, args.systems, TASK_SYSTEMS)
     _, lines = run(systems, quick=args.quick, rounds=args.rounds)

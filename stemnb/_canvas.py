@@ -255,13 +255,14 @@ class Canvas:
         """The states of batch ``batch_id``'s members (Stem's ``inspectBatch``), or None when no
         such batch is recorded (never submitted, or expired). Members that ended are read from
         the batch's group; the others from their own statuses."""
-        group = self.stem._need_backend().get_group(batch_id)
+        backend = self.stem._need_backend()
+        group = backend.get_group(batch_id)
         if group is None or not group.meta.get("batch"):
             return None
         ids = tuple(group.meta.get("members") or ())
         states: list[TaskState | None] = []
         for task_id in ids:
-            status = group.results.get(task_id) or self.stem._need_backend().get(task_id)
+            status = group.results.get(task_id) or backend.get(task_id)
             states.append(status.state if status is not None else None)
         return BatchStatus(batch_id, ids, tuple(states))
 

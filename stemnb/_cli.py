@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from ._cli_control import add_parser
 
-    add_parser(commands, _positive_float)
+    add_parser(commands)
     return parser
 
 

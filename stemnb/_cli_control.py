@@ -25,8 +25,10 @@ COMMANDS = ("ping", "stats", "inspect", "revoke", "pause", "resume", "queues", "
 DEFAULT_TIMEOUT = 2.0
 
 
-def add_parser(commands: Any, positive_float: Callable[[str], float]) -> None:
+def add_parser(commands: Any) -> None:
     """Add ``control`` and its options to the ``python -m stemnb`` subcommands."""
+    from ._cli import _positive_float
+
     control = commands.add_parser(
         "control",
         help="ask running workers (ping, stats, inspect) or tell them (revoke, pause, resume, shutdown)",
@@ -52,7 +54,7 @@ def add_parser(commands: Any, positive_float: Callable[[str], float]) -> None:
     control.add_argument("--worker", metavar="ID", help="ask this worker only (default: every worker)")
     control.add_argument(
         "--timeout",
-        type=positive_float,
+        type=_positive_float,
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help=f"seconds to collect replies (default: {DEFAULT_TIMEOUT:g})",
