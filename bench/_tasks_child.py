@@ -117,11 +117,10 @@ def cpu_meter(system: TaskSystem) -> _cpu.CpuMeter | None:
     worker program's tree and the Redis server, as far as ``system`` has them; None off Linux."""
     if not _cpu.available():
         return None
-    trees = {"producer": os.getpid()}
     worker = system.worker_pid()
-    if worker is not None:
-        trees["worker"] = worker
-    else:
+    if worker is None:
         trees = {"producer+worker": os.getpid()}
+    else:
+        trees = {"producer": os.getpid(), "worker": worker}
     redis_pid = _cpu.redis_server_pid() if system.uses_redis else None
     return _cpu.CpuMeter(trees, {"Redis": redis_pid} if redis_pid is not None else {})
