@@ -173,24 +173,40 @@ def dumps_call(fn: Callable, args: tuple, kwargs: dict, *, cache: SegmentCache |
     time cloudpickle takes.
     """
     if type(fn) is types.FunctionType and is_plain((args, kwargs)):
-        if importable(fn):
-            return Payload(pickle.dumps((fn, args, kwargs), protocol=5))
-        blob = function_blob(fn, _dump_plain)
-        if blob is not None:
-            return Payload(pickle.dumps((blob, args, kwargs), protocol=5))
+        sent = plain_function(fn)
+        if sent is not None:
+            return Payload(pickle.dumps((sent, args, kwargs), protocol=5))
     return dumps((fn, args, kwargs), what="call", cache=cache)
+
+
+def plain_function(fn: Any) -> Any:
+    """``fn`` in a form the C pickler alone pickles, or None: an importable function itself, a
+    notebook function as its cached blob (``bytes``, which no callable is; see ``_fnpickle``).
+    :func:`received_function` turns it back into a function."""
+    if type(fn) is not types.FunctionType:
+        return None
+    return fn if importable(fn) else function_blob(fn, _dump_plain)
+
+
+def received_function(fn: Any) -> Any:
+    """The function sent as :func:`plain_function` made it (anything else unchanged).
+
+    Raises:
+        SerializationError: a blob that cannot be loaded here.
+    """
+    if type(fn) is not bytes:
+        return fn
+    try:
+        return _rebuild(fn)
+    except Exception as exc:
+        raise SerializationError(_describe("unpickle", "arguments", None, exc), "arguments") from exc
 
 
 def loads_call(payload: Payload | tuple, *, writable: bool = False,
                on_release: Callable[[str], None] | None = None) -> tuple[Callable, tuple, dict]:
     """``(fn, args, kwargs)`` of a call made by :func:`dumps_call`; raises SerializationError like :func:`loads`."""
     fn, args, kwargs = loads(payload, what="arguments", writable=writable, on_release=on_release)
-    if type(fn) is bytes:
-        try:
-            fn = _rebuild(fn)
-        except Exception as exc:
-            raise SerializationError(_describe("unpickle", "arguments", None, exc), "arguments") from exc
-    return fn, args, kwargs
+    return received_function(fn), args, kwargs
 
 
 def _to_segment(view: memoryview, cache: SegmentCache | None) -> SegmentRef | None:

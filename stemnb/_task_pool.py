@@ -22,6 +22,7 @@ from ._context import TaskContext, TaskControl
 from ._future import Future
 from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
+from ._serialize import plain_function, received_function
 
 ENQUEUE_REPLY_TIMEOUT = 60.0
 FLUSH_TIMEOUT = 10.0
@@ -75,7 +76,11 @@ class TaskIsolatePool:
         ``future.cancel()`` ends the process of a running task. Raises SerializationError
         at once when the task cannot be sent, and ClosedError when the pool is closed.
         """
-        request = (fn, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}), queue, control_port)
+        sent = plain_function(fn)  # a notebook handler as its blob: the request stays plain
+        request = (
+            fn if sent is None else sent, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}),
+            queue, control_port,
+        )
         return self._pool.run(run_task, request, timeout=timeout, debug_name=f"{name}[{task_id}]")
 
     # -- sizing and recycling -----------------------------------------------------------------
@@ -156,6 +161,7 @@ class TaskIsolatePool:
 def run_task(request: tuple) -> Any:
     """The pool call: build the remote context and run the handler (async handlers to completion)."""
     fn, args, task_id, name, attempt, headers, meta, queue, control_port = request
+    fn = received_function(fn)
     control = RemoteControl(task_id, control_port)
     context = TaskContext(task_id, name, attempt, headers, meta, queue, control)
     from ._worker._execution import call_handler

@@ -150,3 +150,25 @@ def test_a_corrupt_function_blob_is_a_serialization_error():
     payload = Payload(pickle.dumps((b"not a pickle", (), {}), protocol=5))
     with pytest.raises(SerializationError, match="cannot unpickle the arguments"):
         loads_call(payload)
+
+
+def test_a_notebook_task_handler_travels_to_its_isolate_in_a_plain_request_as_its_blob(monkeypatch):
+    from stemnb import _plain, _pool
+    from stemnb._task_pool import TaskIsolatePool
+
+    handler = notebook_function(
+        "import math\ndef handler(context, args):\n    return [context.name, math.floor(args['x'])]\n", "handler"
+    )
+    plain_calls: list[bool] = []
+    real_dumps_call = _pool.dumps_call
+
+    def spy(fn, args, kwargs, **options):
+        plain_calls.append(_plain.is_plain((args, kwargs)))  # then the C pickler alone pickles it
+        return real_dumps_call(fn, args, kwargs, **options)
+
+    monkeypatch.setattr(_pool, "dumps_call", spy)
+    with TaskIsolatePool(1) as pool:
+        results = [pool.execute(handler, {"x": x}, task_id=f"t{x}", name="floor").result(60) for x in (2.5, 7.9)]
+    assert results == [["floor", 2], ["floor", 7]]
+    assert plain_calls == [True, True]
+    assert _fnpickle._entries[id(handler)].blob is not None
