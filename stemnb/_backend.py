@@ -318,6 +318,17 @@ class ResultBackend(abc.ABC):
             callback(current)
         return watch
 
+    def watch_terminal(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        """Like :meth:`watch_status`, but call ``callback`` only with terminal statuses (the
+        current one included): all that waiting for a result needs. A backend may then skip
+        decoding the others (the Redis backend does)."""
+
+        def on_status(status: TaskStatus) -> None:
+            if status.terminal:
+                callback(status)
+
+        return self.watch_status(task_id, on_status)
+
     def wait_for(
         self,
         task_id: str,
@@ -340,7 +351,8 @@ class ResultBackend(abc.ABC):
                 found.append(status)
                 event.set()
 
-        with self.watch_status(task_id, on_status):
+        watch = self.watch_terminal if wanted <= TERMINAL_STATES else self.watch_status
+        with watch(task_id, on_status):
             if not event.wait(timeout):
                 return None
         return found[0]

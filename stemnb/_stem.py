@@ -271,11 +271,10 @@ class Stem:
         future: Future[TaskStatus] = Future(debug_name=f"task {task_id}")
 
         def on_status(status: TaskStatus) -> None:
-            if status.terminal:
-                try:
-                    future._settle(self._decoded(status))
-                except Exception as exc:  # undecodable payload
-                    future._settle(exception=exc)
+            try:
+                future._settle(self._decoded(status))
+            except Exception as exc:  # undecodable payload
+                future._settle(exception=exc)
 
         timer = None
         if timeout is not None:
@@ -284,7 +283,7 @@ class Stem:
                 future._settle(exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s"))
 
             timer = call_later(timeout, expire)
-        watch = backend.watch_status(task_id, on_status)  # settles at once if already terminal
+        watch = backend.watch_terminal(task_id, on_status)  # settles at once if already terminal
 
         def cleanup(_: Any) -> None:
             watch.close()
@@ -336,9 +335,12 @@ class Stem:
         return self.canvas.inspect_batch(batch_id)
 
 
+_NO_OPTIONS = TaskEnqueueOptions()  # frozen: every enqueue without options shares it
+
+
 def _merge_options(options: Any, kwargs: Mapping[str, Any]) -> TaskEnqueueOptions:
     if options is None:
-        return options_from_mapping(kwargs)
+        return options_from_mapping(kwargs) if kwargs else _NO_OPTIONS
     if isinstance(options, Mapping):
         return options_from_mapping({**options, **kwargs})
     if not isinstance(options, TaskEnqueueOptions):

@@ -215,3 +215,45 @@ def test_the_heartbeat_index_keeps_only_live_workers():
     finally:
         backend.close()
         _drop_namespace(backend.namespace)
+
+
+def test_a_published_status_reads_its_id_and_state_without_being_decoded():
+    import json
+
+    from stemnb._backend import TaskStatus
+    from stemnb._backends._redis_feed import status_head
+
+    text = json.dumps(TaskStatus("t-1", TaskState.RUNNING, meta={"x": 1}).to_dict(), separators=(",", ":"))
+    assert status_head(text.encode()) == ("t-1", "running")
+    assert status_head(b'{"id":"t-2","payload":1,"state":"running"}') == ("t-2", None)  # not set()'s order
+    assert status_head(b'{"state":"running","id":"t-3"}') == (None, None)
+    assert status_head(b'{"id":7,"state":"running"}') == (None, None)
+
+
+def test_a_terminal_only_watch_decodes_no_status_that_is_not_terminal(monkeypatch):
+    from stemnb._backend import TaskStatus
+    from stemnb._backends import _redis_feed
+
+    decoded: list[str] = []
+
+    class Counting(TaskStatus):
+        @classmethod
+        def from_dict(cls, data):
+            decoded.append(data["state"])
+            return TaskStatus.from_dict(data)
+
+    monkeypatch.setattr(_redis_feed, "TaskStatus", Counting)
+    backend = _make()
+    try:
+        done = threading.Event()
+        seen = []
+        backend.set("job", TaskState.QUEUED)
+        with backend.watch_terminal("job", lambda status: (seen.append(status.state), done.set())):
+            for state in ("running", "retried", "running", "succeeded"):
+                backend.set("job", state)
+            assert done.wait(5)
+        assert seen == [TaskState.SUCCEEDED]
+        assert decoded == ["succeeded"]  # the queued one was read back from Redis, not decoded by the feed
+    finally:
+        backend.close()
+        _drop_namespace(backend.namespace)

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .._backend import TaskStatus, Watch, call_watchers, watch_of
+from .._backend import TERMINAL_STATES, TaskState, TaskStatus, Watch, call_watchers, watch_of
 from .._redis_watch import ChannelListener
 
 __all__ = ["StatusFeed"]
@@ -25,7 +25,9 @@ __all__ = ["StatusFeed"]
 SEEN_LIMIT = 8192  # tasks whose latest status the feed remembers (the most recent ones)
 
 _ID_PREFIX = b'{"id":'
+_STATE_PREFIX = ',"state":"'
 _DECODER = json.JSONDecoder()
+_NOT_TERMINAL = frozenset(state.value for state in TaskState if state not in TERMINAL_STATES)
 
 
 def status_id(data: bytes) -> str | None:
@@ -33,13 +35,31 @@ def status_id(data: bytes) -> str | None:
 
     Lets the feed file and skip statuses without decoding them whole.
     """
+    return status_head(data)[0]
+
+
+def status_head(data: bytes) -> tuple[str | None, str | None]:
+    """The task id and state of a published status (its JSON starts with both), each None
+    where it cannot be read that way."""
     if not data.startswith(_ID_PREFIX):
-        return None
+        return None, None
+    head = data[: len(_ID_PREFIX) + 512].decode("utf-8", "replace")
     try:
-        value, _ = _DECODER.raw_decode(data[: len(_ID_PREFIX) + 512].decode("utf-8", "replace"), 6)
+        value, end = _DECODER.raw_decode(head, len(_ID_PREFIX))
     except ValueError:
-        return None
-    return value if isinstance(value, str) else None
+        return None, None
+    if not isinstance(value, str):
+        return None, None
+    if not head.startswith(_STATE_PREFIX, end):
+        return value, None
+    start = end + len(_STATE_PREFIX)
+    stop = head.find('"', start)
+    return value, (head[start:stop] if stop > start else None)
+
+
+def _may_be_terminal(state: str | None) -> bool:
+    """Whether a status whose state reads ``state`` (None: unread) may be terminal."""
+    return state not in _NOT_TERMINAL
 
 
 class StatusFeed:
@@ -58,36 +78,50 @@ class StatusFeed:
         self._fetch = fetch
         self._trust = trust
         self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
+        self._terminal_watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
         self._seen: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._listener: ChannelListener | None = None
 
     def watch(
-        self, task_id: str, callback: Callable[[TaskStatus], None], *, current: bool = False
+        self,
+        task_id: str,
+        callback: Callable[[TaskStatus], None],
+        *,
+        current: bool = False,
+        terminal_only: bool = False,
     ) -> Watch:
         """Call ``callback`` with every status of ``task_id`` seen from now on (and first, with
-        ``current``, with its current status if it has one). Raises redis errors when the feed
-        cannot subscribe."""
+        ``current``, with its current status if it has one); with ``terminal_only``, with
+        terminal ones only, and the others are not decoded for it. Raises redis errors when
+        the feed cannot subscribe."""
         listener = self._ensure_listener()
+        watchers = self._terminal_watchers if terminal_only else self._watchers
         with self._lock:
-            self._watchers.setdefault(task_id, []).append(callback)
+            watchers.setdefault(task_id, []).append(callback)
             seen = self._seen.get(task_id) if current else None
         listener.wake()  # it may be reading in bursts while nobody watched
-        watch = watch_of(self._lock, self._watchers, task_id, callback)
+        watch = watch_of(self._lock, watchers, task_id, callback)
         if current:
-            self._deliver_current(task_id, callback, seen)
+            self._deliver_current(task_id, callback, seen, terminal_only)
         return watch
 
     def _deliver_current(
-        self, task_id: str, callback: Callable[[TaskStatus], None], seen: tuple[float, bytes] | None
+        self,
+        task_id: str,
+        callback: Callable[[TaskStatus], None],
+        seen: tuple[float, bytes] | None,
+        terminal_only: bool,
     ) -> None:
         listener = self._listener
         trusted = seen is not None and time.monotonic() - seen[0] < self._trust
         if seen is not None and trusted and listener is not None and listener.alive:
+            if terminal_only and not _may_be_terminal(status_head(seen[1])[1]):
+                return
             status: TaskStatus | None = TaskStatus.from_dict(json.loads(seen[1]))
         else:
             status = self._fetch(task_id)
-        if status is not None:
+        if status is not None and (status.terminal or not terminal_only):
             call_watchers([callback], status)
 
     def forget(self, task_id: str) -> None:
@@ -103,12 +137,12 @@ class StatusFeed:
                     self._channel,
                     self._on_status,
                     "redis-backend",
-                    idle=lambda: not self._watchers,  # then statuses are only filed
+                    idle=lambda: not (self._watchers or self._terminal_watchers),  # then statuses are only filed
                 )
             return self._listener
 
     def _on_status(self, data: bytes) -> None:
-        task_id = status_id(data)
+        task_id, state = status_head(data)
         if task_id is None:  # not written by this backend's set(); decode it whole
             task_id = TaskStatus.from_dict(json.loads(data)).id
         with self._lock:
@@ -116,15 +150,17 @@ class StatusFeed:
             self._seen.move_to_end(task_id)
             if len(self._seen) > SEEN_LIMIT:
                 self._seen.popitem(last=False)
-            callbacks = self._watchers.get(task_id)
-            callbacks = list(callbacks) if callbacks else None
-        if callbacks:
-            call_watchers(callbacks, TaskStatus.from_dict(json.loads(data)))
+            every = list(self._watchers.get(task_id, ()))
+            terminal = list(self._terminal_watchers.get(task_id, ())) if _may_be_terminal(state) else []
+        if every or terminal:
+            status = TaskStatus.from_dict(json.loads(data))
+            call_watchers(every + terminal if status.terminal else every, status)
 
     def close(self) -> None:
         """Stop listening and drop every watcher (idempotent)."""
         with self._lock:
             self._watchers.clear()
+            self._terminal_watchers.clear()
             self._seen.clear()
             listener, self._listener = self._listener, None
         if listener is not None:

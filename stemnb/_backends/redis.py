@@ -220,6 +220,12 @@ class RedisResultBackend(ResultBackend):
         self._check_watch(callback)
         return self._feed.watch(task_id, callback, current=True)
 
+    def watch_terminal(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
+        """See :meth:`ResultBackend.watch_terminal`. The feed decodes no status of the task
+        that is not terminal, for this watch."""
+        self._check_watch(callback)
+        return self._feed.watch(task_id, callback, current=True, terminal_only=True)
+
     def _check_watch(self, callback: Any) -> None:
         if not callable(callback):
             raise TypeError(f"watch() needs a callable, got {callback!r}")

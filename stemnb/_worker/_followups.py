@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .._backend import GroupStatus, TaskState, TaskStatus
+from .._canvas import Signature
 from .._events import WorkerEventType
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ def _group(worker: Worker, env: Any, status: TaskStatus) -> None:
 def _dispatch_chord(worker: Worker, group: GroupStatus) -> None:
     if not worker.backend.claim_chord(group.id):
         return  # another worker dispatches it
-    from .._canvas import Signature
-
     callback = Signature.from_dict(group.meta["chord"])
     callback_id = group.meta.get("callback_id")
     members = group.meta.get("members") or list(group.results)
@@ -92,8 +91,6 @@ def _dispatch_chord(worker: Worker, group: GroupStatus) -> None:
 
 
 def _links(worker: Worker, env: Any, status: TaskStatus, key: str) -> None:
-    from .._canvas import Signature
-
     for data in env.meta.get(key) or ():
         link = Signature.from_dict(data)
         worker.enqueuer.enqueue(
@@ -111,8 +108,6 @@ def _links(worker: Worker, env: Any, status: TaskStatus, key: str) -> None:
 
 
 def _chain(worker: Worker, env: Any, status: TaskStatus, succeeded: bool, result: Any) -> None:
-    from .._canvas import Signature
-
     rest = list(env.meta.get(CHAIN_KEY) or ())
     if not succeeded:
         error = {"type": "ChainError", "message": f"chain step {env.id} ended {status.state.value}", "traceback": ""}

@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._backend import TaskState, TaskStatus
+from .._canvas import Signature
 from .._context import TaskRetryRequest
 from .._events import WorkerEventType
 from .._exceptions import TaskInterruptedError
@@ -18,6 +19,8 @@ from .._options import TaskRecoveryPolicy
 from . import _outcome
 from ._active import ActiveTask, log_context
 from ._leases import start_task_timers
+from ._ratelimits import admit
+from ._retries import POLICY_KEY, resolve_policy
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -158,8 +161,6 @@ def check(worker: Worker, task: ActiveTask) -> Run | None:
     except Exception as exc:
         _outcome.undecodable(worker, task, exc)
         return None
-    from ._ratelimits import admit
-
     if not admit(worker, task, handler.options):
         return None
     return Run(task, handler, args)
@@ -251,12 +252,8 @@ def _meta_problem(env: Any) -> str | None:
         if key != EXPIRES_KEY and value <= 0:
             return f"meta {key!r} must be > 0 seconds, got {value!r}"
     try:
-        from ._retries import POLICY_KEY, resolve_policy
-
         if meta.get(POLICY_KEY) is not None:
             resolve_policy(env, None)
-        from .._canvas import Signature
-
         for key in ("stem.link", "stem.linkError", "stem.chain"):
             for item in meta.get(key) or ():
                 Signature.from_dict(item)

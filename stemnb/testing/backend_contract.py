@@ -137,6 +137,24 @@ class ResultBackendContract:
             assert arrived.wait(self.wait_timeout)
         assert seen and seen[0].state is TaskState.QUEUED
 
+    def test_watch_terminal_hands_over_only_terminal_statuses_the_current_one_included(self, backend, task_id):
+        backend.set(task_id, TaskState.RUNNING)
+        seen: list[TaskStatus] = []
+        done = threading.Event()
+
+        def on_status(status: TaskStatus) -> None:
+            seen.append(status)
+            done.set()
+
+        with backend.watch_terminal(task_id, on_status):
+            assert seen == []  # the current status is not terminal
+            for state in ("retried", "running", "failed"):
+                backend.set(task_id, state)
+            assert done.wait(self.wait_timeout)
+        assert [s.state for s in seen] == [TaskState.FAILED]
+        with backend.watch_terminal(task_id, seen.append):
+            assert [s.state for s in seen] == [TaskState.FAILED, TaskState.FAILED]  # handed over at once
+
     def test_closed_watch_receives_nothing_more(self, backend, task_id):
         seen: list[TaskStatus] = []
         watch = backend.watch(task_id, seen.append)
