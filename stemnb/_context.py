@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._exceptions import StemnbError, TaskRevokedError
@@ -62,6 +62,10 @@ class TaskControl:
 
     def enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
         """Enqueue a child task; return its id."""
+        raise RuntimeError("this task context cannot enqueue (no enqueuer)")
+
+    def enqueue_many(self, name: str, args_list: list[Any], options: Any, headers: Any, meta: Any) -> list[str]:
+        """Enqueue one child task per item of ``args_list``; return their ids in order."""
         raise RuntimeError("this task context cannot enqueue (no enqueuer)")
 
     def revoked(self) -> str | None:
@@ -162,9 +166,28 @@ class TaskContext:
         meta: Mapping[str, Any] | None = None,
     ) -> str:
         """Enqueue a child task (its meta records this task as parent). Returns the child's id."""
+        return self._control.enqueue(name, dict(args or {}), options, dict(headers or {}), self._child_meta(meta))
+
+    def enqueue_many(
+        self,
+        name: str,
+        args_list: Iterable[Mapping[str, Any] | None],
+        options: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Enqueue child task ``name`` once per item of ``args_list``, as :meth:`Stem.enqueue_many`
+        does (every item encoded before any is enqueued; pipelined on Redis). Returns the
+        children's ids in order."""
+        items = [dict(args or {}) for args in args_list]
+        return self._control.enqueue_many(name, items, options, dict(headers or {}), self._child_meta(meta))
+
+    def _child_meta(self, meta: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A child task's meta: this task as its parent (and its root's id), then ``meta``."""
         child_meta = {"stem.parentTaskId": self.id, "stem.rootTaskId": self.meta.get("stem.rootTaskId", self.id)}
         child_meta.update(meta or {})
-        return self._control.enqueue(name, dict(args or {}), options, dict(headers or {}), child_meta)
+        return child_meta
 
     def _check_revoked(self) -> None:
         reason = self._control.revoked()
@@ -194,6 +217,9 @@ class InlineControl(TaskControl):
 
     def enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
         return self._sink.on_enqueue(name, args, options, headers, meta)
+
+    def enqueue_many(self, name: str, args_list: list[Any], options: Any, headers: Any, meta: Any) -> list[str]:
+        return self._sink.on_enqueue(name, args_list, options, headers, meta, many=True)
 
     def revoked(self) -> str | None:
         return self.reason if self.terminate.is_set() else None

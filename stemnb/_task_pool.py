@@ -261,12 +261,20 @@ class RemoteControl(TaskControl):
         self._send(("extend_lease", self.task_id, seconds))
 
     def enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
+        return self._ask_worker("enqueue", name, args, options, headers, meta)
+
+    def enqueue_many(self, name: str, args_list: list[Any], options: Any, headers: Any, meta: Any) -> list[str]:
+        return self._ask_worker("enqueue_many", name, args_list, options, headers, meta)
+
+    def _ask_worker(self, kind: str, *request: Any) -> Any:
+        """Send ``(kind, task id, reply port, *request)`` to the worker, return its answer or
+        raise the error it sent back."""
         if self.to_worker is None:
             raise RuntimeError("this task context cannot enqueue (no worker port)")
         from ._ports import ReceivePort
 
-        with ReceivePort(debug_name=f"enqueue-reply-{self.task_id}") as reply:
-            self._send(("enqueue", self.task_id, reply.send_port, name, args, options, headers, meta))
+        with ReceivePort(debug_name=f"{kind}-reply-{self.task_id}") as reply:
+            self._send((kind, self.task_id, reply.send_port, *request))
             ok, value = reply.receive(timeout=ENQUEUE_REPLY_TIMEOUT)
         if not ok:
             raise value

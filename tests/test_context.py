@@ -23,7 +23,10 @@ class Sink:
     def on_extend_lease(self, seconds):
         self.calls.append(("lease", seconds))
 
-    def on_enqueue(self, name, args, options, headers, meta):
+    def on_enqueue(self, name, args, options, headers, meta, many=False):
+        if many:
+            self.calls.append(("enqueue_many", name, args, options, meta))
+            return [f"child-id-{i}" for i in range(len(args))]
         self.calls.append(("enqueue", name, meta))
         return "child-id"
 
@@ -74,6 +77,13 @@ def test_enqueue_records_the_parent():
     assert ctx.enqueue("child", {"x": 1}) == "child-id"
     name, meta = sink.calls[0][1], sink.calls[0][2]
     assert name == "child" and meta["stem.parentTaskId"] == "t1" and meta["stem.rootTaskId"] == "t1"
+
+
+def test_enqueue_many_records_the_parent_of_every_child():
+    ctx, _, sink = make()
+    assert ctx.enqueue_many("child", [{"x": 1}, None]) == ["child-id-0", "child-id-1"]
+    name, args_list, meta = sink.calls[-1][1], sink.calls[-1][2], sink.calls[-1][4]
+    assert name == "child" and args_list == [{"x": 1}, {}] and meta["stem.parentTaskId"] == "t1"
 
 
 def test_retry_arguments_are_checked_inside_the_task():

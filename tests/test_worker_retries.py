@@ -102,6 +102,33 @@ def test_isolate_task_enqueues_a_child_through_the_worker(h):
     assert child.payload["n"] == 40 and child.payload["parent"] == parent
 
 
+def spawn_children(ctx, args):
+    return ctx.enqueue_many("child", [{"n": {n} if n == "bad" else n} for n in args["ns"]], {"queue": "default"})
+
+
+@pytest.mark.parametrize("isolate", [True, False], ids=["isolate", "inline"])
+def test_a_task_enqueues_many_children_in_order_each_recording_its_parent(h, isolate):
+    h.registry.register("parent", TaskHandler(spawn_children, isolate=isolate))
+    h.registry.register("child", TaskHandler.inline(child_task))
+    worker, rec = h.worker(concurrency=2)
+    parent = h.stem.enqueue("parent", {"ns": [1, 2, 3]})
+    child_ids = h.wait(parent, 60).payload
+    assert len(child_ids) == len(set(child_ids)) == 3
+    children = [h.wait(child_id, 60).payload for child_id in child_ids]
+    assert [(c["n"], c["parent"]) for c in children] == [(10, parent), (20, parent), (30, parent)]
+
+
+def test_one_child_that_cannot_be_encoded_enqueues_none_and_fails_the_parent(h):
+    h.registry.register("parent", TaskHandler(spawn_children))
+    h.registry.register("child", TaskHandler.inline(child_task))
+    worker, rec = h.worker()
+    pending_before = h.broker.pending_count("default")
+    status = h.wait(h.stem.enqueue("parent", {"ns": [1, 2, "bad"]}), 60)
+    assert status.state is TaskState.FAILED
+    assert status.error["type"] == "EncodingError" and "task #2" in status.error["message"]
+    assert h.broker.pending_count("default") == pending_before == 0
+
+
 @pytest.mark.parametrize("n", [0, 1, 7, 123])
 def test_enqueue_execute_round_trip_is_stable(h, n):
     h.registry.register("echo", TaskHandler.inline(lambda ctx, a: a))

@@ -64,8 +64,8 @@ class ActiveTask:
     def on_extend_lease(self, seconds: float) -> None:
         self.worker._leases.extend(self, seconds)
 
-    def on_enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
-        return self.worker._child_enqueue(name, args, options, headers, meta)
+    def on_enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any, *, many: bool = False) -> Any:
+        return self.worker._child_enqueue(name, args, options, headers, meta, many=many)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-safe summary for stats / inspect."""

@@ -43,7 +43,7 @@ class IsolateSignals:
     def _on_message(self, message: Any) -> None:
         kind, task_id = message[0], message[1]
         tasks = [t for t in self.worker._active.by_task_id(task_id) if t.running and not t.settled.is_set()]
-        if kind == "enqueue":
+        if kind in ("enqueue", "enqueue_many"):
             return self._enqueue(message)
         if kind == "flush":
             message[2].send(True)
@@ -64,16 +64,16 @@ class IsolateSignals:
         return None
 
     def _enqueue(self, message: Any) -> None:
-        _, task_id, reply, name, args, options, headers, meta = message
+        kind, task_id, reply, name, args, options, headers, meta = message
         # enqueueing may block on a broker: keep the port's dispatch thread free
         threading.Thread(
-            target=self._enqueue_now, args=(reply, name, args, options, headers, meta), daemon=True,
-            name=f"stemnb-enqueue-{task_id}",
+            target=self._enqueue_now, args=(reply, name, args, options, headers, meta, kind == "enqueue_many"),
+            daemon=True, name=f"stemnb-enqueue-{task_id}",
         ).start()
 
-    def _enqueue_now(self, reply: Any, name: str, args: Any, options: Any, headers: Any, meta: Any) -> None:
+    def _enqueue_now(self, reply: Any, name: str, args: Any, options: Any, headers: Any, meta: Any, many: bool) -> None:
         try:
-            reply.send((True, self.worker._child_enqueue(name, args, options, headers, meta)))
+            reply.send((True, self.worker._child_enqueue(name, args, options, headers, meta, many=many)))
         except Exception as exc:  # noqa: BLE001 - handed back to the task
             try:
                 reply.send((False, exc))

@@ -352,10 +352,17 @@ class Worker:
     def _task_progress(self, task: ActiveTask, fraction: float, data: Mapping[str, Any] | None) -> None:
         self.emit(WorkerEventType.PROGRESS, task, data=dict(data or {}), progress=fraction)
 
-    def _child_enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any) -> str:
-        if self.enqueuer is None:
+    def _child_enqueue(self, name: str, args: Any, options: Any, headers: Any, meta: Any, *, many: bool = False) -> Any:
+        """Enqueue a running task's child (``many``: one per item of ``args``, returning the ids).
+        An enqueuer without ``enqueue_many`` enqueues the items one by one."""
+        enqueuer = self.enqueuer
+        if enqueuer is None:
             raise RuntimeError("this worker has no enqueuer; pass Worker(enqueuer=Stem(...))")
-        return self.enqueuer.enqueue(name, args, options, headers=headers, meta=meta)
+        if not many:
+            return enqueuer.enqueue(name, args, options, headers=headers, meta=meta)
+        if hasattr(enqueuer, "enqueue_many"):
+            return enqueuer.enqueue_many(name, args, options, headers=headers, meta=meta)
+        return [enqueuer.enqueue(name, item, options, headers=headers, meta=meta) for item in args]
 
     def _default_enqueuer(self) -> Any:
         from .._stem import Stem
