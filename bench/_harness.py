@@ -381,14 +381,17 @@ def median_docs(rounds: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[s
     return merged
 
 
-def chosen_systems(parser: argparse.ArgumentParser, raw: str, known: Iterable[str]) -> list[str]:
-    """The systems named in ``raw`` (comma-separated); an unknown one is a usage error."""
+def chosen_systems(
+    parser: argparse.ArgumentParser, raw: str, known: Iterable[str], what: str = "systems"
+) -> list[str]:
+    """The ``what`` (systems, workloads) named in ``raw`` (comma-separated); an unknown one is a
+    usage error that names it."""
     known = list(known)
-    systems = [s.strip() for s in raw.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in known]
+    chosen = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        parser.error(f"unknown systems {unknown}; known: {', '.join(known)}")
-    return systems
+        parser.error(f"unknown {what} {unknown}; known: {', '.join(known)}")
+    return chosen
 
 
 def byte_compile_stemnb() -> None:

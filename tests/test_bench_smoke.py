@@ -47,14 +47,22 @@ def test_runtime_bench_rejects_an_unknown_system_by_name():
         runtime.measure_system("dask", {})
 
 
+def test_runtime_bench_names_an_unknown_workload_as_a_workload(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        runtime.main(["--only", "oneshot,warp"])
+    assert exit_info.value.code == 2
+    assert "unknown workloads ['warp']; known: " in capsys.readouterr().err
+
+
 def test_tasks_bench_runs_inline_stemnb_tasks_end_to_end_at_a_tiny_size():
     doc = tasks.measure_system("stemnb-inline", tasks.QUICK, timeout=120)
     assert "error" not in doc, doc.get("stderr")
     assert doc["errors"] == {}
     assert doc["noop_n"] == tasks.QUICK["noop_n"] and doc["noop_tps"] > 0
     assert doc["busy_1ms_lat_n"] == tasks.QUICK["latency_n"]
-    if _cpu.available():  # the producer's process ran every task: it spent CPU on them
-        assert doc["noop_cpu_us"] > 0 and doc["noop_cpu_us:producer+worker"] == doc["noop_cpu_us"]
+    if _cpu.available():  # the producer's process ran every 1 ms task: 20 ms of CPU, 2 clock ticks
+        assert doc["busy_1ms_cpu_us"] > 0
+        assert doc["busy_1ms_cpu_us:producer+worker"] == doc["busy_1ms_cpu_us"]
     report = "\n".join(tasks.render({"stemnb-inline": doc}, {**_notes(), "lines": []}))
     assert "| no-op: tasks/s" in report
     assert "| no-op: CPU per task, every process: µs" in report
