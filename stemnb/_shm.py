@@ -32,6 +32,11 @@ from ._session import current_session, pid_is_alive, session_is_alive
 
 SHM_DIR = "/dev/shm"
 _counter = itertools.count()
+# Held from a segment's unlink to its unregistering: whoever unlinks a segment unregisters it, and
+# a sweep must not find it gone while another thread of this process has not unregistered it yet
+# (the root's exit sweep would return, the interpreter end that daemon thread, and the tracker
+# warn of a leaked segment that no longer exists).
+_unlinking = threading.RLock()  # re-entrant: a finalizer may unlink a segment while this thread sweeps
 
 
 @dataclass(frozen=True)
@@ -135,11 +140,12 @@ def write_segment(data: memoryview) -> str:
 
 def _remove(path: str) -> None:
     """Unlink a segment file this process created, and stop tracking it (nothing if it is gone)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return  # whoever unlinked it also unregistered it
-    (_tracker or _resource_tracker()).unregister(path, "file")
+    with _unlinking:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return  # whoever unlinked it also unregistered it
+        (_tracker or _resource_tracker()).unregister(path, "file")
 
 
 
@@ -294,11 +300,12 @@ def link_for_transit(name: str) -> str:
 
 def unlink_foreign(name: str) -> None:
     """Unlink a segment another process created (a one-shot handed over, or a dead owner's)."""
-    try:
-        os.unlink(_path(name))
-    except FileNotFoundError:
-        return
-    _tracker_unregister(name)
+    with _unlinking:
+        try:
+            os.unlink(_path(name))
+        except FileNotFoundError:
+            return
+        _tracker_unregister(name)
 
 
 def sweep_pid(pid: int) -> int:
@@ -328,23 +335,24 @@ def sweep_session() -> int:
 
 
 def _sweep(match: Callable[[str], bool], tracked: bool = False) -> int:
-    try:
-        names = os.listdir(SHM_DIR)
-    except OSError:
-        return 0
-    count = 0
-    for entry in names:
-        semaphore = entry.startswith("sem.stemnb-")  # a pool's claim-board lock (see _claim)
-        name = entry[4:] if semaphore else entry
-        if name.startswith("stemnb-") and match(name):
-            try:
-                os.unlink(_path(entry))
-                count += 1
-            except OSError:
-                continue
-            if tracked and not semaphore and not _is_board(name):  # registered with the tracker: keep its books straight
-                _tracker_unregister(name)
-    return count
+    with _unlinking:
+        try:
+            names = os.listdir(SHM_DIR)
+        except OSError:
+            return 0
+        count = 0
+        for entry in names:
+            semaphore = entry.startswith("sem.stemnb-")  # a pool's claim-board lock (see _claim)
+            name = entry[4:] if semaphore else entry
+            if name.startswith("stemnb-") and match(name):
+                try:
+                    os.unlink(_path(entry))
+                    count += 1
+                except OSError:
+                    continue
+                if tracked and not semaphore and not _is_board(name):  # registered with the tracker: keep its books straight
+                    _tracker_unregister(name)
+        return count
 
 
 def untracked_path() -> str:

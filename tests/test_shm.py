@@ -564,3 +564,40 @@ def test_making_a_transferable_leaves_no_mapping_of_the_copy_in_the_creator():
         port.send_port.send(ttd)
         assert np.array_equal(port.receive(timeout=WAIT).materialize(), data)
     assert not os.path.exists(os.path.join(stemnb._shm.SHM_DIR, name))
+
+
+def test_a_sweep_waits_for_another_thread_that_has_unlinked_a_segment_but_not_yet_unregistered_it(monkeypatch):
+    """The root's exit sweep must not return while a daemon thread of this process (an exit
+    listener sweeping a dead isolate's segments) is between the two steps: the interpreter would
+    end that thread and the tracker warn about a segment nobody unregistered."""
+    import threading
+
+    from stemnb import _shm
+
+    name = f"{_shm.current_session().prefix}-999999999-0"  # a dead process's segment
+    with open(os.path.join(_shm.SHM_DIR, name), "wb"):
+        pass
+    _shm._tracker_register(name)
+    unregistered: list[str] = []
+    real_unregister = _shm._tracker_unregister
+    mid_unlink, release = threading.Event(), threading.Event()
+
+    def unregister_later(segment: str) -> None:
+        mid_unlink.set()
+        release.wait(30)
+        real_unregister(segment)
+        unregistered.append(segment)
+
+    monkeypatch.setattr(_shm, "_tracker_unregister", unregister_later)
+    first = threading.Thread(target=_shm.unlink_foreign, args=(name,))
+    first.start()
+    assert mid_unlink.wait(30)
+    monkeypatch.setattr(_shm, "_tracker_unregister", real_unregister)
+    sweep = threading.Thread(target=_shm.sweep_pid, args=(999999999,))
+    sweep.start()
+    sweep.join(0.3)  # the file is gone already, but the sweep may not return before its unregistering
+    assert sweep.is_alive()
+    release.set()
+    first.join(30)
+    sweep.join(30)
+    assert unregistered == [name] and not os.path.exists(os.path.join(_shm.SHM_DIR, name))
