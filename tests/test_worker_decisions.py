@@ -291,6 +291,30 @@ def test_signal_handlers_are_not_installed_off_the_main_thread(h):
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_workers_stopped_in_the_order_they_started_leave_the_signal_handlers_as_they_found_them(h):
+    lifecycle = FAST_LIFECYCLE.copy_with(install_signal_handlers=True)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    first, _ = h.worker(lifecycle=lifecycle)
+    second, _ = h.worker(lifecycle=lifecycle)
+    first.close()
+    assert signal.getsignal(signal.SIGINT) is not before[0]  # the second worker still answers it
+    second.close()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_signal_after_the_last_worker_stopped_off_the_main_thread_acts_as_before_it_started(h):
+    lifecycle = FAST_LIFECYCLE.copy_with(install_signal_handlers=True)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    worker, _ = h.worker(lifecycle=lifecycle)
+    stopper = threading.Thread(target=lambda: worker.shutdown().result(30))
+    stopper.start()
+    stopper.join()  # Python lets only the main thread set handlers: the worker's is still there
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        threading.Event().wait(30)  # the handler runs on this thread, at once
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_hard_shutdown_requeues_held_deliveries_for_another_worker(h):
     started = threading.Event()
     h.registry.register("wait", TaskHandler.inline(lambda ctx, a: started.set() or time.sleep(0.3) or "done"))

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._backend import TaskState
 from .._events import WorkerEventType
@@ -42,8 +42,7 @@ def request(worker: Worker, mode: WorkerShutdownMode) -> Future[None]:
             future._settle(None)
             return future
         worker.state = WorkerState.STOPPING
-    if threading.current_thread() is threading.main_thread():
-        uninstall_signal_handlers(worker)
+    uninstall_signal_handlers(worker)  # a second signal means what it meant before the worker started
     threading.Thread(target=_run, args=(worker, mode, future), name=f"stemnb-{worker.worker_id}-shutdown", daemon=True).start()
     return future
 
@@ -125,38 +124,69 @@ def _in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+# One handler per signal serves every worker started on the main thread: each worker only joins
+# and leaves the list, so workers may stop in any order (restoring per-worker handlers put a stopped
+# worker's handler back whenever they did not stop last-started-first). When the last one leaves,
+# the handlers found before the first one are put back.
+_signal_lock = threading.RLock()  # re-entrant: a signal may arrive while the main thread holds it
+_signal_workers: list[Worker] = []
+_signal_original: dict[int, Any] = {}
+
+
 def install_signal_handlers(worker: Worker) -> None:
-    """Install SIGINT -> soft, SIGTERM -> warm, SIGQUIT -> hard, only when allowed.
+    """Make SIGINT -> soft, SIGTERM -> warm, SIGQUIT -> hard shutdown of ``worker``, when allowed.
 
     Skipped inside a notebook kernel (its SIGINT is the interrupt button), off the main thread
     (Python refuses), and when ``lifecycle.install_signal_handlers`` is False.
     """
-    worker._signal_previous = {}
     if not worker.lifecycle_config.install_signal_handlers or _in_kernel():
         return
     if threading.current_thread() is not threading.main_thread():
         return
-    for name, mode in SIGNAL_MODES.items():
-        signum = getattr(signal, name, None)
-        if signum is None:
-            continue
-        worker._signal_previous[signum] = signal.signal(signum, _handler(worker, mode))
+    with _signal_lock:
+        if worker in _signal_workers:
+            return
+        if not _signal_workers:
+            for name in SIGNAL_MODES:
+                signum = getattr(signal, name, None)
+                if signum is not None:
+                    _signal_original[signum] = signal.signal(signum, _on_signal)
+        _signal_workers.append(worker)
 
 
-def _handler(worker: Worker, mode: WorkerShutdownMode):
-    def on_signal(signum: int, frame: object) -> None:
-        worker.shutdown(mode)
-
-    return on_signal
+def _on_signal(signum: int, frame: Any) -> None:
+    """Start the signal's shutdown mode in every worker that installed it; with none left (each
+    stopped off the main thread, which cannot restore handlers), restore the handlers found
+    before and do what the one for ``signum`` would have done."""
+    mode = SIGNAL_MODES[signal.Signals(signum).name]
+    with _signal_lock:
+        workers = list(_signal_workers)
+        original = _signal_original.get(signum, signal.SIG_DFL)
+        if not workers:
+            _restore_locked()
+    if workers:
+        for worker in workers:
+            worker.shutdown(mode)
+    elif callable(original):
+        original(signum, frame)
+    elif original == signal.SIG_DFL:
+        signal.raise_signal(signum)
 
 
 def uninstall_signal_handlers(worker: Worker) -> None:
-    """Restore the handlers that were there before (only possible from the main thread)."""
-    previous = getattr(worker, "_signal_previous", {})
-    if not previous:
-        return
-    if threading.current_thread() is not threading.main_thread():
-        return  # restored by the next shutdown()/close() call made on the main thread
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-    previous.clear()
+    """Stop sending signals to ``worker``; after the last such worker, restore the handlers found
+    before the first (only possible on the main thread: elsewhere the next signal does it)."""
+    with _signal_lock:
+        if worker in _signal_workers:
+            _signal_workers.remove(worker)
+        if not _signal_workers and _signal_original and threading.current_thread() is threading.main_thread():
+            _restore_locked()
+
+
+def _restore_locked() -> None:
+    """Put back the handlers found before the first worker installed its own (where nobody has
+    replaced ours since). Main thread only; call with ``_signal_lock`` held."""
+    for signum, handler in _signal_original.items():
+        if signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, handler)
+    _signal_original.clear()

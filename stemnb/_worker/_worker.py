@@ -157,7 +157,6 @@ class Worker:
         self._escalate = threading.Event()  # set by a HARD request during a shutdown
         self._stopped = threading.Event()  # set once a shutdown has finished (see wait())
         self._settle_failures = 0  # consecutive failures to settle a task (backs off requeues)
-        self._signal_previous: dict[int, Any] = {}
         self._autoscaler: Any = None
         self._control_consumer: Any = None
         from ._consumer import ConsumerLoop
