@@ -10,6 +10,16 @@ import stemnb
 from stemnb._shm import session_segments
 
 
+def pytest_configure(config):
+    """Give SIGINT Python's own handler if the shell started pytest ignoring it (as a background job
+    of a shell without job control does): the interrupt tests send SIGINT to this process and
+    expect a KeyboardInterrupt, as the notebook's interrupt button gives a kernel."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Run the real-browser tests last: playwright's sync API drives an event loop on the main
     thread, and no other test should ever run beside it."""
