@@ -30,17 +30,12 @@ _DECODER = json.JSONDecoder()
 _NOT_TERMINAL = frozenset(state.value for state in TaskState if state not in TERMINAL_STATES)
 
 
-def status_id(data: bytes) -> str | None:
-    """The task id of a published status (its JSON starts with the id), or None if unreadable.
-
-    Lets the feed file and skip statuses without decoding them whole.
-    """
-    return status_head(data)[0]
-
-
 def status_head(data: bytes) -> tuple[str | None, str | None]:
     """The task id and state of a published status (its JSON starts with both), each None
-    where it cannot be read that way."""
+    where it cannot be read that way.
+
+    Lets the feed file statuses, and skip those nobody waits for, without decoding them whole.
+    """
     if not data.startswith(_ID_PREFIX):
         return None, None
     head = data[: len(_ID_PREFIX) + 512].decode("utf-8", "replace")
