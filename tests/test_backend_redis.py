@@ -23,47 +23,45 @@ def _make():
     return RedisResultBackend(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
 
 
-class TestRedisResultBackendContract(ResultBackendContract):
-    def make_backend(self):
-        return _make()
-
-    @pytest.fixture
-    def backend(self):
-        backend = self.make_backend()
-        try:
-            yield backend
-        finally:
-            backend.close()
-            _drop_namespace(backend.namespace)
-
-
-def test_redis_backend_refuses_a_payload_that_is_not_json_data():
+@pytest.fixture
+def backend():
+    """A Redis result backend in a namespace of its own, closed and dropped after the test."""
     backend = _make()
     try:
-        with pytest.raises(EncodingError, match="not JSON data"):
-            backend.set("t", TaskState.SUCCEEDED, payload={1, 2})
+        yield backend
     finally:
         backend.close()
         _drop_namespace(backend.namespace)
 
 
-def test_redis_backend_statuses_are_shared_between_instances():
-    writer = _make()
-    reader = type(writer)(REDIS_URL, namespace=writer.namespace)
+class TestRedisResultBackendContract(ResultBackendContract):
+    """The contract's tests, each with this module's ``backend`` fixture."""
+
+    def make_backend(self):
+        return _make()
+
+    @pytest.fixture
+    def backend(self, backend):
+        return backend
+
+
+def test_redis_backend_refuses_a_payload_that_is_not_json_data(backend):
+    with pytest.raises(EncodingError, match="not JSON data"):
+        backend.set("t", TaskState.SUCCEEDED, payload={1, 2})
+
+
+def test_redis_backend_statuses_are_shared_between_instances(backend):
+    reader = type(backend)(REDIS_URL, namespace=backend.namespace)
     try:
         with reader.watch("t", lambda s: None):
-            writer.set("t", TaskState.SUCCEEDED, payload=[1, 2])
+            backend.set("t", TaskState.SUCCEEDED, payload=[1, 2])
             status = reader.wait_for("t", timeout=5)
         assert status.payload == [1, 2]
     finally:
-        writer.close()
         reader.close()
-        _drop_namespace(writer.namespace)
 
 
-def test_watch_status_of_a_task_the_feed_has_seen_reads_nothing_from_redis():
-    backend = _make()
-
+def test_watch_status_of_a_task_the_feed_has_seen_reads_nothing_from_redis(backend):
     class Counting(type(backend)):
         gets: list[str] = []
 
@@ -86,26 +84,19 @@ def test_watch_status_of_a_task_the_feed_has_seen_reads_nothing_from_redis():
             pass
         assert reader.gets == ["never-seen"]
     finally:
-        backend.close()
         reader.close()
-        _drop_namespace(backend.namespace)
 
 
-def test_watch_status_after_forget_asks_redis_again():
-    backend = _make()
-    try:
-        filed = threading.Event()
-        with backend.watch("gone", lambda status: filed.set()):
-            backend.set("gone", TaskState.SUCCEEDED)
-            assert filed.wait(5)
-        assert backend.forget("gone")
-        current = []
-        with backend.watch_status("gone", current.append):
-            pass
-        assert current == []
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+def test_watch_status_after_forget_asks_redis_again(backend):
+    filed = threading.Event()
+    with backend.watch("gone", lambda status: filed.set()):
+        backend.set("gone", TaskState.SUCCEEDED)
+        assert filed.wait(5)
+    assert backend.forget("gone")
+    current = []
+    with backend.watch_status("gone", current.append):
+        pass
+    assert current == []
 
 
 def _gone(client, key, timeout=10.0):
@@ -119,43 +110,32 @@ def _gone(client, key, timeout=10.0):
     return True
 
 
-def test_the_status_index_keeps_only_live_statuses_however_many_tasks_ran():
-    backend = _make()
+def test_the_status_index_keeps_only_live_statuses_however_many_tasks_ran(backend):
     client = redis.Redis.from_url(REDIS_URL)
     index, expiries = f"{backend.namespace}:tasks", f"{backend.namespace}:task-expiries"
-    try:
-        for i in range(50):
-            backend.set(f"old-{i}", TaskState.SUCCEEDED, ttl=0.001)
-        assert _gone(client, f"{backend.namespace}:task:old-49")
-        backend.set("new", TaskState.QUEUED)  # each write drops the entries that expired before it
-        assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new"]
-        assert [m.decode() for m in client.zrange(expiries, 0, -1)] == ["new"]
-        assert [s.id for s in backend.list_statuses()] == ["new"]
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+    for i in range(50):
+        backend.set(f"old-{i}", TaskState.SUCCEEDED, ttl=0.001)
+    assert _gone(client, f"{backend.namespace}:task:old-49")
+    backend.set("new", TaskState.QUEUED)  # each write drops the entries that expired before it
+    assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new"]
+    assert [m.decode() for m in client.zrange(expiries, 0, -1)] == ["new"]
+    assert [s.id for s in backend.list_statuses()] == ["new"]
 
 
-def test_each_status_write_drops_at_most_64_expired_index_entries():
-    backend = _make()
+def test_each_status_write_drops_at_most_64_expired_index_entries(backend):
     client = redis.Redis.from_url(REDIS_URL)
     index, expiries = f"{backend.namespace}:tasks", f"{backend.namespace}:task-expiries"
-    try:
-        stale = {f"old-{i}": 1 for i in range(100)}  # expired long ago (ms since the epoch)
-        client.zadd(index, stale)
-        client.zadd(expiries, stale)
-        backend.set("new", TaskState.QUEUED)
-        assert client.zcard(index) == client.zcard(expiries) == 100 - 64 + 1
-        backend.set("newer", TaskState.QUEUED)
-        assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new", "newer"]
-        assert sorted(m.decode() for m in client.zrange(expiries, 0, -1)) == ["new", "newer"]
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+    stale = {f"old-{i}": 1 for i in range(100)}  # expired long ago (ms since the epoch)
+    client.zadd(index, stale)
+    client.zadd(expiries, stale)
+    backend.set("new", TaskState.QUEUED)
+    assert client.zcard(index) == client.zcard(expiries) == 100 - 64 + 1
+    backend.set("newer", TaskState.QUEUED)
+    assert [m.decode() for m in client.zrange(index, 0, -1)] == ["new", "newer"]
+    assert sorted(m.decode() for m in client.zrange(expiries, 0, -1)) == ["new", "newer"]
 
 
-def test_list_statuses_reads_only_the_pages_it_needs_newest_first():
-    backend = _make()
+def test_list_statuses_reads_only_the_pages_it_needs_newest_first(backend, monkeypatch):
     reads = []
 
     class CountingClient:
@@ -169,52 +149,37 @@ def test_list_statuses_reads_only_the_pages_it_needs_newest_first():
         def __getattr__(self, name):
             return getattr(self._client, name)
 
-    try:
-        for i in range(1200):
-            backend.set(f"t{i:04d}", TaskState.SUCCEEDED if i % 2 else TaskState.FAILED, meta={"task": "x"})
-        backend._client = CountingClient(backend._client)
-        newest = backend.list_statuses(limit=10)
-        assert [s.id for s in newest] == [f"t{i:04d}" for i in range(1199, 1189, -1)]
-        assert reads == [500]  # one page of the index, not all 1,200 statuses
-        failed = backend.list_statuses(state="failed", limit=3, offset=1)
-        assert [s.id for s in failed] == ["t1196", "t1194", "t1192"]
-        assert backend.list_statuses(task="y") == [] and reads[-3:] == [500, 500, 200]  # a miss reads all
-    finally:
-        backend._client = getattr(backend._client, "_client", backend._client)
-        backend.close()
-        _drop_namespace(backend.namespace)
+    for i in range(1200):
+        backend.set(f"t{i:04d}", TaskState.SUCCEEDED if i % 2 else TaskState.FAILED, meta={"task": "x"})
+    monkeypatch.setattr(backend, "_client", CountingClient(backend._client))
+    newest = backend.list_statuses(limit=10)
+    assert [s.id for s in newest] == [f"t{i:04d}" for i in range(1199, 1189, -1)]
+    assert reads == [500]  # one page of the index, not all 1,200 statuses
+    failed = backend.list_statuses(state="failed", limit=3, offset=1)
+    assert [s.id for s in failed] == ["t1196", "t1194", "t1192"]
+    assert backend.list_statuses(task="y") == [] and reads[-3:] == [500, 500, 200]  # a miss reads all
 
 
-def test_expire_moves_the_status_s_index_entry_with_its_ttl():
-    backend = _make()
+def test_expire_moves_the_status_s_index_entry_with_its_ttl(backend):
     client = redis.Redis.from_url(REDIS_URL)
     index = f"{backend.namespace}:task-expiries"
-    try:
-        backend.set("t", TaskState.SUCCEEDED, ttl=1.0)
-        before = client.zscore(index, "t")
-        assert backend.expire("t", 3600) is True
-        assert client.zscore(index, "t") >= before + 3_500_000  # ms: kept as long as the status
-        assert backend.expire("missing", 10) is False
-        assert client.zscore(index, "missing") is None
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+    backend.set("t", TaskState.SUCCEEDED, ttl=1.0)
+    before = client.zscore(index, "t")
+    assert backend.expire("t", 3600) is True
+    assert client.zscore(index, "t") >= before + 3_500_000  # ms: kept as long as the status
+    assert backend.expire("missing", 10) is False
+    assert client.zscore(index, "missing") is None
 
 
-def test_the_heartbeat_index_keeps_only_live_workers():
+def test_the_heartbeat_index_keeps_only_live_workers(backend):
     from stemnb import WorkerHeartbeat
 
-    backend = _make()
     client = redis.Redis.from_url(REDIS_URL)
-    try:
-        backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="gone", namespace="n"), ttl=0.001)
-        assert _gone(client, f"{backend.namespace}:hb:gone")
-        backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="live", namespace="n"))
-        assert [m.decode() for m in client.zrange(f"{backend.namespace}:hb-index", 0, -1)] == ["live"]
-        assert [hb.worker_id for hb in backend.list_worker_heartbeats()] == ["live"]
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+    backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="gone", namespace="n"), ttl=0.001)
+    assert _gone(client, f"{backend.namespace}:hb:gone")
+    backend.set_worker_heartbeat(WorkerHeartbeat(worker_id="live", namespace="n"))
+    assert [m.decode() for m in client.zrange(f"{backend.namespace}:hb-index", 0, -1)] == ["live"]
+    assert [hb.worker_id for hb in backend.list_worker_heartbeats()] == ["live"]
 
 
 def test_a_published_status_reads_its_id_and_state_without_being_decoded():
@@ -230,7 +195,7 @@ def test_a_published_status_reads_its_id_and_state_without_being_decoded():
     assert status_head(b'{"id":7,"state":"running"}') == (None, None)
 
 
-def test_a_terminal_only_watch_decodes_no_status_that_is_not_terminal(monkeypatch):
+def test_a_terminal_only_watch_decodes_no_status_that_is_not_terminal(backend, monkeypatch):
     from stemnb._backend import TaskStatus
     from stemnb._backends import _redis_feed
 
@@ -243,17 +208,12 @@ def test_a_terminal_only_watch_decodes_no_status_that_is_not_terminal(monkeypatc
             return TaskStatus.from_dict(data)
 
     monkeypatch.setattr(_redis_feed, "TaskStatus", Counting)
-    backend = _make()
-    try:
-        done = threading.Event()
-        seen = []
-        backend.set("job", TaskState.QUEUED)
-        with backend.watch_terminal("job", lambda status: (seen.append(status.state), done.set())):
-            for state in ("running", "retried", "running", "succeeded"):
-                backend.set("job", state)
-            assert done.wait(5)
-        assert seen == [TaskState.SUCCEEDED]
-        assert decoded == ["succeeded"]  # the queued one was read back from Redis, not decoded by the feed
-    finally:
-        backend.close()
-        _drop_namespace(backend.namespace)
+    done = threading.Event()
+    seen = []
+    backend.set("job", TaskState.QUEUED)
+    with backend.watch_terminal("job", lambda status: (seen.append(status.state), done.set())):
+        for state in ("running", "retried", "running", "succeeded"):
+            backend.set("job", state)
+        assert done.wait(5)
+    assert seen == [TaskState.SUCCEEDED]
+    assert decoded == ["succeeded"]  # the queued one was read back from Redis, not decoded by the feed
