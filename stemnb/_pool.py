@@ -119,6 +119,16 @@ class IsolatePool(ProcessLives):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        return self._submit(fn, args, kwargs, timeout=timeout, debug_name=debug_name)
+
+    submit = run
+
+    def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict, *, timeout: float | None,
+                debug_name: str | None, behind: Future | None = None) -> Future:
+        """:meth:`run` after its argument checks. With ``behind`` (the Future of a call of this
+        pool) the call is sent to the process running that call, to start the moment it ends
+        (see :meth:`_pin_locked`); when that process may not take it, the call is not queued at
+        all: the returned Future is cancelled already."""
         self._check_open()
         payload = self._dump_call(fn, args, kwargs)
         name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
@@ -129,6 +139,11 @@ class IsolatePool(ProcessLives):
             if self._state != "running" and self._state != "paused":
                 discard(payload, self._cache)
                 raise ClosedError(f"pool {self.debug_name!r} is closed")
+            if behind is not None:
+                if not self._pin_locked(call, behind):
+                    discard(payload, self._cache)
+                    future.cancel()
+                return future
             self._counts["submitted"] += 1
             self._queue.append(call)
             if not self._workers:  # every process died at start before: try again for this call
@@ -138,8 +153,6 @@ class IsolatePool(ProcessLives):
             if self._idle:  # busy workers are fed ahead when their results come back, several per message
                 self._pump_locked()
         return future
-
-    submit = run
 
     def _dump_call(self, fn: Callable, args: tuple, kwargs: dict) -> Payload:
         try:
@@ -207,14 +220,58 @@ class IsolatePool(ProcessLives):
         if call.timeout is not None or len(self._queue) < 2:
             return None  # a time limit counts from the start: only an idle worker starts it at once
         if not ready:
-            ready += [w for w in self._workers if w.state == "busy" and w.stop_reason is None
-                      and w.kill_reason is None and len(w.inflight) < PIPELINE_DEPTH]
+            ready += [w for w in self._workers if w.state == "busy" and self._room(w) > 0]
         if not ready:
             return None
         worker = min(ready, key=_load)
-        if len(worker.inflight) + 1 >= PIPELINE_DEPTH:
+        if self._room(worker) <= 1:  # full once it has this call
             ready.remove(worker)
         return worker
+
+    def _room(self, worker: _Worker) -> int:
+        """How many more calls a busy worker may be sent now: none once it is stopping; else as
+        many as its pipeline holds and its ``max_tasks_per_isolate`` leaves."""
+        if worker.stop_reason is not None or worker.kill_reason is not None:
+            return 0
+        room = PIPELINE_DEPTH - len(worker.inflight)
+        limit = self.max_tasks_per_isolate
+        if limit is not None:
+            room = min(room, limit - worker.tasks_done - len(worker.inflight))
+        return room
+
+    def _pin_locked(self, call: _Call, behind: Future) -> bool:
+        """Send ``call`` to the worker whose last call is ``behind``'s, to start right after it;
+        False (nothing done) when no such worker may take it now.
+
+        A pinned call is never stolen by an idle worker (its caller decides that, see
+        :meth:`_withdraw`); its time limit counts from its start, as every call's.
+        """
+        if self._state != "running":
+            return False
+        worker = next((w for w in self._workers if w.inflight and w.inflight[-1].future is behind), None)
+        if worker is None or worker.state != "busy" or self._room(worker) <= 0:
+            return False
+        call.future.set_running_or_notify_cancel()  # a new future: nobody could cancel it yet
+        call.started = call.pinned = True
+        self._counts["submitted"] += 1
+        self._assign_locked(worker, call)
+        self._send_calls_locked(worker, [call])
+        return True
+
+    def _withdraw(self, future: Future) -> bool:
+        """Take back a call that has not started (queued here or waiting in a process): it never
+        runs and ``future`` is cancelled. False, and nothing done, once it has started."""
+        with self._lock:
+            call = next((c for c in self._queue if c.future is future), None)
+            if call is not None:
+                self._queue.remove(call)
+                self._drop_cancelled_locked(call)
+            else:
+                found = next(((w, c) for w in self._workers for c in w.inflight if c.future is future), None)
+                if found is None or self._skip_locked(*found) != "skipped":
+                    return False
+            future._set_stopper(lambda: True)  # taken back already: cancelling stops nothing more
+        return future.cancel()
 
     def _drop_cancelled_locked(self, call: _Call) -> None:
         discard(call.payload, self._cache)
@@ -237,7 +294,12 @@ class IsolatePool(ProcessLives):
         if call.payload.buffers:
             worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
         call.future._set_stopper(functools.partial(self._stop_call, worker, call))
-        if call.timeout is not None:
+        self._start_timer_locked(worker)
+
+    def _start_timer_locked(self, worker: _Worker) -> None:
+        """Start the time limit of the worker's head call, the one it runs now, if not started."""
+        call = worker.call
+        if call is not None and call.timeout is not None and call.timer is None:
             call.timer = call_later(call.timeout, lambda: self._time_out(worker, call))
 
     def _send_calls_locked(self, worker: _Worker, calls: list[_Call]) -> None:
@@ -255,18 +317,25 @@ class IsolatePool(ProcessLives):
         with self._lock:
             if call not in worker.inflight:
                 return False
-            verdict = worker.board.revoke(call.seq)
-            if verdict == "finished":
-                return False
+            verdict = self._skip_locked(worker, call)
+            if verdict != "running":
+                return verdict == "skipped"
             call.cancelled = True
             self._counts["cancelled"] += 1
-            if verdict == "skipped":
-                self._take_back_locked(worker, call)
-                self._after_call_locked(worker)
-                return True
             worker.kill_reason = worker.kill_reason or IsolateRecycleReason.CANCELLED
         worker.child.kill()  # type: ignore[union-attr]
         return True
+
+    def _skip_locked(self, worker: _Worker, call: _Call) -> str:
+        """Revoke ``call``, sent to ``worker``: "skipped" when it had not started (it never will;
+        it is taken back and counted cancelled), else "running" or "finished" (nothing done)."""
+        verdict = worker.board.revoke(call.seq)
+        if verdict == "skipped":
+            call.cancelled = True
+            self._counts["cancelled"] += 1
+            self._take_back_locked(worker, call)
+            self._after_call_locked(worker)
+        return verdict
 
     def _take_back_locked(self, worker: _Worker, call: _Call) -> None:
         worker.inflight.remove(call)
@@ -278,7 +347,7 @@ class IsolatePool(ProcessLives):
             if len(victim.inflight) < 2 or victim.kill_reason is not None:
                 continue
             call = victim.inflight[-1]
-            if call.timer is not None or victim.board.revoke(call.seq) != "skipped":
+            if call.pinned or victim.board.revoke(call.seq) != "skipped":
                 continue
             self._take_back_locked(victim, call)
             self._assign_locked(idle, call)

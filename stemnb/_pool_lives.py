@@ -54,6 +54,8 @@ class ProcessLives:
 
         def _steal_locked(self, idle: _Worker) -> bool: ...
 
+        def _start_timer_locked(self, worker: _Worker) -> None: ...
+
         def _fail_call(self, call: _Call, exc: BaseException) -> None: ...
 
         def _emit(self, kind: str, value: Any) -> None: ...
@@ -155,6 +157,7 @@ class ProcessLives:
             if settle:
                 self._spawn_failures = 0
             worker.started = time.time() if worker.inflight else None
+            self._start_timer_locked(worker)  # the next call sent ahead runs now
             self._after_call_locked(worker)
         for call, value, failed, what in settle:
             if call.timer is not None:

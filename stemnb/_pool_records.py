@@ -16,7 +16,7 @@ from ._timers import TimerHandle
 
 class _Call:
     __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
-                 "cancelled")
+                 "cancelled", "pinned")
 
     def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
         self.id = cid
@@ -29,6 +29,7 @@ class _Call:
         self.seq = 0  # its number on the worker it was last sent to
         self.started = False  # set_running_or_notify_cancel() has been called
         self.cancelled = False  # stopped by cancel(): nobody else settles it
+        self.pinned = False  # queued behind a given call (see IsolatePool._pin_locked): never stolen
 
 
 class _Worker:

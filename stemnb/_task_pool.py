@@ -69,19 +69,30 @@ class TaskIsolatePool:
         queue: str = "default",
         control_port: Any = None,
         timeout: float | None = None,
+        behind: Future | None = None,
     ) -> Future:
         """Run ``fn(context, args)`` in a pool process; return a Future of its result.
 
         ``timeout`` is a hard limit that ends the process (the Future raises TimeoutError).
-        ``future.cancel()`` ends the process of a running task. Raises SerializationError
-        at once when the task cannot be sent, and ClosedError when the pool is closed.
+        ``future.cancel()`` ends the process of a running task. ``behind``, the Future of a
+        task this pool runs, sends this one to that task's process, to start the moment it
+        ends; when that process cannot take it (that task ended, or its process is about to
+        be recycled) the task is not run and the Future is returned cancelled. :meth:`withdraw`
+        takes a task back until it starts. Raises SerializationError at once when the task
+        cannot be sent, and ClosedError when the pool is closed.
         """
         sent = plain_function(fn)  # a notebook handler as its blob: the request stays plain
         request = (
             fn if sent is None else sent, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}),
             queue, control_port,
         )
-        return self._pool.run(run_task, request, timeout=timeout, debug_name=f"{name}[{task_id}]")
+        return self._pool._submit(run_task, (request,), {}, timeout=timeout, debug_name=f"{name}[{task_id}]",
+                                  behind=behind)
+
+    def withdraw(self, future: Future) -> bool:
+        """Take back a task that has not started: it never runs and ``future`` is cancelled.
+        Returns False, and does nothing, once it has started (or ended)."""
+        return self._pool._withdraw(future)
 
     # -- sizing and recycling -----------------------------------------------------------------
     @property

@@ -31,6 +31,7 @@ class ActiveTask:
         self.handler: TaskHandler | None = None
         self.control = InlineControl(self)
         self.future: Any = None  # the pool call's future, for isolate tasks
+        self.checked: Any = None  # its _pipeline.Run once its checks passed, until it is started
         self.remote_port: Any = None  # the isolate's control SendPort, once it announced it
         self.timers: list[TimerHandle] = []
         self.lease_length: float | None = None

@@ -125,6 +125,7 @@ class ConsumerLoop:
         from ._pipeline import handle, run_handed
 
         while True:
+            w._staging.release_one()  # a staged task that has not started runs here instead
             task = self._next()
             if task is None:
                 return
@@ -153,6 +154,16 @@ class ConsumerLoop:
             if delivery is not None:
                 return self._accept(delivery)
         return None
+
+    def put_back(self, task: ActiveTask) -> bool:
+        """Put a task in front of the buffer, for the next free runner; False (nothing done)
+        once the worker stopped receiving."""
+        with self._cond:
+            if self._stopping:
+                return False
+            self._buffer.appendleft(task)
+            self._cond.notify()
+            return True
 
     def _next(self) -> ActiveTask | None:
         """The next task: one ready now (:meth:`next_ready`), else wait for one to be buffered."""

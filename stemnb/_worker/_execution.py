@@ -72,20 +72,21 @@ def run_inline(task: ActiveTask, handler: TaskHandler, context: Any, args: Any, 
     return box.get("result")
 
 
-def send_ahead(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any) -> None:
+def send_ahead(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, *, behind: Any = None) -> None:
     """Send an isolate task to its process now, before its ``running`` status is stored.
 
     The status write and the start of the handler then overlap instead of following each
     other. Only for isolate tasks that no ``on_execute`` middleware wraps (middleware must see
     the call start) and that are not being revoked; a task that cannot be sent is left for
-    :func:`execute`, which reports the error as the task's failure.
+    :func:`execute`, which reports the error as the task's failure. ``behind``: the future of
+    a running task, to start this one in its process the moment it ends (see ``_staging``).
     """
     if task.future is not None or not handler.isolate or task.control.terminate.is_set():
         return
     if wraps_execute(worker.middleware):
         return
     try:
-        _submit(worker, task, handler, args, hard_limit(task.envelope, handler.options))
+        _submit(worker, task, handler, args, hard_limit(task.envelope, handler.options), behind)
     except Exception:  # noqa: BLE001, S110 - execute() sends it again and reports the error there
         pass
 
@@ -98,7 +99,8 @@ def take_back(task: ActiveTask) -> None:
         future.cancel()
 
 
-def _submit(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None) -> None:
+def _submit(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None,
+            behind: Any = None) -> None:
     pool = worker._ensure_pool()
     env = task.envelope
     task.future = pool.execute(
@@ -112,6 +114,7 @@ def _submit(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, l
         queue=task.delivery.queue,
         control_port=worker._signals.send_port(),
         timeout=limit,
+        behind=behind,
     )
 
 

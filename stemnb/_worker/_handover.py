@@ -10,15 +10,20 @@ stored before its ack, and ``running`` before the outcome (before the handler st
 inline task; an isolate task is sent to its process as the write goes out, see
 ``_pipeline.start``). Only paired writes that fuse them (``PairedWrites.fuses_running``) do
 this; with others each task writes on its own.
+
+A task staged behind the finished one (see ``_staging``) is the next task here; when no fused
+write applies, :func:`hand_on` passes the slot to it after the finished task settled.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import WorkerEventType
 from . import _outcome
+from ._execution import take_back
 from ._pipeline import Run, check, running_status, settle_failed, start
 
 if TYPE_CHECKING:
@@ -28,12 +33,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("stemnb.worker")
 
 
-def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
-    """Settle the succeeded ``task`` together with starting the next leased task in its slot.
+def hand_over(worker: Worker, task: ActiveTask, result: Any, staged: Run | None = None) -> Run | None:
+    """Settle the succeeded ``task`` together with starting the next task in its slot: ``staged``
+    (see ``_staging``), else the next leased one.
 
     Returns that next task's run (``running`` stored, slot held; ``run_handed`` runs it), or
     None when there is none that may run now: then ``task`` is still unsettled and settles as
-    usual. Raises what the write raises (the next task is then given back).
+    usual (and ``staged`` goes on with :func:`hand_on`). Raises what the write raises (the next
+    task is then given back).
     """
     if not worker._paired.fuses_running or task.abandoned or worker._consumer.stopping:
         return None
@@ -43,7 +50,7 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
         done = _outcome.success_status(worker, task, result)
     except Exception:
         return None  # the usual path stores the encoding failure
-    run = _next_run(worker)
+    run = staged or next_run(worker)
     if run is None:
         return None
     nxt = run.task
@@ -63,7 +70,29 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any) -> Run | None:
     return run
 
 
-def _next_run(worker: Worker) -> Run | None:
+def hand_on(worker: Worker, task: ActiveTask, settle: Callable[[], None], staged: Run) -> Run | None:
+    """Settle ``task`` with ``settle()``, then pass its slot to ``staged``, whose ``running`` is
+    stored on its own (``task`` failed, or its success could not be stored with that start).
+
+    Returns ``staged`` (slot held), or None when storing its ``running`` failed: it was then
+    given back. Raises what ``settle()`` raises, after giving ``staged`` back.
+    """
+    nxt = staged.task
+    try:
+        settle()
+    except BaseException:
+        _give_back(worker, nxt)
+        raise
+    try:
+        start(worker, staged, lambda: worker.backend.set_status(running_status(worker, nxt)))
+    except Exception as exc:  # noqa: BLE001 - reported; the task goes back to the broker
+        settle_failed(worker, nxt, exc)
+        return None
+    task.slot_held, nxt.slot_held = False, True
+    return staged
+
+
+def next_run(worker: Worker) -> Run | None:
     """The next leased task that passed its checks, or None (none leased, or it must not run:
     then it was settled and released here)."""
     nxt = worker._consumer.next_ready()
@@ -81,6 +110,8 @@ def _next_run(worker: Worker) -> Run | None:
 
 
 def _give_back(worker: Worker, task: ActiveTask) -> None:
+    """Requeue ``task``, which was not started here; its call, if sent, is cancelled."""
+    take_back(task)
     try:
         _outcome.requeue_unstarted(worker, [task])  # releases it, whatever happens
     except Exception:  # the broker is unreachable: its lease runs out and it comes back

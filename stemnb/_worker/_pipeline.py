@@ -113,9 +113,16 @@ def _wait_for_slot(worker: Worker, task: ActiveTask) -> bool:
 
 def check(worker: Worker, task: ActiveTask) -> Run | None:
     """The checks before a run, in Stem's order. Returns the run, or None when the task must
-    not run now (then its delivery was already settled: dead-lettered, cancelled, ...)."""
+    not run now (then its delivery was already settled: dead-lettered, cancelled, ...).
+
+    A task that passed them already (a staged task taken back, see ``_staging``) is only
+    checked for a revocation that arrived since.
+    """
     if task.abandoned:
         return None
+    if task.checked is not None:
+        run, task.checked = task.checked, None
+        return run if not _revoked(worker, task) else None
     env = task.envelope
     handler = worker.registry.resolve(env.name)
     run_hook(worker.middleware, "on_consume", task.delivery)
@@ -140,9 +147,7 @@ def check(worker: Worker, task: ActiveTask) -> Run | None:
     if problem is not None:
         _outcome.malformed(worker, task, problem)
         return None
-    entry = worker._revocations.revocation_for(env.id)
-    if entry is not None:
-        _outcome.revoked(worker, task, entry.reason or "revoked")
+    if _revoked(worker, task):
         return None
     if worker.signer is not None:
         problem = _signature_problem(worker, env)
@@ -164,6 +169,15 @@ def check(worker: Worker, task: ActiveTask) -> Run | None:
     if not admit(worker, task, handler.options):
         return None
     return Run(task, handler, args)
+
+
+def _revoked(worker: Worker, task: ActiveTask) -> bool:
+    """Settle ``task`` as revoked if a revocation names it; True if so."""
+    entry = worker._revocations.revocation_for(task.id)
+    if entry is None:
+        return False
+    _outcome.revoked(worker, task, entry.reason or "revoked")
+    return True
 
 
 def begin(worker: Worker, run: Run) -> None:
@@ -216,21 +230,25 @@ def _finish(worker: Worker, run: Run) -> Run | None:
     """Run the handler, then store the outcome and settle; returns the task this one handed its
     slot to, if it did (see ``_handover``)."""
     from ._execution import execute
-    from ._handover import hand_over
+    from ._handover import hand_on, hand_over
 
     task = run.task
-    settle: Callable[[], None]
+    staged = worker._staging.stage(run)  # the next task, sent to start the moment this one ends
+    settle: Callable[[], None] | None = None
     try:
         result = execute(worker, task, run.handler, run.args)
     except TaskRetryRequest as request:
         settle = partial(_outcome.explicit_retry, worker, task, request)
     except BaseException as exc:  # noqa: BLE001 - SystemExit in a task is a task failure too
         settle = partial(_outcome.failure, worker, task, exc)
-    else:
-        handed = hand_over(worker, task, result)
+    nxt = worker._staging.claim(staged)  # None when another runner took it, or it went back
+    if settle is None:
+        handed = hand_over(worker, task, result, nxt)
         if handed is not None:
             return handed
         settle = partial(_outcome.success, worker, task, result)
+    if nxt is not None:
+        return hand_on(worker, task, settle, nxt)
     _outcome.free_slot(worker, task)  # the run is over: storing its outcome overlaps the next run
     settle()
     return None

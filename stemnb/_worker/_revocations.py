@@ -98,6 +98,7 @@ class Revocations:
             if known is not None and known.version >= local.version:
                 return None
             self._entries[local.task_id] = local
+        self.worker._staging.take_back(local.task_id)  # a staged task that has not started: checked again
         if local.terminate:
             for task in self.worker._active.by_task_id(local.task_id):
                 if task.running:

@@ -55,11 +55,12 @@ def _run(worker: Worker, mode: WorkerShutdownMode, future: Future[None]) -> None
     try:
         worker.emit(WorkerEventType.WORKER_STOPPING, data={"mode": mode.value})
         requeue_unstarted(worker, worker._consumer.stop_receiving())
+        requeue_unstarted(worker, worker._staging.withdraw_all())  # those that started run on
         _control.stop(worker)
         if mode is WorkerShutdownMode.WARM:
             _wait_drained(worker, None)
         elif mode is WorkerShutdownMode.SOFT:
-            for task in worker._active.running():
+            for task in worker._active.running() + worker._staging.started():
                 worker._revocations.terminate_task(task, "worker soft shutdown")
             _wait_drained(worker, worker.lifecycle_config.soft_grace_period)
         _hard_stop(worker)

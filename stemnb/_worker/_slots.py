@@ -18,6 +18,7 @@ class Slots:
             raise ValueError(f"limit must be >= 1, got {limit}")
         self._limit = limit
         self._in_use = 0
+        self._waiting = 0  # threads blocked in acquire()
         self._cond = threading.Condition()
 
     @property
@@ -46,15 +47,25 @@ class Slots:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
             self._in_use += 1
             return True
 
     def may_keep(self) -> bool:
         """Whether a holder may keep its slot for another task: not when the limit was lowered
-        below the slots now held (the slot must go, so the lower limit takes effect)."""
+        below the slots now held (the slot must go, so the lower limit takes effect), nor when
+        another thread waits for a slot (its task came first)."""
         with self._cond:
-            return self._in_use <= self._limit
+            return self._in_use <= self._limit and not self._waiting
+
+    def all_held(self) -> bool:
+        """Whether every slot is held and nobody waits for one: no task could start now."""
+        with self._cond:
+            return self._in_use == self._limit and not self._waiting
 
     def release(self) -> None:
         """Give a slot back."""

@@ -162,8 +162,10 @@ class Worker:
         from ._consumer import ConsumerLoop
         from ._isolate_signals import IsolateSignals
         from ._revocations import Revocations
+        from ._staging import Staging
 
         self._revocations = Revocations(self)
+        self._staging = Staging(self)
         self._signals = IsolateSignals(self)
         self._consumer = ConsumerLoop(self)
         self.metrics: WorkerMetrics | None = None  # listens first, so it has counted what others hear
