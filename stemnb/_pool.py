@@ -130,9 +130,16 @@ class IsolatePool(ProcessLives):
         (see :meth:`_pin_locked`); when that process may not take it, the call is not queued at
         all: the returned Future is cancelled already."""
         self._check_open()
-        payload = self._dump_call(fn, args, kwargs)
         name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
-        future: Future = Future(debug_name=name)
+        if behind is not None:
+            with self._lock:
+                pinnable = self._pinnable(behind) is not None
+            if not pinnable:  # checked again below; this spares the pickling
+                future: Future = Future(debug_name=name)
+                future.cancel()
+                return future
+        payload = self._dump_call(fn, args, kwargs)
+        future = Future(debug_name=name)
         remember(future, capture_origin())
         call = _Call(next(self._call_ids), future, payload, timeout, name)
         with self._lock:
@@ -218,7 +225,7 @@ class IsolatePool(ProcessLives):
         if self._idle:
             return self._idle.pop()
         if call.timeout is not None or len(self._queue) < 2:
-            return None  # a time limit counts from the start: only an idle worker starts it at once
+            return None  # sent ahead only from a backlog, and never a call with a time limit
         if not ready:
             ready += [w for w in self._workers if w.state == "busy" and self._room(w) > 0]
         if not ready:
@@ -246,10 +253,8 @@ class IsolatePool(ProcessLives):
         A pinned call is never stolen by an idle worker (its caller decides that, see
         :meth:`_withdraw`); its time limit counts from its start, as every call's.
         """
-        if self._state != "running":
-            return False
-        worker = next((w for w in self._workers if w.inflight and w.inflight[-1].future is behind), None)
-        if worker is None or worker.state != "busy" or self._room(worker) <= 0:
+        worker = self._pinnable(behind)
+        if worker is None:
             return False
         call.future.set_running_or_notify_cancel()  # a new future: nobody could cancel it yet
         call.started = call.pinned = True
@@ -257,6 +262,15 @@ class IsolatePool(ProcessLives):
         self._assign_locked(worker, call)
         self._send_calls_locked(worker, [call])
         return True
+
+    def _pinnable(self, behind: Future) -> _Worker | None:
+        """The worker whose last call is ``behind``'s, if it may be sent one more call now."""
+        if self._state != "running":
+            return None
+        worker = next((w for w in self._workers if w.inflight and w.inflight[-1].future is behind), None)
+        if worker is None or worker.state != "busy" or self._room(worker) <= 0:
+            return None
+        return worker
 
     def _withdraw(self, future: Future) -> bool:
         """Take back a call that has not started (queued here or waiting in a process): it never

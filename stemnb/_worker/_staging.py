@@ -57,7 +57,9 @@ class Staging:
 
         worker = self._worker
         task = run.task
-        if task.future is None or not task.slot_held or worker._consumer.stopping or not worker._slots.all_held():
+        if task.future is None or task.future.done() or not task.slot_held or worker._consumer.stopping:
+            return None  # (a task done already hands its slot over at once)
+        if not worker._slots.all_held():
             return None
         nxt = next_run(worker)
         if nxt is None:
