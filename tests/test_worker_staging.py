@@ -103,8 +103,9 @@ def test_a_staged_task_does_not_wait_behind_a_long_task_once_another_slot_is_fre
     assert h.wait(ids["long"], timeout=30).state is TaskState.SUCCEEDED
 
 
-@pytest.mark.parametrize("mode", [WorkerShutdownMode.WARM, WorkerShutdownMode.HARD])
-def test_shutdown_requeues_a_staged_task_that_has_not_started(h, port, mode):
+def _staged_behind_a_gated_task(h, port):
+    """Start a one-slot worker whose running task waits at a gate while the next task ("waiting")
+    is staged behind it; return ``(worker, running id, waiting id, staged ids, gate)``."""
     h.registry.register("gated", TaskHandler(_gated, isolate=True))
     h.registry.register("tag", TaskHandler(lambda ctx, args: args["tag"], isolate=True))
     encoder = stemnb.CloudpickleTaskPayloadEncoder()
@@ -113,10 +114,16 @@ def test_shutdown_requeues_a_staged_task_that_has_not_started(h, port, mode):
     running = h.stem.enqueue("gated", {"report": port.send_port, "tag": "running"})
     waiting = h.stem.enqueue("tag", {"tag": "waiting"})
     worker, _ = h.worker(start=False, concurrency=1, prefetch_multiplier=3, args_encoder=encoder)
-    staged, _ = _watch_staging(worker)
+    staged, order = _watch_staging(worker)
     worker.start()
     _, gate = port.receive(30)
     assert staged.wait(30)
+    return worker, running, waiting, order, gate
+
+
+@pytest.mark.parametrize("mode", [WorkerShutdownMode.WARM, WorkerShutdownMode.HARD])
+def test_shutdown_requeues_a_staged_task_that_has_not_started(h, port, mode):
+    worker, running, waiting, _, gate = _staged_behind_a_gated_task(h, port)
     done = worker.shutdown(mode)
     if mode is WorkerShutdownMode.WARM:
         gate.send(None)
@@ -129,18 +136,8 @@ def test_shutdown_requeues_a_staged_task_that_has_not_started(h, port, mode):
 
 
 def test_a_staged_task_revoked_before_it_starts_never_runs(h, port):
-    h.registry.register("gated", TaskHandler(_gated, isolate=True))
-    h.registry.register("tag", TaskHandler(lambda ctx, args: args["tag"], isolate=True))
-    encoder = stemnb.CloudpickleTaskPayloadEncoder()
-    h.stem = stemnb.Stem(h.broker, h.backend, registry=h.registry, args_encoder=encoder)
-    h.stem.enqueue("tag", {"tag": "warm-up"})
-    running = h.stem.enqueue("gated", {"report": port.send_port, "tag": "running"})
-    waiting = h.stem.enqueue("tag", {"tag": "waiting"})
-    worker, _ = h.worker(start=False, concurrency=1, prefetch_multiplier=3, args_encoder=encoder)
-    staged, order = _watch_staging(worker)
-    worker.start()
-    _, gate = port.receive(30)
-    assert staged.wait(30) and order == [waiting]
+    worker, running, waiting, order, gate = _staged_behind_a_gated_task(h, port)
+    assert order == [waiting]
     worker.revoke(waiting)
     assert not worker._staging.started()  # taken back at once: it had not started
     gate.send(None)

@@ -124,9 +124,6 @@ class Staging:
         with self._lock:
             return list(self._runs)
 
-    def __len__(self) -> int:
-        return len(self._runs)
-
     def _withdraw(self, task: ActiveTask) -> bool:
         pool = self._worker._pool
         if pool is None or task.future is None or not pool.withdraw(task.future):
