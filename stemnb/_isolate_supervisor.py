@@ -123,6 +123,7 @@ class _Supervised:
         self.exit_listeners: list[tuple[SendPort, Any]] = []  # kept here only without a registry
         self.exits = exits  # the exit registry that keeps the exit listeners instead, if any
         self.alive = True
+        self.killed = False  # a kill was asked for: the isolate is ending, whatever it does next
         self.exitcode: int | None = None
         self.acks = 0
         self.sent = 0
@@ -172,6 +173,8 @@ class _Supervised:
     def _check_alive(self, method: str) -> None:
         if not self.alive:
             raise ClosedError(f"isolate {self.name!r} has ended; cannot {method} it")
+        if self.killed:
+            raise ClosedError(f"isolate {self.name!r} was killed; cannot {method} it")
 
     def _add_exit_listener(self, port: SendPort, response: Any) -> None:
         with self.lock:
@@ -183,6 +186,7 @@ class _Supervised:
     def _kill(self, priority: str) -> None:
         if not self.alive:
             return
+        self.killed = True
         if priority == Isolate.IMMEDIATE:
             self.child.kill()  # type: ignore[union-attr]
         else:
@@ -204,6 +208,8 @@ class _Supervised:
             with self.lock:
                 if not self.lock.wait_for(lambda: self.acks >= seq or not self.alive, timeout=60):
                     raise TimeoutError(f"isolate {self.name!r} did not answer {msg[0]!r} within 60s")
+                if self.acks < seq:  # it ended first: what was asked never happened
+                    raise ClosedError(f"isolate {self.name!r} ended before it could {msg[0]}")
 
     # -- the isolate's messages -----------------------------------------------------------------
     def serve(self) -> None:

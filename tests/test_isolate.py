@@ -11,6 +11,7 @@ import pytest
 
 import stemnb
 from stemnb import Isolate
+from stemnb.testing import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -726,6 +727,50 @@ def test_a_killed_isolate_raises_closed_error_on_pause_resume_and_ping(spawned, 
     with pytest.raises(stemnb.ClosedError):
         iso.set_errors_fatal(False)
     iso.kill()  # killing again is allowed and does nothing
+
+
+def test_an_isolate_asked_to_kill_raises_closed_error_on_pause_and_ping_before_it_has_ended(spawned, ports):
+    replies, exit_port = ports("replies"), ports("exit")
+    iso = spawned(compute_forever, replies.send_port, on_exit=exit_port.send_port)
+    assert replies.receive(timeout=WAIT) == "computing"
+    iso.kill(Isolate.BEFORE_NEXT_EVENT)  # its current event never ends: it stays alive, killed
+    assert iso.is_alive()
+    with pytest.raises(stemnb.ClosedError, match=f"isolate {iso.debug_name!r} was killed; cannot pause it"):
+        iso.pause()
+    with pytest.raises(stemnb.ClosedError, match="was killed; cannot ping it"):
+        iso.ping(replies.send_port)
+    iso.kill(Isolate.IMMEDIATE)  # a second kill, more urgent, still ends it
+    assert exit_port.receive(timeout=WAIT) is None
+
+
+def hold_the_gil(reply: stemnb.SendPort) -> None:
+    reply.send("holding")
+    sum(range(10**12))  # one C call: no other thread of this process runs meanwhile
+
+
+def test_a_pause_the_isolate_never_applied_because_it_ended_raises_closed_error(spawned, ports):
+    from stemnb._isolate_supervisor import supervised
+
+    replies = ports("replies")
+    iso = spawned(hold_the_gil, replies.send_port)
+    assert replies.receive(timeout=WAIT) == "holding"
+    record = supervised(iso._id)
+    outcome: list[BaseException | None] = []
+
+    def pause() -> None:
+        try:
+            iso.pause()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=pause)
+    thread.start()
+    eventually(lambda: record.sent >= 1, timeout=WAIT)  # sent; its control thread cannot answer
+    iso.kill(Isolate.IMMEDIATE)
+    thread.join(WAIT)
+    assert isinstance(outcome[0], stemnb.ClosedError)
+    assert f"isolate {iso.debug_name!r} ended before it could pause" in str(outcome[0])
 
 
 # ---------------------------------------------------------------------- the current isolate
