@@ -24,6 +24,8 @@ NAMES: dict[str, str] = {
     "Isolate": "._isolate",
     "Capability": "._isolate",
     "spawn": "._isolate_supervisor",
+    "share_module": "._share",
+    "unshare_module": "._share",
     "shared_array": "._transfer",
     "TransferableTypedData": "._transfer",
 }

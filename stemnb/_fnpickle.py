@@ -21,13 +21,19 @@ closure of something mutable...) goes through cloudpickle as before, so behaviou
 from __future__ import annotations
 
 import operator
+import sys
 import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
-from cloudpickle.cloudpickle import _extract_code_globals, _should_pickle_by_reference
+from cloudpickle.cloudpickle import (
+    _PICKLE_BY_VALUE_MODULES,
+    _extract_code_globals,
+    _is_registered_pickle_by_value,
+    _should_pickle_by_reference,
+)
 
 _MISSING = object()
 _IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes, type(Ellipsis)})
@@ -64,7 +70,7 @@ def function_blob(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> bytes
     ``dump`` pickles the function with cloudpickle; it is called the first time and again whenever
     something the function captures has changed.
     """
-    if fn.__module__ != "__main__" and "<" not in fn.__qualname__:
+    if fn.__module__ != "__main__" and "<" not in fn.__qualname__ and not _in_shared_module(fn):
         return None  # most likely importable, hence pickled by reference: cloudpickle decides
     entry = _entries.get(id(fn))
     code = fn.__code__
@@ -79,6 +85,14 @@ def function_blob(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> bytes
     blob = dump(fn) if values is not None and _cacheable(fn, names) else None
     _entries[id(fn)] = _Entry(weakref.ref(fn, _forget(id(fn))), code, names, values or (), blob)
     return blob
+
+
+def _in_shared_module(fn: types.FunctionType) -> bool:
+    """Whether ``fn`` belongs to a module shared by value (``stemnb.share_module``)."""
+    if not _PICKLE_BY_VALUE_MODULES:
+        return False
+    module = sys.modules.get(fn.__module__)
+    return module is not None and _is_registered_pickle_by_value(module)
 
 
 def _forget(key: int) -> Callable[[weakref.ref], None]:

@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
+from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES, _is_registered_pickle_by_value
 
 PLAIN_BUDGET = 64
 
@@ -68,10 +68,12 @@ def importable(fn: types.FunctionType) -> bool:
     """Whether ``fn`` is a module-level function found by its name in its imported module (and
     that module is not registered with cloudpickle to be pickled by value)."""
     qualname = fn.__qualname__
-    if "." in qualname or "<" in qualname or _PICKLE_BY_VALUE_MODULES:
+    if "." in qualname or "<" in qualname:
         return False
     name = fn.__module__
     if name == "__main__" or name == "__mp_main__" or not isinstance(name, str):
         return False
     module = sys.modules.get(name)
-    return module is not None and getattr(module, qualname, None) is fn
+    if module is None or getattr(module, qualname, None) is not fn:
+        return False
+    return not (_PICKLE_BY_VALUE_MODULES and _is_registered_pickle_by_value(module))  # shared: by value

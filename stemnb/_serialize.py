@@ -278,4 +278,8 @@ def discard(payload: Payload, cache: SegmentCache | None = None) -> None:
 
 def _describe(verb: str, what: str, obj: Any, exc: Exception) -> str:
     kind = f" ({type(obj).__name__})" if obj is not None else ""
-    return f"cannot {verb} the {what}{kind}: {type(exc).__name__}: {exc}"
+    text = f"cannot {verb} the {what}{kind}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:  # a helper module this process cannot import
+        text += (f" (this process cannot import it; if it is your module, "
+                 f"stemnb.share_module({exc.name.partition('.')[0]!r}) sends its code along)")
+    return text
