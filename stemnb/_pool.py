@@ -40,6 +40,7 @@ from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason,
 from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, discard, dumps_call
 from ._shm import SegmentCache, SegmentRef
+from ._threads import default_inner_threads, inner_thread_env
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
@@ -59,9 +60,13 @@ class IsolatePool(ProcessLives):
         max_tasks_per_isolate: recycle a process after this many calls.
         max_memory_per_isolate: recycle a process whose RSS exceeds this many bytes after a call.
         writable_arrays: map received arrays copy-on-write (writable) instead of read-only.
+        inner_threads: threads each process's native libraries (BLAS, OpenMP, numexpr, numba) may
+            use; default the usable cores divided by ``size``, at least 1, so the processes do not
+            oversubscribe the cores. A variable such as ``OMP_NUM_THREADS`` set in the caller's
+            environment is kept as it is.
 
     Raises:
-        ValueError: for a size or limit below 1.
+        ValueError: for a size, limit or ``inner_threads`` below 1.
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class IsolatePool(ProcessLives):
         max_tasks_per_isolate: int | None = None,
         max_memory_per_isolate: int | None = None,
         writable_arrays: bool = False,
+        inner_threads: int | None = None,
     ) -> None:
         if size is None:
             from loky import cpu_count
@@ -79,7 +85,8 @@ class IsolatePool(ProcessLives):
             size = cpu_count()
         _check_positive("size", size)
         for label, value in (("max_tasks_per_isolate", max_tasks_per_isolate),
-                             ("max_memory_per_isolate", max_memory_per_isolate)):
+                             ("max_memory_per_isolate", max_memory_per_isolate),
+                             ("inner_threads", inner_threads)):
             if value is not None:
                 _check_positive(label, value)
         ensure_started()
@@ -87,6 +94,7 @@ class IsolatePool(ProcessLives):
         self.max_tasks_per_isolate = max_tasks_per_isolate
         self.max_memory_per_isolate = max_memory_per_isolate
         self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None}
+        self._inner_threads = inner_threads
         self._lock = threading.RLock()
         self._target = size
         self._state = "running"
@@ -478,6 +486,15 @@ class IsolatePool(ProcessLives):
     @property
     def size(self) -> int:
         return self._target
+
+    @property
+    def inner_threads(self) -> int:
+        """Threads the native libraries of a process started now may use (see the constructor)."""
+        return self._inner_threads or default_inner_threads(self._target)
+
+    def _child_env(self) -> dict[str, str]:
+        """The environment a new process gets: its native thread pools capped (see ``_threads``)."""
+        return inner_thread_env(self.inner_threads)
 
     @property
     def closed(self) -> bool:

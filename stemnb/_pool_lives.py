@@ -52,6 +52,8 @@ class ProcessLives:
 
         def _pump_locked(self) -> None: ...
 
+        def _child_env(self) -> dict[str, str]: ...
+
         def _steal_locked(self, idle: _Worker) -> bool: ...
 
         def _start_timer_locked(self, worker: _Worker) -> None: ...
@@ -70,7 +72,7 @@ class ProcessLives:
     def _serve_worker(self, worker: _Worker) -> None:
         try:
             config = {**self._config, "claim": worker.board.for_child()}
-            worker.child = start_child("pool", config, name=worker.name).result()
+            worker.child = start_child("pool", config, name=worker.name, env=self._child_env()).result()
             wait_connected(worker.child)
         except BaseException as exc:  # noqa: BLE001
             self._spawn_failed(worker, exc)

@@ -247,11 +247,12 @@ def _launch_boot(popen: Any, process_obj: Any) -> None:
         pipe.write(data)
 
 
-def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -> _CFuture:
+def start_child(role: str, config: dict[str, Any], *, name: str | None = None,
+                env: dict[str, str] | None = None) -> _CFuture:
     """Start a child running ``role`` with ``config``; returns a future of its ChildProcess.
 
-    The future resolves once the process has started (not yet connected); use
-    :func:`wait_connected` for its connection.
+    ``env`` adds to (or overrides) the environment the child inherits. The future resolves once
+    the process has started (not yet connected); use :func:`wait_connected` for its connection.
     """
     lst = listener()
     token = os.urandom(8).hex()
@@ -268,7 +269,7 @@ def start_child(role: str, config: dict[str, Any], *, name: str | None = None) -
     }
 
     def job() -> ChildProcess:
-        proc = _process_class()(args=(bootstrap,), name=name or role)  # its child runs _child.main
+        proc = _process_class()(args=(bootstrap,), name=name or role, env=env)  # its child runs _child.main
         proc.start()
         child = ChildProcess(proc, token)
         child.hello = hello  # type: ignore[attr-defined]
