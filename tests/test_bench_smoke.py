@@ -127,3 +127,17 @@ def test_best_peer_ratio_says_how_many_times_better_the_subject_is():
     row = _harness.Row("t", "time", lower_is_better=True)
     table = _harness.ratio_table([row], {"a": {"t": 2.0}, "b": {"t": 8.0}, "c": {"t": 4.0}}, ["a"])
     assert table[-1] == "| time |  | 2 | 8 | 4 | c 4 | ×2.00 |"
+
+
+def test_threads_bench_runs_stemnb_capped_and_uncapped_at_a_tiny_size(tmp_path, monkeypatch):
+    from bench import threads
+
+    monkeypatch.setattr(_harness, "RESULTS", tmp_path)
+    assert threads.main(["--systems", "stemnb,stemnb-uncapped", "--quick"]) == 0
+    (report,) = tmp_path.glob("threads-*.md")
+    rows = {cells[1].strip(): [c.strip() for c in cells[2:]] for cells in
+            (line.split("|") for line in report.read_text().splitlines() if line.startswith("| stemnb"))}
+    from loky import cpu_count
+
+    assert rows["stemnb"][1] == str(max(1, cpu_count() // 2))  # BLAS threads per process
+    assert rows["stemnb-uncapped"][1] == str(cpu_count())
