@@ -28,12 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
-from cloudpickle.cloudpickle import (
-    _PICKLE_BY_VALUE_MODULES,
-    _extract_code_globals,
-    _is_registered_pickle_by_value,
-    _should_pickle_by_reference,
-)
+from cloudpickle.cloudpickle import _extract_code_globals, _should_pickle_by_reference
+
+from ._share import by_value
 
 _MISSING = object()
 _IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes, type(Ellipsis)})
@@ -89,10 +86,8 @@ def function_blob(fn: types.FunctionType, dump: Callable[[Any], bytes]) -> bytes
 
 def _in_shared_module(fn: types.FunctionType) -> bool:
     """Whether ``fn`` belongs to a module shared by value (``stemnb.share_module``)."""
-    if not _PICKLE_BY_VALUE_MODULES:
-        return False
     module = sys.modules.get(fn.__module__)
-    return module is not None and _is_registered_pickle_by_value(module)
+    return module is not None and by_value(module)
 
 
 def _forget(key: int) -> Callable[[weakref.ref], None]:

@@ -20,7 +20,7 @@ import sys
 import types
 from typing import Any
 
-from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES, _is_registered_pickle_by_value
+from ._share import by_value
 
 PLAIN_BUDGET = 64
 
@@ -76,4 +76,4 @@ def importable(fn: types.FunctionType) -> bool:
     module = sys.modules.get(name)
     if module is None or getattr(module, qualname, None) is not fn:
         return False
-    return not (_PICKLE_BY_VALUE_MODULES and _is_registered_pickle_by_value(module))  # shared: by value
+    return not by_value(module)  # a shared module's functions travel by value

@@ -4,9 +4,9 @@ Functions and classes of an importable module are pickled *by name*: each proces
 module itself. For a helper module beside a notebook that has two costs. A warm pool process
 imported the module once, so after the notebook edits the file and reloads it
 (``importlib.reload``), the isolates still run the old code; and a worker program on another
-machine cannot run a task whose handler lives in a module it does not have. A shared module's functions and classes are
-pickled *by value* (cloudpickle's ``register_pickle_by_value``), as a notebook's own functions
-are, so every call carries the code the notebook has now.
+machine cannot run a task whose handler lives in a module it does not have. A shared module's
+functions and classes are pickled *by value* (cloudpickle's ``register_pickle_by_value``), as a
+notebook's own functions are, so every call carries the code the notebook has now.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import sys
 import types
 
 import cloudpickle
-from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES
+from cloudpickle.cloudpickle import _PICKLE_BY_VALUE_MODULES, _is_registered_pickle_by_value
 
 __all__ = ["share_module", "unshare_module"]
 
-_NEVER = ("stemnb", "cloudpickle", "loky", "pickle", "__main__", "__mp_main__")
+_NEVER = ("stemnb", "cloudpickle", "loky")
 
 
 def share_module(module: types.ModuleType | str) -> types.ModuleType:
@@ -51,6 +51,11 @@ def unshare_module(module: types.ModuleType | str) -> None:
     _PICKLE_BY_VALUE_MODULES.discard(found.__name__)
 
 
+def by_value(module: types.ModuleType) -> bool:
+    """Whether ``module`` (or a package it belongs to) is shared: its functions travel by value."""
+    return bool(_PICKLE_BY_VALUE_MODULES) and _is_registered_pickle_by_value(module)
+
+
 def _resolve(module: types.ModuleType | str) -> types.ModuleType:
     if isinstance(module, types.ModuleType):
         if sys.modules.get(module.__name__) is not module:
@@ -64,6 +69,8 @@ def _resolve(module: types.ModuleType | str) -> types.ModuleType:
 
 def _check_shareable(module: types.ModuleType) -> None:
     name = module.__name__
+    if name in ("__main__", "__mp_main__"):
+        raise ValueError(f"module {name!r} is the notebook or script itself: its functions travel by value already")
     if name.partition(".")[0] in _NEVER:
         raise ValueError(f"module {name!r} cannot be shared: stemnb's isolates import it themselves")
     if name in sys.builtin_module_names or name.partition(".")[0] in sys.stdlib_module_names:

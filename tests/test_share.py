@@ -168,6 +168,7 @@ def test_unshare_module_sends_the_functions_by_name_again(helper):
         (42, TypeError, "module must be a module or a module name, not int"),
         ("stemnb_no_such_module", ModuleNotFoundError, "stemnb_no_such_module"),
         ("json", ValueError, "'json' is part of Python's standard library"),
+        ("__main__", ValueError, "'__main__' is the notebook or script itself"),
         ("stemnb", ValueError, "'stemnb' cannot be shared"),
         ("cloudpickle", ValueError, "'cloudpickle' cannot be shared"),
         ("psutil._psutil_linux", ValueError, "has no Python source"),
