@@ -171,3 +171,24 @@ def test_redis_consumer_close_requeues_envelopes_it_leased_ahead_but_never_hande
     finally:
         broker.close()
         _drop_namespace(namespace)
+
+
+def test_closing_a_consumer_ends_its_broadcast_listener_and_its_connection_before_returning():
+    import threading
+
+    from stemnb import Envelope, RedisBroker
+
+    broker = RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
+    try:
+        before = set(threading.enumerate())
+        consumer = broker.consume("default", broadcasts=["news"])
+        broker.broadcast("news", Envelope("hello", {}))
+        assert consumer.get(timeout=5).envelope.name == "hello"
+        listeners = [t for t in set(threading.enumerate()) - before if t.name == "stemnb-redis-broadcast"]
+        pubsub = consumer._pubsub
+        consumer.close()
+        assert listeners and not any(t.is_alive() for t in listeners)  # woken, not left to its poll
+        assert pubsub.connection is None  # closed by the thread that read it
+    finally:
+        broker.close()
+        _drop_namespace(broker.namespace)

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis as _redis
 
@@ -47,13 +47,15 @@ class _RedisConsumer(Consumer):
         # at this monotonic time, the next due envelope or lease expiry), which saves a round trip
         self._idle_until: float | None = None
         self._closed = False
-        self._pubsub = None
+        self._pubsub: Any = None
+        self._listener: threading.Thread | None = None
+        self._listener_wake = f"{self._private_wake}:bc"  # a channel close() publishes on
         if channels:
             self._subscribe(channels)
 
     def _subscribe(self, channels: tuple[str, ...]) -> None:
         pubsub = self._broker._client.pubsub()
-        names = [self._broker._key("bc", c) for c in channels]
+        names = [self._broker._key("bc", c) for c in channels] + [self._listener_wake]
         pubsub.subscribe(*names)
         confirmed = 0
         deadline = time.monotonic() + 5.0
@@ -62,10 +64,19 @@ class _RedisConsumer(Consumer):
             if message is not None and message["type"] == "subscribe":
                 confirmed += 1
         self._pubsub = pubsub
-        thread = threading.Thread(target=self._listen, name="stemnb-redis-broadcast", daemon=True)
-        thread.start()
+        self._listener = threading.Thread(target=self._listen, name="stemnb-redis-broadcast", daemon=True)
+        self._listener.start()
 
     def _listen(self) -> None:
+        """Read broadcasts into the inbox until closed; the pubsub connection is closed here, by
+        the thread reading it (closed from another thread, redis-py may reconnect it mid-read
+        and leave the new socket to the garbage collector)."""
+        try:
+            self._read_broadcasts()
+        finally:
+            self._pubsub.close()
+
+    def _read_broadcasts(self) -> None:
         pubsub = self._pubsub
         prefix = self._broker._key("bc", "")
         while not self._closed and pubsub is not None:
@@ -75,7 +86,7 @@ class _RedisConsumer(Consumer):
                 if not self._closed:  # close() cuts the connection; anything else is worth a log
                     log.exception("broadcast listener of %r stopped", self)
                 return
-            if message is None or message["type"] != "message":
+            if message is None or message["type"] != "message" or self._closed:
                 continue
             try:
                 channel = message["channel"].decode()[len(prefix) :]
@@ -247,9 +258,15 @@ class _RedisConsumer(Consumer):
             self._broker._client.expire(self._private_wake, 60)
         except _redis.RedisError:
             pass  # the broker's connection is gone; a blocked get() ends at its next wake
-        if self._pubsub is not None:
-            try:
-                self._pubsub.close()
-            except Exception:
-                pass
+        if self._listener is not None:
+            self._stop_listener(self._listener)
         self._broker._forget_consumer(self)
+
+    def _stop_listener(self, listener: threading.Thread) -> None:
+        """Wake the broadcast listener (it closes its connection as it ends) and wait for it."""
+        try:
+            self._broker._client.publish(self._listener_wake, "x")
+        except _redis.RedisError:
+            pass  # it sees the close within its one-second poll
+        if listener is not threading.current_thread():
+            listener.join(5.0)
