@@ -123,7 +123,7 @@ class _Supervised:
         self.exit_listeners: list[tuple[SendPort, Any]] = []  # kept here only without a registry
         self.exits = exits  # the exit registry that keeps the exit listeners instead, if any
         self.alive = True
-        self.killed = False  # a kill was asked for: the isolate is ending, whatever it does next
+        self.killed = False  # killed IMMEDIATE: its process is being ended, it applies nothing more
         self.exitcode: int | None = None
         self.acks = 0
         self.sent = 0
@@ -186,8 +186,8 @@ class _Supervised:
     def _kill(self, priority: str) -> None:
         if not self.alive:
             return
-        self.killed = True
         if priority == Isolate.IMMEDIATE:
+            self.killed = True
             self.child.kill()  # type: ignore[union-attr]
         else:
             try:

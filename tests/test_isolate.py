@@ -729,17 +729,25 @@ def test_a_killed_isolate_raises_closed_error_on_pause_resume_and_ping(spawned, 
     iso.kill()  # killing again is allowed and does nothing
 
 
-def test_an_isolate_asked_to_kill_raises_closed_error_on_pause_and_ping_before_it_has_ended(spawned, ports):
-    replies, exit_port = ports("replies"), ports("exit")
+def test_an_isolate_killed_immediately_refuses_pause_and_ping_at_once(spawned, ports):
+    replies = ports("replies")
+    iso = spawned(compute_forever, replies.send_port)
+    assert replies.receive(timeout=WAIT) == "computing"
+    iso.kill(Isolate.IMMEDIATE)  # its exit may not be known yet: the refusal must not wait for it
+    with pytest.raises(stemnb.ClosedError, match=f"isolate {iso.debug_name!r} (was killed|has ended); cannot pause it"):
+        iso.pause()
+    with pytest.raises(stemnb.ClosedError, match="(was killed|has ended); cannot ping it"):
+        iso.ping(replies.send_port)
+
+
+def test_an_isolate_asked_to_kill_before_its_next_event_still_answers_control_requests_meanwhile(spawned, ports):
+    replies, exit_port, pongs = ports("replies"), ports("exit"), ports("pongs")
     iso = spawned(compute_forever, replies.send_port, on_exit=exit_port.send_port)
     assert replies.receive(timeout=WAIT) == "computing"
-    iso.kill(Isolate.BEFORE_NEXT_EVENT)  # its current event never ends: it stays alive, killed
-    assert iso.is_alive()
-    with pytest.raises(stemnb.ClosedError, match=f"isolate {iso.debug_name!r} was killed; cannot pause it"):
-        iso.pause()
-    with pytest.raises(stemnb.ClosedError, match="was killed; cannot ping it"):
-        iso.ping(replies.send_port)
-    iso.kill(Isolate.IMMEDIATE)  # a second kill, more urgent, still ends it
+    iso.kill(Isolate.BEFORE_NEXT_EVENT)  # its current event never ends: it stays alive, as in Dart
+    iso.ping(pongs.send_port, "still here")
+    assert pongs.receive(timeout=WAIT) == "still here" and iso.is_alive
+    iso.kill(Isolate.IMMEDIATE)  # a second kill, more urgent, ends it
     assert exit_port.receive(timeout=WAIT) is None
 
 
