@@ -98,6 +98,34 @@ stemnb.run(abs, -7).result()"""),
     print(sorted(pool.imap_unordered(lambda x: x * 10, range(5))))
     completed = pool.statistics().completed
 print(completed, "calls completed")"""),
+    (MD, """## A helper module beside the notebook
+
+A function of an importable module travels by name: each process imports the module once, and
+keeps that version. `stemnb.share_module` sends the module's code with its functions instead, so
+an edited and reloaded helper takes effect in the warm pool, and an isolate that cannot import
+it still runs it. (The helper is written to a temporary directory here, as if it sat beside the
+notebook.)"""),
+    (PY, """import importlib, pathlib, sys, tempfile
+
+folder = pathlib.Path(tempfile.mkdtemp())
+(folder / "nb_helpers.py").write_text("def greet(name):\\n    return 'hello ' + name\\n")
+sys.path.insert(0, str(folder))
+import nb_helpers
+
+stemnb.share_module(nb_helpers)
+print(stemnb.run(nb_helpers.greet, "isolate").result())"""),
+    (PY, """(folder / "nb_helpers.py").write_text("def greet(name):\\n    return 'HELLO ' + name.upper() + '!'\\n")
+importlib.reload(nb_helpers)  # the same warm pool runs the new code
+print(stemnb.run(nb_helpers.greet, "isolate").result())"""),
+    (MD, """## Native threads
+
+Each pool process caps the thread pools of BLAS, OpenMP, numexpr and numba at the cores shared
+out among the pool's processes (`inner_threads`), so N processes doing linear algebra do not run
+N × cores threads."""),
+    (PY, """import os
+
+with stemnb.IsolatePool(2, inner_threads=1) as pool:
+    print("OMP_NUM_THREADS in a pool process:", pool.run(lambda: os.environ.get("OMP_NUM_THREADS")).result())"""),
     (MD, "## Progress of many futures\n\n`stemnb.progress` draws a widget bar in a notebook "
          "(and a text bar elsewhere) from a background thread."),
     (PY, """# NBVAL_IGNORE_OUTPUT
