@@ -95,6 +95,9 @@ class IsolatePool(ProcessLives):
         self.max_memory_per_isolate = max_memory_per_isolate
         self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None}
         self._inner_threads = inner_threads
+        # computed here, in the caller's thread: importing loky from the per-process threads could
+        # deadlock with another thread importing it (loky's package imports are circular)
+        self._child_threads = inner_threads or default_inner_threads(size)
         self._lock = threading.RLock()
         self._target = size
         self._state = "running"
@@ -393,6 +396,7 @@ class IsolatePool(ProcessLives):
         with self._lock:
             self._check_open()
             self._target = size
+            self._child_threads = self._inner_threads or default_inner_threads(size)
             live = [w for w in self._workers if w.stop_reason is None and w.kill_reason is None]
             for _ in range(size - len(live)):
                 self._spawn_locked()
@@ -490,11 +494,11 @@ class IsolatePool(ProcessLives):
     @property
     def inner_threads(self) -> int:
         """Threads the native libraries of a process started now may use (see the constructor)."""
-        return self._inner_threads or default_inner_threads(self._target)
+        return self._child_threads
 
     def _child_env(self) -> dict[str, str]:
         """The environment a new process gets: its native thread pools capped (see ``_threads``)."""
-        return inner_thread_env(self.inner_threads)
+        return inner_thread_env(self._child_threads)
 
     @property
     def closed(self) -> bool:

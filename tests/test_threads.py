@@ -82,3 +82,31 @@ def test_numpy_s_blas_in_a_pool_process_really_runs_the_capped_number_of_threads
 def test_inner_threads_below_one_or_not_an_integer_is_refused(bad):
     with pytest.raises(ValueError, match=f"inner_threads must be a positive integer, not {bad!r}"):
         stemnb.IsolatePool(1, inner_threads=bad)
+
+
+def test_no_per_process_thread_of_the_pool_imports_loky():
+    # importing loky from several threads at once can deadlock (its package imports are
+    # circular), so the pool works out the cap in the caller's thread
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins, threading\n"
+        "importers = set()\n"
+        "real = builtins.__import__\n"
+        "def spy(name, *args, **kwargs):\n"
+        "    if name.startswith('loky'):\n"
+        "        importers.add(threading.current_thread().name)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = spy\n"
+        "import stemnb\n"
+        "with stemnb.IsolatePool(2) as pool:\n"
+        "    pool.run(abs, -1).result(30)\n"
+        "    pool.resize(3)\n"
+        "    pool.run(abs, -1).result(30)\n"
+        "print(sorted(importers))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    importers = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert importers and set(importers) <= {"MainThread", "stemnb-spawner"}, importers
