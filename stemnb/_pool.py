@@ -23,6 +23,7 @@ from ._exceptions import (
 )
 from ._future import Future
 from ._interrupt import remember
+from ._loky import loky_imports
 from ._output import capture_origin
 from ._pool_helpers import (
     _apply_chunk,
@@ -80,8 +81,8 @@ class IsolatePool(ProcessLives):
         inner_threads: int | None = None,
     ) -> None:
         if size is None:
-            from loky import cpu_count
-
+            with loky_imports:
+                from loky import cpu_count
             size = cpu_count()
         _check_positive("size", size)
         for label, value in (("max_tasks_per_isolate", max_tasks_per_isolate),

@@ -189,10 +189,12 @@ def _process_class() -> type:
       would never get a process again. The flush is kept; its errors are ignored (as
       ``multiprocessing`` does).
     """
-    from loky.backend.popen_loky_posix import Popen
-    from loky.backend.process import LokyProcess
-
     from ._boot import flush_std_streams
+    from ._loky import loky_imports
+
+    with loky_imports:
+        from loky.backend.popen_loky_posix import Popen
+        from loky.backend.process import LokyProcess
 
     class _Popen(Popen):
         def __init__(self, process_obj: Any) -> None:
@@ -221,11 +223,13 @@ def _launch_boot(popen: Any, process_obj: Any) -> None:
     """
     from multiprocessing import util
 
-    from loky.backend.fork_exec import fork_exec
-    from loky.backend.reduction import _mk_inheritable
-
     from ._boot import preparation
+    from ._loky import loky_imports
     from ._shm import _resource_tracker
+
+    with loky_imports:
+        from loky.backend.fork_exec import fork_exec
+        from loky.backend.reduction import _mk_inheritable
 
     tracker_fd = _resource_tracker()._resource_tracker.getfd()
     data = pickle.dumps((preparation(process_obj.name, tracker_fd), process_obj._args[0]), protocol=5)

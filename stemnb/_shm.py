@@ -69,7 +69,10 @@ def _resource_tracker() -> Any:
     """
     global _tracker
     if _tracker is None:
-        from loky.backend import resource_tracker
+        from ._loky import loky_imports
+
+        with loky_imports:
+            from loky.backend import resource_tracker
 
         if _inherited_fd is not None and resource_tracker._resource_tracker._fd is None:
             resource_tracker._resource_tracker._fd = _inherited_fd

@@ -28,8 +28,10 @@ THREAD_VARIABLES = (
 
 def default_inner_threads(processes: int) -> int:
     """The threads each of ``processes`` pool processes gets: the usable cores shared out, at least one."""
-    from loky import cpu_count
+    from ._loky import loky_imports
 
+    with loky_imports:
+        from loky import cpu_count
     return max(1, cpu_count() // max(1, processes))
 
 

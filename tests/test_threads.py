@@ -84,29 +84,33 @@ def test_inner_threads_below_one_or_not_an_integer_is_refused(bad):
         stemnb.IsolatePool(1, inner_threads=bad)
 
 
-def test_no_per_process_thread_of_the_pool_imports_loky():
+def test_stemnb_imports_loky_only_from_the_caller_or_the_spawner_and_always_holding_its_lock():
     # importing loky from several threads at once can deadlock (its package imports are
-    # circular), so the pool works out the cap in the caller's thread
+    # circular): the pool works out the cap in the caller's thread, and every import holds a lock
     import ast
     import subprocess
     import sys
 
     code = (
         "import builtins, threading\n"
+        "from stemnb._loky import loky_imports\n"
         "importers = set()\n"
         "real = builtins.__import__\n"
         "def spy(name, *args, **kwargs):\n"
         "    if name.startswith('loky'):\n"
-        "        importers.add(threading.current_thread().name)\n"
+        "        importers.add((threading.current_thread().name, loky_imports.locked()))\n"
         "    return real(name, *args, **kwargs)\n"
         "builtins.__import__ = spy\n"
-        "import stemnb\n"
+        "import numpy, stemnb\n"
         "with stemnb.IsolatePool(2) as pool:\n"
         "    pool.run(abs, -1).result(30)\n"
+        "    pool.run(len, numpy.ones(1 << 20)).result(30)  # a shared-memory segment: the tracker\n"
         "    pool.resize(3)\n"
         "    pool.run(abs, -1).result(30)\n"
         "print(sorted(importers))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     importers = ast.literal_eval(out.stdout.strip().splitlines()[-1])
-    assert importers and set(importers) <= {"MainThread", "stemnb-spawner"}, importers
+    assert importers
+    assert {name for name, _ in importers} <= {"MainThread", "stemnb-spawner"}, importers
+    assert all(held for _, held in importers), importers
