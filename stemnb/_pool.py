@@ -23,7 +23,6 @@ from ._exceptions import (
 )
 from ._future import Future
 from ._interrupt import remember
-from ._loky import loky_imports
 from ._output import capture_origin
 from ._pool_helpers import (
     _apply_chunk,
@@ -41,7 +40,7 @@ from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason,
 from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, discard, dumps_call
 from ._shm import SegmentCache, SegmentRef
-from ._threads import default_inner_threads, inner_thread_env
+from ._threads import default_inner_threads, inner_thread_env, usable_cores
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
@@ -81,9 +80,7 @@ class IsolatePool(ProcessLives):
         inner_threads: int | None = None,
     ) -> None:
         if size is None:
-            with loky_imports:
-                from loky import cpu_count
-            size = cpu_count()
+            size = usable_cores()
         _check_positive("size", size)
         for label, value in (("max_tasks_per_isolate", max_tasks_per_isolate),
                              ("max_memory_per_isolate", max_memory_per_isolate),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["THREAD_VARIABLES", "default_inner_threads", "inner_thread_env"]
+__all__ = ["THREAD_VARIABLES", "default_inner_threads", "inner_thread_env", "usable_cores"]
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -26,13 +26,18 @@ THREAD_VARIABLES = (
 """The variables set in a pool process, one per native thread pool it may load."""
 
 
-def default_inner_threads(processes: int) -> int:
-    """The threads each of ``processes`` pool processes gets: the usable cores shared out, at least one."""
+def usable_cores() -> int:
+    """The cores this process may use: ``loky.cpu_count()``, which respects affinity and cgroup limits."""
     from ._loky import loky_imports
 
     with loky_imports:
         from loky import cpu_count
-    return max(1, cpu_count() // max(1, processes))
+    return int(cpu_count())
+
+
+def default_inner_threads(processes: int) -> int:
+    """The threads each of ``processes`` pool processes gets: the usable cores shared out, at least one."""
+    return max(1, usable_cores() // max(1, processes))
 
 
 def inner_thread_env(threads: int) -> dict[str, str]:

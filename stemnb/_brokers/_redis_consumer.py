@@ -74,7 +74,10 @@ class _RedisConsumer(Consumer):
         try:
             self._read_broadcasts()
         finally:
-            self._pubsub.close()
+            try:
+                self._pubsub.close()
+            except Exception:  # noqa: BLE001 - the connection is gone either way
+                log.debug("closing the broadcast connection of %r failed", self, exc_info=True)
 
     def _read_broadcasts(self) -> None:
         pubsub = self._pubsub
