@@ -10,6 +10,7 @@ Subcommands::
     %stem pool [--size N]               show the pool %%stem run uses; --size gives it its own
     %stem dashboard [--pool | --worker] a live dashboard of that pool or of the %stem worker
     %stem worker start|stop|status      run a task worker from this notebook
+    %stem share MODULE [...] [--undo]   send helper modules to isolates by value (share_module)
 """
 
 from __future__ import annotations
@@ -103,10 +104,17 @@ def _worker_parser(line: str) -> None:
     """Start, stop or show a task worker consuming from an in-memory (or given) broker."""
 
 
+@magic_arguments.magic_arguments(name="%stem share")
+@magic_arguments.argument("modules", nargs="+", metavar="MODULE", help="imported modules, by name")
+@magic_arguments.argument("--undo", action="store_true", help="send them by name again")
+def _share_parser(line: str) -> None:
+    """Send helper modules' functions to isolates by value, so edits reach a warm pool (share_module)."""
+
+
 PARSERS = {"run": _run_parser, "spawn": _spawn_parser, "send": _send_parser,
            "pause": _control_parser, "resume": _control_parser, "kill": _control_parser,
            "ps": _ps_parser, "pool": _pool_parser, "dashboard": _dashboard_parser,
-           "worker": _worker_parser}
+           "worker": _worker_parser, "share": _share_parser}
 
 
 class _Spawned:
@@ -212,6 +220,25 @@ class StemMagics(Magics):
         except UsageError as exc:
             usage = parser.parser.format_usage().replace("::", "").strip()
             raise UsageError(f"%stem {sub}: {exc}\n{usage}\n(see %stem? for every option)") from None
+
+    # -- helper modules -------------------------------------------------------------------------
+    def _do_share(self, args: Any) -> None:
+        import types
+
+        import stemnb
+
+        for name in args.modules:
+            module = self.ip.user_ns.get(name)  # an alias (import helpers as h) names the module too
+            target = module if isinstance(module, types.ModuleType) else name
+            try:
+                if args.undo:
+                    stemnb.unshare_module(target)
+                else:
+                    stemnb.share_module(target)
+            except (TypeError, ValueError, ImportError) as exc:
+                raise UsageError(f"%stem share: {exc}") from None
+        verb = "by name again" if args.undo else "by value"
+        print(f"{', '.join(args.modules)}: sent to isolates {verb}")
 
     # -- pool and run ---------------------------------------------------------------------------
     def current_pool(self) -> Any:

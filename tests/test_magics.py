@@ -54,7 +54,7 @@ def test_help_describes_every_subcommand(shell):
     for usage in ("%%stem run [--timeout S] [--name N] [--push VAR", "%%stem spawn [--push",
                   "%stem send name expr", "%stem pause|resume|kill name", "%stem ps",
                   "%stem pool [--size N]", "%stem dashboard [--pool] [--worker]",
-                  "{start,stop,status}", "show the %stem worker"):
+                  "{start,stop,status}", "show the %stem worker", "%stem share [--undo]"):
         assert usage in doc, usage
 
 
@@ -374,3 +374,31 @@ def test_magics_in_a_real_jupyter_kernel_show_output_in_the_cell_and_talk_to_iso
     assert not errors, errors
     assert texts[1] == "hello from the isolate\n"  # shown in the cell that ran it
     assert texts[3] == "42\n" and texts[4] == "10\n" and texts[5] == "doubler running\n"
+
+
+def test_share_sends_a_helper_module_by_value_by_its_name_or_alias_and_undo_sends_it_by_name(shell, tmp_path,
+                                                                                             monkeypatch, capsys):
+    import sys
+
+    from stemnb._share import by_value
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "stem_test_helpers.py").write_text("def f():\n    return 1\n")
+    shell.run_cell("import stem_test_helpers as stem_test_alias")
+    module = sys.modules["stem_test_helpers"]
+    try:
+        shell.run_line_magic("stem", "share stem_test_alias")
+        assert by_value(module)
+        assert "stem_test_alias: sent to isolates by value" in capsys.readouterr().out
+        shell.run_line_magic("stem", "share --undo stem_test_helpers")
+        assert not by_value(module)
+    finally:
+        stemnb.unshare_module(module)
+        del sys.modules["stem_test_helpers"]
+
+
+def test_share_of_what_cannot_travel_by_value_is_a_usage_error_naming_it(shell):
+    with pytest.raises(UsageError, match="%stem share: module 'json' is part of Python's standard library"):
+        shell.run_line_magic("stem", "share json")
+    with pytest.raises(UsageError, match="stem_test_no_such_module"):
+        shell.run_line_magic("stem", "share stem_test_no_such_module")
