@@ -3,10 +3,13 @@
 Functions and classes of an importable module are pickled *by name*: each process imports the
 module itself. For a helper module beside a notebook that has two costs. A warm pool process
 imported the module once, so after the notebook edits the file and reloads it
-(``importlib.reload``), the isolates still run the old code; and a worker program on another
-machine cannot run a task whose handler lives in a module it does not have. A shared module's
-functions and classes are pickled *by value* (cloudpickle's ``register_pickle_by_value``), as a
-notebook's own functions are, so every call carries the code the notebook has now.
+(``importlib.reload``), the isolates still run the old code; and a process that cannot import the
+module (an isolate started elsewhere, on another machine) cannot run its functions at all. A
+shared module's functions and classes are pickled *by value* (cloudpickle's
+``register_pickle_by_value``), as a notebook's own functions are, so every call carries the code
+the notebook has now. (A worker program still finds its task handlers by name in its own
+registry; what travels by value is what is sent: calls, messages, cloudpickle-encoded arguments,
+and the handlers a worker sends to its own isolates.)
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ _NEVER = ("stemnb", "cloudpickle", "loky")
 
 
 def share_module(module: types.ModuleType | str) -> types.ModuleType:
-    """Send ``module``'s functions and classes to isolates and task workers by value, not by name.
+    """Send ``module``'s functions and classes to isolates by value, not by name.
 
     ``module`` is an imported module or its name (imported if need be); a package shares its
     submodules too. Returns the module. Functions sent afterwards carry the module's current code,
-    so a reloaded helper takes effect in a warm pool, and a worker without the module runs them.
+    so a reloaded helper takes effect in a warm pool, and an isolate without the module runs them.
 
     Raises:
         TypeError: ``module`` is neither a module nor a name.
