@@ -40,7 +40,7 @@ from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason,
 from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, discard, dumps_call
 from ._shm import SegmentCache, SegmentRef
-from ._threads import default_inner_threads, inner_thread_env, usable_cores
+from ._threads import inner_thread_env, usable_cores
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
@@ -79,8 +79,12 @@ class IsolatePool(ProcessLives):
         writable_arrays: bool = False,
         inner_threads: int | None = None,
     ) -> None:
-        if size is None:
-            size = usable_cores()
+        # the cores are read once, here in the caller's thread: importing loky from the per-process
+        # threads could deadlock with another thread importing it (loky's package imports are circular)
+        cores: int | None = None
+        if size is None or inner_threads is None:
+            cores = usable_cores()
+            size = cores if size is None else size
         _check_positive("size", size)
         for label, value in (("max_tasks_per_isolate", max_tasks_per_isolate),
                              ("max_memory_per_isolate", max_memory_per_isolate),
@@ -93,9 +97,7 @@ class IsolatePool(ProcessLives):
         self.max_memory_per_isolate = max_memory_per_isolate
         self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None}
         self._inner_threads = inner_threads
-        # computed here, in the caller's thread: importing loky from the per-process threads could
-        # deadlock with another thread importing it (loky's package imports are circular)
-        self._child_threads = inner_threads or default_inner_threads(size)
+        self._cores = cores
         self._lock = threading.RLock()
         self._target = size
         self._state = "running"
@@ -394,7 +396,6 @@ class IsolatePool(ProcessLives):
         with self._lock:
             self._check_open()
             self._target = size
-            self._child_threads = self._inner_threads or default_inner_threads(size)
             live = [w for w in self._workers if w.stop_reason is None and w.kill_reason is None]
             for _ in range(size - len(live)):
                 self._spawn_locked()
@@ -492,11 +493,14 @@ class IsolatePool(ProcessLives):
     @property
     def inner_threads(self) -> int:
         """Threads the native libraries of a process started now may use (see the constructor)."""
-        return self._child_threads
+        if self._inner_threads is not None:
+            return self._inner_threads
+        assert self._cores is not None, "read at construction whenever inner_threads is not given"
+        return max(1, self._cores // self._target)
 
     def _child_env(self) -> dict[str, str]:
         """The environment a new process gets: its native thread pools capped (see ``_threads``)."""
-        return inner_thread_env(self._child_threads)
+        return inner_thread_env(self.inner_threads)
 
     @property
     def closed(self) -> bool:

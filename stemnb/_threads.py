@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["THREAD_VARIABLES", "default_inner_threads", "inner_thread_env", "usable_cores"]
+__all__ = ["THREAD_VARIABLES", "inner_thread_env", "usable_cores"]
 
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -33,11 +33,6 @@ def usable_cores() -> int:
     with loky_imports:
         from loky import cpu_count
     return int(cpu_count())
-
-
-def default_inner_threads(processes: int) -> int:
-    """The threads each of ``processes`` pool processes gets: the usable cores shared out, at least one."""
-    return max(1, usable_cores() // max(1, processes))
 
 
 def inner_thread_env(threads: int) -> dict[str, str]:
