@@ -12,7 +12,7 @@ from .._envelope import Delivery
 
 if TYPE_CHECKING:
     from .._registry import TaskHandler
-    from ._timers import TimerHandle
+    from .._timers import TimerHandle
     from ._worker import Worker
 
 

@@ -36,7 +36,7 @@ from ._config import (
 from ._heartbeat import HeartbeatTransport, NoopHeartbeatTransport
 from ._leases import Leases
 from ._slots import Slots
-from ._timers import Timers
+from .._timers import Timers
 
 if TYPE_CHECKING:
     from ._metrics import WorkerMetrics
