@@ -189,10 +189,31 @@ class RedisRevokeStore(RevokeStore):
     def _ensure_listener(self) -> None:
         with self._lock:
             if self._listener is None:
-                self._listener = ChannelListener(self._client, self._channel(), self._on_entry, "redis-revoke")
+                self._listener = ChannelListener(
+                    self._client, self._channel(), self._on_entry, "redis-revoke", on_resubscribed=self._catch_up
+                )
 
-    def _on_entry(self, data: Any) -> None:
-        entry = RevokeEntry.from_dict(json.loads(data))
+    def _on_entry(self, channel: bytes, data: bytes) -> None:
+        self._hand_over(RevokeEntry.from_dict(json.loads(data)))
+
+    def _catch_up(self) -> None:
+        """After a lost connection: hand every watcher each entry of its namespace again, since
+        it may have missed some (versions tell it which it knew). Raises redis errors (the
+        listener tries again)."""
+        with self._lock:
+            wanted = {namespace for namespace, _ in self._watchers}
+        if not wanted:
+            return
+        namespaces = {namespace for namespace in wanted if namespace is not None}
+        if None in wanted:
+            prefix = self._hash("")
+            for key in self._client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
+                namespaces.add((key.decode() if isinstance(key, bytes) else key)[len(prefix):])
+        for namespace in sorted(namespaces):
+            for entry in self._entries(namespace):
+                self._hand_over(entry)
+
+    def _hand_over(self, entry: RevokeEntry) -> None:
         with self._lock:
             watchers = [cb for ns, cb in self._watchers if ns is None or ns == entry.namespace]
         for callback in watchers:
@@ -212,3 +233,8 @@ class RedisRevokeStore(RevokeStore):
             listener.close()
         if self._owns_client:
             self._client.close()
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis ``MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "\\*?[]" else ch for ch in text)

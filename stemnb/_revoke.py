@@ -98,7 +98,11 @@ class RevokeStore(abc.ABC):
     def watch(
         self, callback: Callable[[RevokeEntry], None], *, namespace: str | None = None
     ) -> Watch:
-        """Call ``callback(entry)`` for every entry applied from now on (optionally one namespace)."""
+        """Call ``callback(entry)`` for every entry applied from now on (optionally one namespace).
+
+        A store whose notifications can be interrupted (Redis's) hands every entry over again
+        once it hears them again, so a watcher may get an entry twice: its version tells.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -184,11 +184,11 @@ def test_closing_a_consumer_ends_its_broadcast_listener_and_its_connection_befor
         consumer = broker.consume("default", broadcasts=["news"])
         broker.broadcast("news", Envelope("hello", {}))
         assert consumer.get(timeout=5).envelope.name == "hello"
-        listeners = [t for t in set(threading.enumerate()) - before if t.name == "stemnb-redis-broadcast"]
-        pubsub = consumer._pubsub
+        listeners = [t for t in set(threading.enumerate()) - before if t.name == "stemnb-redis-broadcast-watch"]
+        connection = consumer._listener._session.conn
         consumer.close()
         assert listeners and not any(t.is_alive() for t in listeners)  # woken, not left to its poll
-        assert pubsub.connection is None  # closed by the thread that read it
+        assert connection._sock is None  # its connection is closed too
     finally:
         broker.close()
         _drop_namespace(broker.namespace)

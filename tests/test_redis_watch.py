@@ -39,7 +39,7 @@ def _channel() -> str:
 @pytest.mark.parametrize("wrap", [lambda c: c, _PubSubOnly], ids=["direct", "pubsub-fallback"])
 def test_listener_hands_over_every_message_published_after_it_returns_in_order(client, wrap):
     channel, got = _channel(), queue.Queue()
-    listener = ChannelListener(wrap(client), channel, got.put, "test")
+    listener = ChannelListener(wrap(client), channel, lambda ch, data: got.put(data), "test")
     try:
         for i in range(50):
             client.publish(channel, f"m{i}")
@@ -51,7 +51,7 @@ def test_listener_hands_over_every_message_published_after_it_returns_in_order(c
 def test_listener_survives_a_handler_that_raises_and_logs_it(client, caplog):
     channel, got = _channel(), queue.Queue()
 
-    def handle(data: bytes) -> None:
+    def handle(ch: bytes, data: bytes) -> None:
         if data == b"bad":
             raise ValueError("cannot handle")
         got.put(data)
@@ -69,7 +69,7 @@ def test_listener_survives_a_handler_that_raises_and_logs_it(client, caplog):
 
 def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client, caplog):
     channel = _channel()
-    listener = ChannelListener(client, channel, lambda data: None, "test")
+    listener = ChannelListener(client, channel, lambda ch, data: None, "test")
     assert client.pubsub_numsub(channel) == [(channel.encode(), 1)]
     with caplog.at_level(logging.ERROR, logger="stemnb.redis"):
         listener.close()
@@ -81,7 +81,7 @@ def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client
 
 def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_order(client):
     channel, got = _channel(), queue.Queue()
-    listener = ChannelListener(client, channel, got.put, "test", idle=lambda: True)
+    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test", idle=lambda: True)
     try:
         for i in range(200):
             client.publish(channel, f"m{i}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -290,3 +291,48 @@ def test_a_stopped_worker_withdraws_its_heartbeat(h):
     worker.shutdown(stemnb.WorkerShutdownMode.WARM).result(30)
     assert h.backend.get_worker_heartbeat("leaving") is None  # not left to expire in 60 s
     assert [hb.worker_id for hb in h.backend.list_worker_heartbeats(worker.namespace)] == ["staying"]
+
+
+class FlakyControlBroker(stemnb.InMemoryBroker):
+    """A real in-memory broker whose control consumers fail their first few gets."""
+
+    def __init__(self, failures, **kw):
+        super().__init__(**kw)
+        self.failures = failures
+
+    def consume(self, queues, **kw):
+        consumer = super().consume(queues, **kw)
+        if "control.worker" not in str(queues):
+            return consumer
+        broker, original = self, consumer.get
+
+        def get(timeout=None):
+            if broker.failures > 0:
+                broker.failures -= 1
+                raise ConnectionError("connection reset")
+            return original(timeout)
+
+        consumer.get = get
+        return consumer
+
+
+def test_the_control_plane_waits_out_a_broker_that_fails_and_answers_again(caplog):
+    broker = FlakyControlBroker(3, delayed_interval=0.005, claim_interval=0.02)
+    backend = stemnb.InMemoryResultBackend()
+    from worker_support import FAST_LIFECYCLE
+
+    worker = stemnb.Worker(broker, stemnb.TaskRegistry(), backend, concurrency=1, lifecycle=FAST_LIFECYCLE,
+                           consumer_name="flaky-control")
+    with caplog.at_level(logging.DEBUG, logger="stemnb.worker"):
+        worker.start()
+        try:
+            replies = stemnb.ControlClient(broker, namespace=worker.namespace).ping(timeout=30, expected=1)
+            assert [r["worker_id"] for r in replies] == ["flaky-control"]
+        finally:
+            worker.close()
+            broker.close()
+    assert broker.failures == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "reading control commands" in r.getMessage()]
+    assert len(warnings) == 2  # the outage's start and end; the failures between go to debug
+    assert "reading control commands failed (connection reset)" in warnings[0].getMessage()
+    assert "works again after 3 failed attempts" in warnings[1].getMessage()

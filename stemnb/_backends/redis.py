@@ -153,7 +153,11 @@ class RedisResultBackend(ResultBackend):
         self._set_heartbeat = self._client.register_script(_SET_HEARTBEAT)
         self._commands = Commands(self._client)
         self._feed = StatusFeed(
-            self._client, self._key("task-events"), self.get, min(self.default_ttl, FEED_TRUST)
+            self._client,
+            self._key("task-events"),
+            self.get,
+            min(self.default_ttl, FEED_TRUST),
+            self._stored_many,
         )
         self._lock = threading.Lock()
         self._closed = False
@@ -209,6 +213,15 @@ class RedisResultBackend(ResultBackend):
         self._check_open()
         text = self._commands.command("GET", self._key("task", task_id))
         return None if text is None else TaskStatus.from_dict(json.loads(text))
+
+    def _stored_many(self, task_ids: list[str]) -> list[bytes | None]:
+        """The stored status JSON of each of ``task_ids`` (None where there is none), read
+        :data:`LIST_PAGE` at a time."""
+        found: list[bytes | None] = []
+        for start in range(0, len(task_ids), LIST_PAGE):
+            keys = [self._key("task", task_id) for task_id in task_ids[start : start + LIST_PAGE]]
+            found.extend(self._commands.command("MGET", *keys))
+        return found
 
     def watch(self, task_id: str, callback: Callable[[TaskStatus], None]) -> Watch:
         self._check_watch(callback)

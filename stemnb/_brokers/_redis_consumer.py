@@ -8,12 +8,13 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis as _redis
 
 from .._broker import Consumer
 from .._envelope import Delivery, Envelope
+from .._redis_watch import ChannelListener
 
 if TYPE_CHECKING:
     from .redis import RedisBroker
@@ -47,64 +48,32 @@ class _RedisConsumer(Consumer):
         # at this monotonic time, the next due envelope or lease expiry), which saves a round trip
         self._idle_until: float | None = None
         self._closed = False
-        self._pubsub: Any = None
-        self._listener: threading.Thread | None = None
-        self._listener_wake = f"{self._private_wake}:bc"  # a channel close() publishes on
+        self._listener: ChannelListener | None = None
+        self._prefix = broker._key("bc", "").encode()
         if channels:
-            self._subscribe(channels)
+            self._listener = ChannelListener(
+                broker._client, [broker._key("bc", c) for c in channels], self._on_broadcast, "redis-broadcast"
+            )
 
-    def _subscribe(self, channels: tuple[str, ...]) -> None:
-        pubsub = self._broker._client.pubsub()
-        names = [self._broker._key("bc", c) for c in channels] + [self._listener_wake]
-        pubsub.subscribe(*names)
-        confirmed = 0
-        deadline = time.monotonic() + 5.0
-        while confirmed < len(names) and time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=1.0)
-            if message is not None and message["type"] == "subscribe":
-                confirmed += 1
-        self._pubsub = pubsub
-        self._listener = threading.Thread(target=self._listen, name="stemnb-redis-broadcast", daemon=True)
-        self._listener.start()
-
-    def _listen(self) -> None:
-        """Read broadcasts into the inbox until closed; the pubsub connection is closed here, by
-        the thread reading it (closed from another thread, redis-py may reconnect it mid-read
-        and leave the new socket to the garbage collector)."""
+    def _on_broadcast(self, channel: bytes, data: bytes) -> None:
+        """File a broadcast in the inbox and wake a blocked :meth:`get`. Broadcasts sent while
+        the listener's connection was lost are not seen (pub/sub keeps nothing)."""
+        if self._closed:
+            return
         try:
-            self._read_broadcasts()
-        finally:
-            try:
-                self._pubsub.close()
-            except Exception:  # noqa: BLE001 - the connection is gone either way
-                log.debug("closing the broadcast connection of %r failed", self, exc_info=True)
-
-    def _read_broadcasts(self) -> None:
-        pubsub = self._pubsub
-        prefix = self._broker._key("bc", "")
-        while not self._closed and pubsub is not None:
-            try:
-                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except Exception:
-                if not self._closed:  # close() cuts the connection; anything else is worth a log
-                    log.exception("broadcast listener of %r stopped", self)
-                return
-            if message is None or message["type"] != "message" or self._closed:
-                continue
-            try:
-                channel = message["channel"].decode()[len(prefix) :]
-                envelope = Envelope.from_dict(json.loads(message["data"]))
-            except (ValueError, TypeError, KeyError):
-                log.warning("dropped a malformed broadcast message", exc_info=True)
-                continue
-            receipt = f"broadcast#{uuid.uuid4().hex}"
-            with self._cond:
-                self._inbox.append(Delivery(envelope, receipt, None, channel, broadcast=True))
-                self._cond.notify_all()
-            try:
-                self._broker._client.rpush(self._private_wake, "b")
-            except Exception:
-                return  # closed meanwhile; a blocked get() ends through close()
+            envelope = Envelope.from_dict(json.loads(data))
+        except (ValueError, TypeError, KeyError):
+            log.warning("dropped a malformed broadcast message", exc_info=True)
+            return
+        name = channel[len(self._prefix):].decode() if channel.startswith(self._prefix) else channel.decode()
+        receipt = f"broadcast#{uuid.uuid4().hex}"
+        with self._cond:
+            self._inbox.append(Delivery(envelope, receipt, None, name, broadcast=True))
+            self._cond.notify_all()
+        try:
+            self._broker._client.rpush(self._private_wake, "b")
+        except Exception:  # noqa: BLE001 - closed meanwhile, or Redis is away: a blocked get() wakes by itself
+            log.debug("could not wake the consumer for a broadcast", exc_info=True)
 
     @property
     def queues(self) -> tuple[str, ...]:
@@ -262,14 +231,5 @@ class _RedisConsumer(Consumer):
         except _redis.RedisError:
             pass  # the broker's connection is gone; a blocked get() ends at its next wake
         if self._listener is not None:
-            self._stop_listener(self._listener)
+            self._listener.close()  # ends its thread and its connection before returning
         self._broker._forget_consumer(self)
-
-    def _stop_listener(self, listener: threading.Thread) -> None:
-        """Wake the broadcast listener (it closes its connection as it ends) and wait for it."""
-        try:
-            self._broker._client.publish(self._listener_wake, "x")
-        except _redis.RedisError:
-            pass  # it sees the close within its one-second poll
-        if listener is not threading.current_thread():
-            listener.join(5.0)

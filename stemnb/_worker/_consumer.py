@@ -11,6 +11,7 @@ from .._broker import Consumer
 from .._envelope import Delivery
 from .._events import WorkerEventType
 from ._active import ActiveTask
+from ._outage import Outage
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -83,20 +84,19 @@ class ConsumerLoop:
         w = self._worker
         consumer = self._consumer
         assert consumer is not None
-        failures = 0
+        outage = Outage(w.worker_id, "consume")
         while not self._stopping:
             try:
                 delivery = consumer.get(timeout=POLL)
             except Exception as exc:  # a broker failure must not kill the loop silently
                 w.emit(WorkerEventType.ERROR, error=exc, data={"where": "consume"})
-                log.exception("worker %s: consume failed", w.worker_id)
                 if consumer.closed:
                     return
-                failures += 1
-                with self._cond:  # back off (up to 2 s) instead of spinning on a broken broker
-                    self._cond.wait_for(lambda: self._stopping, min(2.0, 0.05 * 2 ** min(failures, 6)))
+                wait = outage.failed(exc)
+                with self._cond:  # back off instead of spinning on a broken broker
+                    self._cond.wait_for(lambda: self._stopping, wait)
                 continue
-            failures = 0
+            outage.succeeded()
             if delivery is None:
                 if consumer.closed:
                     return

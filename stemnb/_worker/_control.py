@@ -17,6 +17,7 @@ from .._broker import Broker
 from .._envelope import Envelope, new_task_id
 from .._events import WorkerEventType
 from ._config import WorkerShutdownMode
+from ._outage import Outage
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -64,8 +65,18 @@ def stop(worker: Worker) -> None:
 
 
 def _serve(worker: Worker, consumer: Any) -> None:
+    """Serve commands until the consumer is closed; a broker that cannot be reached is waited
+    out (the thread must outlive an outage, or the worker stops answering for good)."""
+    outage = Outage(worker.worker_id, "reading control commands")
     while True:
-        delivery = consumer.get(timeout=0.5)
+        try:
+            delivery = consumer.get(timeout=0.5)
+        except Exception as exc:  # noqa: BLE001 - Redis restarting, a dropped connection...
+            if consumer.closed:
+                return
+            time.sleep(outage.failed(exc))
+            continue
+        outage.succeeded()
         if delivery is None:
             if consumer.closed:
                 return
@@ -75,7 +86,14 @@ def _serve(worker: Worker, consumer: Any) -> None:
         except Exception:
             log.exception("worker %s: control command failed", worker.worker_id)
         finally:
-            worker.broker.ack(delivery)
+            _ack(worker, delivery)
+
+
+def _ack(worker: Worker, delivery: Any) -> None:
+    try:
+        worker.broker.ack(delivery)
+    except Exception:  # noqa: BLE001 - its lease expires and the command is served again
+        log.warning("worker %s: could not ack a control command", worker.worker_id, exc_info=True)
 
 
 def handle_command(worker: Worker, envelope: Envelope) -> dict[str, Any] | None:

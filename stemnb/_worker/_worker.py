@@ -25,6 +25,7 @@ from .._middleware import Middleware
 from .._options import to_seconds
 from .._paired import paired_writes
 from .._registry import TaskRegistry
+from .._timers import Timers
 from ._active import ActiveTask, ActiveTasks
 from ._config import (
     ObservabilityConfig,
@@ -36,7 +37,6 @@ from ._config import (
 from ._heartbeat import HeartbeatTransport, NoopHeartbeatTransport
 from ._leases import Leases
 from ._slots import Slots
-from .._timers import Timers
 
 if TYPE_CHECKING:
     from ._metrics import WorkerMetrics

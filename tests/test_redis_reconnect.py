@@ -1,0 +1,297 @@
+"""Pub/sub connections that Redis drops (a restart, an idle proxy, ``CLIENT KILL``): every listener
+listens again, and what it missed meanwhile still reaches the backend's watchers, the revoke
+store's watchers, a consumer's broadcasts, and a worker's control plane, on the real server.
+
+The tests cut a listener's connection with ``CLIENT KILL ID`` and hold its next subscription at
+a gate (a wrapper around the function that makes it), so "meanwhile" is a fixed stretch of the
+test, not a race.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+
+import pytest
+from redis_support import REDIS_URL
+from redis_support import drop_namespace as _drop
+
+import stemnb
+from stemnb import _redis_watch
+from stemnb._redis_watch import ChannelListener
+
+redis = pytest.importorskip("redis")
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def client():
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+class Gate:
+    """Wraps the making of a listener's subscription: counts each one that succeeded, and while
+    ``hold()`` is on, blocks every new one until ``release()`` (``entered`` is set when one waits)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._real = _redis_watch._subscribed_connection
+        self._cond = threading.Condition()
+        self._held = False
+        self.entered = threading.Event()
+        self.made: list[str] = []  # the ``what`` of every subscription made
+        self.refusals = 0  # how many attempts to fail before the next one succeeds
+        monkeypatch.setattr(_redis_watch, "_subscribed_connection", self._make)
+
+    def _make(self, client, channels, timeout, what):
+        with self._cond:
+            if self._held:
+                self.entered.set()
+                self._cond.wait_for(lambda: not self._held, 30)
+            if self.refusals > 0:
+                self.refusals -= 1
+                raise redis.ConnectionError("refused by the test")
+        session = self._real(client, channels, timeout, what)
+        with self._cond:
+            self.made.append(what)
+            self._cond.notify_all()
+        return session
+
+    def hold(self) -> None:
+        with self._cond:
+            self._held = True
+            self.entered.clear()
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def wait_made(self, count: int, timeout: float = 30.0) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.made) >= count, timeout), self.made
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    g = Gate(monkeypatch)
+    yield g
+    g.release()
+
+
+def kill_listeners(client, what: str | None = None) -> int:
+    """Cut the connections of stemnb's listeners (of one ``what``, or all); return how many."""
+    names = {f"stemnb-{what}"} if what else None
+    killed = 0
+    for entry in client.client_list():
+        name = entry.get("name", "")
+        if name.startswith("stemnb-") and (names is None or name in names):
+            killed += client.client_kill_filter(_id=entry["id"])
+    return killed
+
+
+def _channel() -> str:
+    return f"stemnb-test-{uuid.uuid4().hex[:8]}"
+
+
+# -- the listener -------------------------------------------------------------------------------
+def test_a_listener_whose_connection_is_cut_listens_again_and_tells_its_owner(client, gate, caplog):
+    channel, got = _channel(), queue.Queue()
+    calls: list[str] = []
+    back = threading.Event()
+    listener = ChannelListener(
+        client, channel, lambda ch, data: got.put((ch, data)), "test-cut",
+        on_lost=lambda: calls.append("lost"), on_resubscribed=lambda: (calls.append("back"), back.set()),
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="stemnb.redis"):
+            assert kill_listeners(client, "test-cut") == 1
+            assert back.wait(30)
+        assert calls == ["lost", "back"] and listener.reconnects == 1 and listener.alive
+        client.publish(channel, "after")
+        assert got.get(timeout=10) == (channel.encode(), b"after")
+        assert "lost its connection" in caplog.text and "listening again after" in caplog.text
+    finally:
+        listener.close()
+
+
+def test_a_listener_keeps_trying_while_redis_refuses_it(client, gate):
+    channel, got = _channel(), queue.Queue()
+    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test-refused")
+    try:
+        gate.refusals = 3
+        kill_listeners(client, "test-refused")
+        gate.wait_made(2)  # the first subscription, then the one after three refusals
+        assert gate.refusals == 0 and listener.reconnects == 1
+        client.publish(channel, "m")
+        assert got.get(timeout=10) == b"m"
+    finally:
+        listener.close()
+
+
+def test_an_owner_that_cannot_catch_up_gets_another_connection_and_another_try(client, gate):
+    channel, got = _channel(), queue.Queue()
+    attempts: list[int] = []
+    caught_up = threading.Event()
+
+    def catch_up() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise redis.ConnectionError("lost again while catching up")
+        caught_up.set()
+
+    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test-catch-up", on_resubscribed=catch_up)
+    try:
+        kill_listeners(client, "test-catch-up")
+        assert caught_up.wait(30)
+        assert len(attempts) == 2 and len(gate.made) == 3 and listener.reconnects == 1
+        client.publish(channel, "m")
+        assert got.get(timeout=10) == b"m"
+    finally:
+        listener.close()
+
+
+def test_closing_a_listener_that_waits_to_listen_again_ends_its_thread(client, gate):
+    lost = threading.Event()
+    listener = ChannelListener(client, _channel(), lambda ch, data: None, "test-close", on_lost=lost.set)
+    gate.hold()
+    kill_listeners(client, "test-close")
+    assert lost.wait(30) and gate.entered.wait(30)
+    closer = threading.Thread(target=listener.close)
+    closer.start()
+    gate.release()  # the subscription it was making is dropped, not kept
+    closer.join(30)
+    listener._thread.join(30)
+    assert not closer.is_alive() and not listener._thread.is_alive() and not listener.alive
+    assert not any(e.get("name") == "stemnb-test-close" for e in client.client_list())
+
+
+# -- the result backend's feed ---------------------------------------------------------------------
+@pytest.fixture
+def backend():
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    b = stemnb.RedisResultBackend(REDIS_URL, namespace=namespace)
+    yield b
+    b.close()
+    _drop(namespace)
+
+
+def test_a_status_written_while_the_feed_was_away_reaches_its_waiting_watcher(client, gate, backend):
+    backend.set("t1", "running")
+    seen: queue.Queue = queue.Queue()
+    backend.watch_terminal("t1", seen.put)
+    gate.hold()
+    assert kill_listeners(client, "redis-backend") == 1
+    assert gate.entered.wait(30)
+    backend.set("t1", "succeeded", payload=7)  # published while nobody of ours listens
+    gate.release()
+    status = seen.get(timeout=30)
+    assert status.state is stemnb.TaskState.SUCCEEDED and status.payload == 7
+    backend.set("t1", "succeeded", payload=8)  # and the feed hears new statuses again
+    assert seen.get(timeout=30).payload == 8
+
+
+def test_a_watch_made_while_the_feed_is_away_gets_the_current_status_once_it_is_back(client, gate, backend):
+    backend.set("t2", "queued")
+    backend.watch_terminal("t2", lambda status: None)  # starts the feed
+    gate.hold()
+    kill_listeners(client, "redis-backend")
+    assert gate.entered.wait(30)
+    backend.set("t2", "failed", error={"message": "boom"})
+    seen: queue.Queue = queue.Queue()
+    backend.watch_terminal("t2", seen.put)  # the feed trusts nothing it saw before the cut
+    gate.release()
+    status = seen.get(timeout=30)
+    assert status.state is stemnb.TaskState.FAILED and status.error == {"message": "boom"}
+
+
+def test_a_watcher_of_every_status_gets_the_latest_it_missed_and_then_each_new_one_once(client, gate, backend):
+    backend.set("t3", "queued")
+    seen: queue.Queue = queue.Queue()
+    backend.watch("t3", seen.put)
+    gate.hold()
+    kill_listeners(client, "redis-backend")
+    assert gate.entered.wait(30)
+    backend.set("t3", "running", meta={"step": 1})
+    backend.set("t3", "running", meta={"step": 2})
+    gate.release()
+    assert seen.get(timeout=30).meta == {"step": 2}  # the latest; the one before it is gone for good
+    backend.set("t3", "succeeded", payload=1)
+    assert seen.get(timeout=30).state is stemnb.TaskState.SUCCEEDED
+    backend.set("t3", "succeeded", payload=2)
+    assert seen.get(timeout=30).payload == 2  # nothing was handed over twice in between
+
+
+# -- the revoke store -------------------------------------------------------------------------------
+def test_a_revocation_made_while_the_store_was_away_reaches_its_watchers(client, gate):
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    store = stemnb.RedisRevokeStore(REDIS_URL, namespace=namespace)
+    writer = stemnb.RedisRevokeStore(REDIS_URL, namespace=namespace)
+    try:
+        every, one = queue.Queue(), queue.Queue()
+        store.watch(every.put)
+        store.watch(one.put, namespace="stem")
+        gate.hold()
+        kill_listeners(client, "redis-revoke")
+        assert gate.entered.wait(30)
+        writer.upsert([stemnb.RevokeEntry("stem", "t9", terminate=True, reason="missed")])
+        writer.upsert([stemnb.RevokeEntry("other", "t8", reason="elsewhere")])
+        gate.release()
+        assert sorted((e.namespace, e.task_id) for e in (every.get(timeout=30), every.get(timeout=30))) == [
+            ("other", "t8"), ("stem", "t9")
+        ]
+        entry = one.get(timeout=30)
+        assert (entry.task_id, entry.terminate, entry.reason) == ("t9", True, "missed")
+    finally:
+        writer.close()
+        store.close()
+        _drop(namespace)
+
+
+# -- broadcasts and a whole worker --------------------------------------------------------------------
+def test_a_consumer_hears_broadcasts_again_after_its_connection_is_cut(client, gate):
+    broker = stemnb.RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
+    try:
+        consumer = broker.consume("default", broadcasts=["news"])
+        made = len(gate.made)
+        kill_listeners(client, "redis-broadcast")
+        gate.wait_made(made + 1)
+        broker.broadcast("news", stemnb.Envelope("after", {}))
+        delivery = consumer.get(timeout=10)
+        assert delivery is not None and delivery.envelope.name == "after" and delivery.queue == "news"
+        consumer.close()
+    finally:
+        broker.close()
+        _drop(broker.namespace)
+
+
+def test_a_worker_and_its_producer_carry_on_after_redis_drops_every_subscriber(client, gate):
+    namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
+    broker = stemnb.RedisBroker(REDIS_URL, namespace=namespace, claim_interval=0.05)
+    backend = stemnb.RedisResultBackend(REDIS_URL, namespace=namespace)
+    store = stemnb.RedisRevokeStore(REDIS_URL, namespace=namespace)
+    registry = stemnb.TaskRegistry()
+    registry.register("add", stemnb.TaskHandler.inline(lambda ctx, args: args["x"] + 1))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    lifecycle = stemnb.WorkerLifecycleConfig(install_signal_handlers=False)
+    worker = stemnb.Worker(broker, registry, backend, revoke_store=store, concurrency=1, lifecycle=lifecycle,
+                           consumer_name="w-reconnect")
+    worker.start()
+    try:
+        assert stem.wait_for_task(stem.enqueue("add", {"x": 1}), 30).result().payload == 2
+        listening = len(gate.made)  # control broadcasts, revocations, the status feed
+        assert listening >= 3
+        assert kill_listeners(client) >= 3
+        gate.wait_made(2 * listening)
+        assert stem.wait_for_task(stem.enqueue("add", {"x": 2}), 30).result().payload == 3
+        replies = stemnb.ControlClient(broker, namespace=worker.namespace).ping(timeout=10, expected=1)
+        assert [r["worker_id"] for r in replies] == ["w-reconnect"]
+    finally:
+        worker.close()
+        store.close()
+        broker.close()
+        backend.close()
+        _drop(namespace)
