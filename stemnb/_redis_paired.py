@@ -153,8 +153,10 @@ class RedisPairedWrites(PairedWrites):
         want = consumer._reserve(settling=1) if consumer is not None else 0
         script = self._ack_scripts[(running is not None, want > 0)]
         if consumer is None or want == 0:
-            self._run(script, status, keys, args)
-            broker._settled(delivery)
+            try:
+                self._run(script, status, keys, args)
+            finally:
+                broker._settled(delivery)  # left to its lease if the round trip failed (see RedisBroker._settle)
             return status
         try:
             take_keys, take_args = broker._take_call(consumer, want)
@@ -162,6 +164,7 @@ class RedisPairedWrites(PairedWrites):
             taken, sleep, drained = broker._taken(consumer, reply[1:], float(take_args[0]))
         except BaseException:
             consumer._unreserve(want, settling=1)
+            broker._settled(delivery)
             raise
         broker._forget_holder(delivery)  # its consumer counted it settled in _reserve
         consumer._receive(taken, want, sleep, drained, quiet=True)  # see Consumer.get_leased
@@ -175,6 +178,8 @@ class RedisPairedWrites(PairedWrites):
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return super().set_then_dead_letter(status, delivery, reason, meta)
         call = self.broker._dead_letter_call(delivery, reason, meta)
-        self._run(self._set_then_dead_letter, status, *call)
-        self.broker._settled(delivery)
+        try:
+            self._run(self._set_then_dead_letter, status, *call)
+        finally:
+            self.broker._settled(delivery)
         return status

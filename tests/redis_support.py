@@ -53,22 +53,50 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+class PrivateServer:
+    """A ``redis-server`` of the test's own on a free loopback port, without persistence: ``kill()``
+    it (SIGKILL, everything it held is gone) and ``start()`` it again on the same port, as a
+    restarted Redis. Skips the calling test (or module) when the binary is not installed."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            pytest.skip("redis-server is not installed", allow_module_level=True)
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + 30
+        while not _answers(self.url):  # bounded wait for a server we just started
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start (exit {self.proc.poll()})")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+    def close(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
 def _start_private_server() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("no Redis server answers on 127.0.0.1:6379 and redis-server is not installed",
                     allow_module_level=True)
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    atexit.register(_stop, proc)
-    url = f"redis://127.0.0.1:{port}/0"
-    deadline = time.monotonic() + 30
-    while not _answers(url):  # bounded wait for a server we just started
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"redis-server on port {port} did not start (exit {proc.poll()})")
-        time.sleep(0.05)
-    return url
+    server = PrivateServer()
+    atexit.register(server.close)
+    return server.url
 
 
 REDIS_URL = DEFAULT_URL if _answers(DEFAULT_URL) else _start_private_server()

@@ -192,3 +192,45 @@ def test_closing_a_consumer_ends_its_broadcast_listener_and_its_connection_befor
     finally:
         broker.close()
         _drop_namespace(broker.namespace)
+
+
+def _break_queue_info(broker, queue="default"):
+    """Make the queue's per-delivery info hash a string: every settle script of the queue then
+    fails inside Redis (WRONGTYPE), a real failed round trip."""
+    info_key = broker._queue_keys(queue)[4]
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        saved = client.dump(info_key)
+        client.delete(info_key)
+        client.set(info_key, "broken")
+    finally:
+        client.close()
+    return info_key, saved
+
+
+@pytest.mark.parametrize("settle", ["ack", "nack", "dead_letter"])
+def test_a_settle_that_fails_in_redis_stops_counting_the_delivery_against_the_prefetch(settle):
+    from stemnb import Envelope, RedisBroker
+
+    broker = RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
+    try:
+        for i in range(2):
+            broker.publish(Envelope("t", {"i": i}))
+        consumer = broker.consume("default", prefetch=1)
+        first = consumer.get(timeout=5)
+        info_key, saved = _break_queue_info(broker)
+        call = {"ack": lambda: broker.ack(first), "nack": lambda: broker.nack(first, requeue=True),
+                "dead_letter": lambda: broker.dead_letter(first, "test")}[settle]
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            call()
+        client = redis.Redis.from_url(REDIS_URL)
+        client.delete(info_key)
+        client.restore(info_key, 0, saved)
+        client.close()
+        second = consumer.get(timeout=5)  # the failed one is left to its lease, not held for good
+        assert second is not None and second.envelope.args == {"i": 1}
+        assert broker.ack(second) is True
+        consumer.close()
+    finally:
+        broker.close()
+        _drop_namespace(broker.namespace)

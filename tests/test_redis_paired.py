@@ -161,3 +161,29 @@ def test_a_consumer_that_leases_nothing_ahead_hands_out_nothing_from_get_leased(
     with broker.consume("default") as consumer:
         assert consumer.get_leased() is None
         assert consumer.get(timeout=5) is not None
+
+
+@pytest.mark.parametrize("running", [False, True], ids=["ack", "ack-then-running"])
+def test_a_paired_ack_that_fails_in_redis_stops_counting_the_delivery_against_the_prefetch(parts, running):
+    broker, backend = parts
+    for i in range(2):
+        broker.publish(Envelope("t", {"i": i}))
+    consumer = broker.consume("default", prefetch=1)
+    try:
+        first = consumer.get(timeout=5)
+        client = redis.Redis.from_url(REDIS_URL)
+        client.set(f"{backend.namespace}:tasks", "not a sorted set")
+        writes = paired_writes(broker, backend)
+        done = TaskStatus(first.envelope.id, TaskState.SUCCEEDED)
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            if running:
+                writes.set_then_ack_then_running(done, first, TaskStatus("next", TaskState.RUNNING))
+            else:
+                writes.set_then_ack(done, first)
+        client.delete(f"{backend.namespace}:tasks")
+        client.close()
+        second = consumer.get(timeout=5)  # the failed one is left to its lease, not held for good
+        assert second is not None and second.envelope.args == {"i": 1}
+        assert broker.inflight_count("default") == 2 and broker.ack(first) is True
+    finally:
+        consumer.close()

@@ -295,3 +295,66 @@ def test_a_worker_and_its_producer_carry_on_after_redis_drops_every_subscriber(c
         broker.close()
         backend.close()
         _drop(namespace)
+
+
+def test_a_worker_rides_out_a_redis_restart_that_lost_its_running_tasks():
+    """Redis dies while two tasks run (their results cannot be stored, their deliveries not even
+    given back), then comes back empty: the worker frees their slots and prefetch room and runs
+    what is enqueued next; its control plane answers again."""
+    from redis_support import PrivateServer
+    from worker_support import FAST_LIFECYCLE, Recorder
+
+    server = PrivateServer()
+    started, proceed = threading.Semaphore(0), threading.Event()
+
+    def hold(ctx, args):
+        started.release()
+        proceed.wait(30)
+        return args["x"]
+
+    broker = stemnb.RedisBroker(server.url, namespace="restart", claim_interval=0.05)
+    backend = stemnb.RedisResultBackend(server.url, namespace="restart")
+    registry = stemnb.TaskRegistry()
+    registry.register("hold", stemnb.TaskHandler.inline(hold))
+    registry.register("add", stemnb.TaskHandler.inline(lambda ctx, args: args["x"] + 1))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    worker = stemnb.Worker(broker, registry, backend, concurrency=2, prefetch_multiplier=1,
+                           lifecycle=FAST_LIFECYCLE, consumer_name="w-restart")
+    recorder = Recorder(worker)
+    gave_up = threading.Semaphore(0)
+    watcher = _OnLog("could not requeue task", gave_up.release)
+    logging.getLogger("stemnb.worker").addHandler(watcher)
+    worker.start()
+    try:
+        for x in range(2):
+            stem.enqueue("hold", {"x": x})
+        assert started.acquire(timeout=30) and started.acquire(timeout=30)
+        server.kill()
+        proceed.set()
+        recorder.wait_for(stemnb.WorkerEventType.ERROR, where=lambda e: e.data.get("where") == "settle",
+                          count=2, timeout=30)
+        assert gave_up.acquire(timeout=30) and gave_up.acquire(timeout=30)  # giving them back failed too
+        server.start()
+        ids = [stem.enqueue("add", {"x": x}) for x in range(4)]
+        assert [stem.wait_for_task(i, 30).result().payload for i in ids] == [1, 2, 3, 4]
+        replies = stemnb.ControlClient(broker, namespace=worker.namespace).ping(timeout=10, expected=1)
+        assert [r["worker_id"] for r in replies] == ["w-restart"]
+    finally:
+        logging.getLogger("stemnb.worker").removeHandler(watcher)
+        proceed.set()
+        worker.close()
+        broker.close()
+        backend.close()
+        server.close()
+
+
+class _OnLog(logging.Handler):
+    """Calls ``callback`` for each record whose message contains ``text``."""
+
+    def __init__(self, text: str, callback) -> None:
+        super().__init__(logging.DEBUG)
+        self.text, self.callback = text, callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.callback()

@@ -62,12 +62,15 @@ def test_call_every_refuses_an_interval_that_is_not_positive(timers):
         timers.call_every(0, lambda: None)
 
 
-def test_a_cancelled_callback_never_runs_and_what_it_refers_to_is_freed_at_once(timers):
+def _schedule_holding_a_marker(schedule, delay, then=lambda: None):
+    """Schedule a callback that refers to a new Marker; return the handle and a weak reference."""
     marker = Marker()
-    alive = weakref.ref(marker)
+    return schedule(delay, lambda: (marker, then())), weakref.ref(marker)
+
+
+def test_a_cancelled_callback_never_runs_and_what_it_refers_to_is_freed_at_once(timers):
     ran = threading.Event()
-    handle = timers.call_later(0.01, lambda: (marker, ran.set()))
-    del marker
+    handle, alive = _schedule_holding_a_marker(timers.call_later, 0.01, ran.set)
     handle.cancel()
     handle.cancel()  # idempotent
     gc.collect()
@@ -101,10 +104,7 @@ def test_a_failing_callback_is_logged_and_the_thread_goes_on(timers, caplog):
 
 def test_close_withdraws_pending_callbacks_and_later_ones_come_back_cancelled():
     timers = Timers(name="stemnb-test-close")
-    marker = Marker()
-    alive = weakref.ref(marker)
-    pending = timers.call_later(FAR, lambda: marker)
-    del marker
+    pending, alive = _schedule_holding_a_marker(timers.call_later, FAR)
     timers.close()
     timers.close()  # idempotent
     gc.collect()

@@ -190,9 +190,13 @@ class RedisBroker(Broker):
         )
 
     def _settle(self, script: str, delivery: Delivery, *extra_args: Any, keys: list[str]) -> bool:
-        held = bool(self._run(script, keys, self._settle_args(delivery, *extra_args)))
-        self._settled(delivery)
-        return held
+        """Run a settle script. The delivery stops counting against its consumer's prefetch even
+        when the round trip fails: it is left to its lease, and a consumer that waited for the
+        settle would otherwise wait for good (Redis restarted, say, with the delivery gone)."""
+        try:
+            return bool(self._run(script, keys, self._settle_args(delivery, *extra_args)))
+        finally:
+            self._settled(delivery)
 
     def _settle_args(self, delivery: Delivery, *extra_args: Any) -> list[Any]:
         """The settle scripts' arguments: the receipt's token and delivery count, then ``extra_args``.
@@ -288,9 +292,10 @@ class RedisBroker(Broker):
             raise ValueError(f"dead_letter() needs a non-empty reason string, got {reason!r}")
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return True
-        held = bool(self._run("DEAD_LETTER", *self._dead_letter_call(delivery, reason, meta)))
-        self._settled(delivery)
-        return held
+        try:
+            return bool(self._run("DEAD_LETTER", *self._dead_letter_call(delivery, reason, meta)))
+        finally:
+            self._settled(delivery)  # left to its lease if the round trip failed (see _settle)
 
     def _dead_letter_call(
         self, delivery: Delivery, reason: str, meta: dict[str, Any] | None
