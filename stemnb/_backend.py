@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._exceptions import ClosedError
+
 __all__ = [
     "GroupStatus",
     "ResultBackend",
@@ -243,6 +245,16 @@ def watch_of(lock: Any, watchers: dict[str, list[Callable[[TaskStatus], None]]],
     return Watch(cancel)
 
 
+_CLOSE_HOOKS_LOCK = threading.Lock()  # guards every backend's when_closed() callbacks
+
+
+def _call_logged(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("result backend close callback %r failed", callback)
+
+
 def call_watchers(callbacks: Iterable[Callable[[TaskStatus], None]], status: TaskStatus) -> None:
     """Call each watcher with ``status``; a failing callback is logged and the rest still run."""
     for callback in callbacks:
@@ -338,7 +350,8 @@ class ResultBackend(abc.ABC):
         """Block until task ``task_id`` is in one of ``states`` (default: any terminal state).
 
         Waits on a :meth:`watch` notification, not by polling. Returns the matching status, or
-        ``None`` when ``timeout`` seconds passed first.
+        ``None`` when ``timeout`` seconds passed first. Raises ClosedError when the backend
+        is closed first.
         """
         if isinstance(states, (str, TaskState)):
             states = (states,)
@@ -352,9 +365,11 @@ class ResultBackend(abc.ABC):
                 event.set()
 
         watch = self.watch_terminal if wanted <= TERMINAL_STATES else self.watch_status
-        with watch(task_id, on_status):
+        with self.when_closed(event.set), watch(task_id, on_status):
             if not event.wait(timeout):
                 return None
+        if not found:
+            raise ClosedError(f"the result backend was closed while waiting for task {task_id}")
         return found[0]
 
     @abc.abstractmethod
@@ -439,7 +454,35 @@ class ResultBackend(abc.ABC):
     # -- lifecycle -------------------------------------------------------------------------
     @abc.abstractmethod
     def close(self) -> None:
-        """Release resources and end every watch. Idempotent."""
+        """Release resources and end every watch. Idempotent. Implementations call
+        :meth:`_run_close_hooks` once they are closed, so that waits end."""
+
+    def when_closed(self, callback: Callable[[], object]) -> Watch:
+        """Call ``callback()`` once this backend is closed (at once when it is already), so a
+        wait for a status can end with an error instead of waiting for good. Closing the
+        returned Watch cancels it. A failing callback is logged."""
+        with _CLOSE_HOOKS_LOCK:
+            hooks = self.__dict__.setdefault("_close_hooks", {})
+            if hooks is not None:
+                key = object()
+                hooks[key] = callback
+                return Watch(lambda: self._drop_close_hook(key))
+        _call_logged(callback)
+        return Watch(lambda: None)
+
+    def _drop_close_hook(self, key: object) -> None:
+        with _CLOSE_HOOKS_LOCK:
+            hooks = self.__dict__.get("_close_hooks")
+            if hooks:
+                hooks.pop(key, None)
+
+    def _run_close_hooks(self) -> None:
+        """Run every :meth:`when_closed` callback once (idempotent); later ones run at once."""
+        with _CLOSE_HOOKS_LOCK:
+            hooks = self.__dict__.get("_close_hooks")
+            self.__dict__["_close_hooks"] = None
+        for callback in (hooks or {}).values():
+            _call_logged(callback)
 
     def __enter__(self) -> ResultBackend:
         return self

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._backend import ResultBackend, TaskState, TaskStatus
+from ._backend import ResultBackend, TaskState, TaskStatus, Watch
 from ._broker import Broker
 from ._canvas import (
     BatchResult,
@@ -26,7 +26,7 @@ from ._canvas import (
     Signature,
 )
 from ._envelope import Envelope, new_task_id
-from ._exceptions import EncodingError
+from ._exceptions import ClosedError, EncodingError
 from ._future import Future
 from ._middleware import Middleware, run_hook
 from ._options import TaskEnqueueOptions, TaskOptions, epoch_seconds, options_from_mapping
@@ -264,34 +264,35 @@ class Stem:
     def wait_for_task(self, task_id: str, timeout: float | None = None) -> Future[TaskStatus]:
         """Return a Future resolved with the task's terminal status (payload decoded).
 
-        Event-driven (a backend watch). The Future raises TimeoutError after ``timeout`` seconds;
-        cancelling it stops the wait. Raises RuntimeError when the producer has no backend.
+        Event-driven (a backend watch). The Future raises TimeoutError after ``timeout`` seconds,
+        and ClosedError when the backend is closed first; cancelling it stops the wait. Raises
+        RuntimeError when the producer has no backend.
         """
         backend = self._need_backend()
         future: Future[TaskStatus] = Future(debug_name=f"task {task_id}")
-
-        def on_status(status: TaskStatus) -> None:
-            try:
-                future._settle(self._decoded(status))
-            except Exception as exc:  # undecodable payload
-                future._settle(exception=exc)
-
-        timer = None
+        ends = [  # each ends the wait one way; the first to settle the future wins
+            backend.when_closed(lambda: future._settle(
+                exception=ClosedError(f"the result backend was closed while waiting for task {task_id}")
+            ))
+        ]
         if timeout is not None:
-
-            def expire() -> None:
-                future._settle(exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s"))
-
-            timer = call_later(timeout, expire)
-        watch = backend.watch_terminal(task_id, on_status)  # settles at once if already terminal
-
-        def cleanup(_: Any) -> None:
-            watch.close()
-            if timer is not None:
-                timer.cancel()
-
-        future.add_done_callback(cleanup)
+            timer = call_later(timeout, lambda: future._settle(
+                exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
+            ))
+            ends.append(Watch(timer.cancel))
+        try:  # settles at once if the task is terminal already
+            ends.append(backend.watch_terminal(task_id, lambda status: self._settle_with(future, status)))
+        except BaseException:
+            _close_all(ends)
+            raise
+        future.add_done_callback(lambda _: _close_all(ends))
         return future
+
+    def _settle_with(self, future: Future[TaskStatus], status: TaskStatus) -> None:
+        try:
+            future._settle(self._decoded(status))
+        except Exception as exc:  # undecodable payload
+            future._settle(exception=exc)
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """Block for the task's result; raise TaskError (with the remote error) if it did not succeed."""
@@ -383,3 +384,8 @@ def _signature(value: Any) -> Signature:
     if isinstance(value, Mapping):
         return Signature.from_dict(value)
     raise TypeError(f"link / link_error entries must be Signatures or task names, got {value!r}")
+
+
+def _close_all(watches: list[Watch]) -> None:
+    for watch in watches:
+        watch.close()

@@ -59,6 +59,26 @@ def test_wait_for_task_times_out_and_can_be_awaited(h):
     assert asyncio.run(main()).payload == "awaited"
 
 
+def test_wait_for_task_ends_with_closed_error_when_the_backend_closes_first(h):
+    tid = h.stem.enqueue("never-run", {})
+    waiting = h.stem.wait_for_task(tid)  # no timeout: before, this waited for good
+    h.backend.close()
+    with pytest.raises(stemnb.ClosedError, match=f"closed while waiting for task {tid}"):
+        waiting.result(timeout=5)
+    with pytest.raises(stemnb.ClosedError):
+        h.stem.wait_for_task(tid)  # a closed backend refuses a new wait at the call
+
+
+def test_a_settled_wait_for_task_leaves_no_close_callback_behind(h):
+    h.registry.register("t", TaskHandler.inline(lambda c, a: 1))
+    h.worker()
+    for _ in range(3):
+        h.stem.wait_for_task(h.stem.enqueue("t", {}), timeout=10).result()
+    with pytest.raises(TimeoutError):
+        h.stem.wait_for_task("never", timeout=0.01).result()
+    assert h.backend.__dict__["_close_hooks"] == {}
+
+
 def test_cloudpickle_args_and_results_round_trip(h):
     def handler(ctx, args):
         return {"sum": sum(args)}  # args is a set: not JSON

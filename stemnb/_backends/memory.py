@@ -290,6 +290,7 @@ class InMemoryResultBackend(ResultBackend):
         with self._lock:
             self._closed = True
             self._watchers.clear()
+        self._run_close_hooks()
 
     @property
     def closed(self) -> bool:

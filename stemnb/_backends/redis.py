@@ -388,6 +388,7 @@ class RedisResultBackend(ResultBackend):
         self._commands.close()
         if self._owns_client:
             self._client.close()
+        self._run_close_hooks()
 
     @property
     def closed(self) -> bool:

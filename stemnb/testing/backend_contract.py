@@ -14,6 +14,7 @@ import pytest
 
 from .._backend import ResultBackend, TaskState, TaskStatus, WorkerHeartbeat
 from .._encoders import RESULT_ENCODER_META, TaskPayloadEncoderRegistry
+from .._exceptions import ClosedError
 from ._helpers import eventually, unique_name
 
 __all__ = ["ResultBackendContract"]
@@ -179,6 +180,35 @@ class ResultBackendContract:
     def test_wait_for_returns_none_after_the_timeout(self, backend, task_id):
         backend.set(task_id, TaskState.RUNNING)
         assert backend.wait_for(task_id, timeout=0.05) is None
+
+    def test_closing_the_backend_ends_a_wait_with_closed_error(self, task_id):
+        backend = self.make_backend()
+        backend.set(task_id, TaskState.RUNNING)
+        outcome: list[BaseException | TaskStatus | None] = []
+
+        def wait() -> None:
+            try:
+                outcome.append(backend.wait_for(task_id, timeout=60))
+            except BaseException as exc:  # noqa: BLE001 - the outcome under test
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        backend.close()  # before or after the wait began: it ends either way
+        waiter.join(self.wait_timeout)
+        assert not waiter.is_alive(), "wait_for() went on waiting on a closed backend"
+        assert len(outcome) == 1 and isinstance(outcome[0], ClosedError)
+
+    def test_when_closed_callbacks_run_once_on_close_and_at_once_after_it(self):
+        backend = self.make_backend()
+        calls: list[str] = []
+        backend.when_closed(lambda: calls.append("first"))
+        backend.when_closed(lambda: calls.append("cancelled")).close()
+        backend.when_closed(lambda: 1 / 0)  # logged; the others still run
+        backend.close()
+        backend.close()
+        backend.when_closed(lambda: calls.append("late"))
+        assert calls == ["first", "late"]
 
     def test_list_statuses_filters_and_pages_newest_first(self, backend):
         task = unique_name("name")
