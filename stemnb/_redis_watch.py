@@ -255,7 +255,14 @@ def _subscribed_connection(client: Any, channels: list[str], timeout: float, wha
         kwargs.update(socket_keepalive=True, socket_keepalive_options=_keepalive_options())
     conn = pool.connection_class(**kwargs)
     try:
-        conn.connect()
+        try:
+            conn.connect()
+        except _response_error() as exc:  # a user whose ACL forbids CLIENT SETNAME: listen unnamed
+            conn.disconnect()
+            _log.debug("could not name the %s watch connection (%s)", what, exc)
+            kwargs.pop("client_name")
+            conn = pool.connection_class(**kwargs)
+            conn.connect()
         conn.send_command("SUBSCRIBE", *channels)
         for channel in channels:
             reply = conn.read_response(timeout=timeout)
@@ -280,6 +287,12 @@ def _subscribed_pubsub(client: Any, channels: list[str], timeout: float) -> Any:
         pubsub.close()
         raise
     return pubsub
+
+
+def _response_error() -> type[Exception]:
+    import redis
+
+    return redis.ResponseError
 
 
 def _redis_error(message: str) -> Exception:

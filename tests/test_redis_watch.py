@@ -90,3 +90,23 @@ def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_
         assert [got.get(timeout=5) for _ in range(200)] == [f"m{i}".encode() for i in range(200)]
     finally:
         listener.close()
+
+
+def test_a_user_whose_acl_forbids_naming_connections_still_gets_a_listener(client):
+    user, password = f"stemnb-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+                       commands=["+@all", "-client"])
+    limited = redis.Redis.from_url(REDIS_URL, username=user, password=password)
+    channel, got = _channel(), queue.Queue()
+    try:
+        with pytest.raises(redis.ResponseError):
+            limited.client_setname("refused")
+        listener = ChannelListener(limited, channel, lambda ch, data: got.put(data), "test-acl")
+        try:
+            client.publish(channel, "m")
+            assert got.get(timeout=10) == b"m"
+        finally:
+            listener.close()
+    finally:
+        limited.close()
+        client.acl_deluser(user)
