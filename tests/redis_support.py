@@ -54,22 +54,28 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 class PrivateServer:
-    """A ``redis-server`` of the test's own on a free loopback port, without persistence: ``kill()``
-    it (SIGKILL, everything it held is gone) and ``start()`` it again on the same port, as a
-    restarted Redis. Skips the calling test (or module) when the binary is not installed."""
+    """A ``redis-server`` of the test's own on a free loopback port: ``kill()`` it (SIGKILL) and
+    ``start()`` it again on the same port, as a restarted Redis. Without ``aof_dir`` it keeps
+    nothing, so a restart comes back empty; with it, every write is on disk before it is
+    acknowledged and a restart reloads them all. Skips the calling test (or module) when the
+    binary is not installed."""
 
-    def __init__(self) -> None:
+    def __init__(self, aof_dir: str | None = None) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             pytest.skip("redis-server is not installed", allow_module_level=True)
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
+        # with aof_dir: every write is fsynced to an append-only file there, and a restart reloads it
+        self.persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always", "--dir", aof_dir] if aof_dir else ["--appendonly", "no"]
+        )
         self.start()
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.persistence],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 30
