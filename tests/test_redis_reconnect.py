@@ -403,3 +403,44 @@ def test_no_task_is_lost_when_a_persistent_redis_is_killed_and_restarted_under_l
         broker.close()
         backend.close()
         server.close()
+
+
+def _sleep_a_little(ctx, args):
+    import time
+
+    time.sleep(args["seconds"])
+    return args["seconds"]
+
+
+@pytest.mark.parametrize("mode", ["WARM", "SOFT", "HARD"])
+def test_a_worker_shuts_down_completely_while_redis_is_down(mode):
+    """Shutdown hands running and prefetched tasks back where it can; where Redis cannot take
+    them, their leases bring them back later. It never stops half-way with threads, a control
+    loop or isolates left behind."""
+    from redis_support import PrivateServer
+    from worker_support import FAST_LIFECYCLE, Recorder
+
+    server = PrivateServer()
+    broker = stemnb.RedisBroker(server.url, namespace="down", claim_interval=0.05)
+    backend = stemnb.RedisResultBackend(server.url, namespace="down")
+    registry = stemnb.TaskRegistry()
+    registry.register("sleep", stemnb.TaskHandler(_sleep_a_little))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    worker = stemnb.Worker(broker, registry, backend, concurrency=2, lifecycle=FAST_LIFECYCLE)
+    recorder = Recorder(worker)
+    worker.start()
+    try:
+        for _ in range(6):
+            stem.enqueue("sleep", {"seconds": 0.3})
+        recorder.wait_for(stemnb.WorkerEventType.PRERUN, count=2, timeout=60)
+        server.kill()
+        worker.shutdown(stemnb.WorkerShutdownMode[mode]).result(timeout=60)
+        assert worker.state is stemnb.WorkerState.STOPPED
+        left = [t.name for t in threading.enumerate() if worker.worker_id in t.name and t.is_alive()]
+        assert left == []
+        assert worker._pool is None or worker._pool.closed
+    finally:
+        worker.close()
+        broker.close()
+        backend.close()
+        server.close()

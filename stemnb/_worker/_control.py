@@ -53,28 +53,38 @@ def start(worker: Worker) -> None:
         broadcasts=[broadcast_channel(worker.namespace)],
     )
     worker._control_consumer = consumer
-    thread = threading.Thread(target=_serve, args=(worker, consumer), name=f"stemnb-{worker.worker_id}-control", daemon=True)
+    thread = threading.Thread(
+        target=_serve, args=(worker, consumer, worker._control_stopped), name=f"stemnb-{worker.worker_id}-control",
+        daemon=True,
+    )
+    worker._control_thread = thread
     thread.start()
 
 
 def stop(worker: Worker) -> None:
-    """Stop serving control commands (idempotent)."""
+    """Stop serving control commands and wait for the thread (idempotent; a command that is
+    being served, such as a shutdown, is not waited for from its own thread)."""
     consumer = getattr(worker, "_control_consumer", None)
-    if consumer is not None:
-        consumer.close()
+    if consumer is None:
+        return
+    worker._control_stopped.set()
+    consumer.close()
+    thread = worker._control_thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(5.0)
 
 
-def _serve(worker: Worker, consumer: Any) -> None:
+def _serve(worker: Worker, consumer: Any, stopped: threading.Event) -> None:
     """Serve commands until the consumer is closed; a broker that cannot be reached is waited
     out (the thread must outlive an outage, or the worker stops answering for good)."""
     outage = Outage(worker.worker_id, "reading control commands")
-    while True:
+    while not stopped.is_set():
         try:
             delivery = consumer.get(timeout=0.5)
         except Exception as exc:  # noqa: BLE001 - Redis restarting, a dropped connection...
             if consumer.closed:
                 return
-            time.sleep(outage.failed(exc))
+            stopped.wait(outage.failed(exc))
             continue
         outage.succeeded()
         if delivery is None:

@@ -112,7 +112,4 @@ def next_run(worker: Worker) -> Run | None:
 def _give_back(worker: Worker, task: ActiveTask) -> None:
     """Requeue ``task``, which was not started here; its call, if sent, is cancelled."""
     take_back(task)
-    try:
-        _outcome.requeue_unstarted(worker, [task])  # releases it, whatever happens
-    except Exception:  # the broker is unreachable: its lease runs out and it comes back
-        log.exception("worker %s: could not requeue task %s", worker.worker_id, task.id)
+    _outcome.requeue_unstarted(worker, [task])  # releases it, whatever happens

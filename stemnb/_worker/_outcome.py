@@ -291,11 +291,16 @@ def republish_later(worker: Worker, task: ActiveTask, delay: float, *, reason: s
 
 
 def requeue_unstarted(worker: Worker, tasks: list[ActiveTask]) -> None:
-    """Give deliveries back to the broker for redelivery and stop tracking them."""
+    """Give deliveries back to the broker for redelivery and stop tracking them. A delivery the
+    broker cannot take back (unreachable, closed) is left to its lease, which brings it back
+    later: logged, never raised, so the rest are still given back and released."""
     for task in tasks:
         task.abandoned = True
         try:
             worker.broker.nack(task.delivery, requeue=True)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.warning("worker %s: could not requeue task %s; its lease will bring it back",
+                        worker.worker_id, task.id, exc_info=True)
         finally:
             release(worker, task)
 

@@ -92,10 +92,7 @@ def settle_failed(worker: Worker, task: ActiveTask, exc: BaseException) -> None:
     # back off before handing it back, so an unreachable backend is not hammered in a loop
     worker._settle_failures += 1
     worker._escalate.wait(min(SETTLE_BACKOFF_MAX, 0.05 * 2 ** min(worker._settle_failures, 7)))
-    try:
-        _outcome.requeue_unstarted(worker, [task])
-    except Exception:  # the broker is unreachable: its lease runs out and it comes back
-        log.exception("worker %s: could not requeue task %s", worker.worker_id, task.id)
+    _outcome.requeue_unstarted(worker, [task])  # left to its lease if the broker is unreachable
 
 
 def _wait_for_slot(worker: Worker, task: ActiveTask) -> bool:

@@ -101,10 +101,14 @@ def _hard_stop(worker: Worker) -> None:
     held = worker._active.snapshot()
     for task in held:
         task.abandoned = True
-        requeued = worker.broker.nack(task.delivery, requeue=True)
-        if requeued and task.running:  # deliberately handed back: queued again, not "interrupted"
-            meta = status_meta(worker, task, requeued_by=worker.worker_id)
-            worker.backend.set(task.id, TaskState.QUEUED, meta=meta, attempt=task.envelope.attempt)
+        try:
+            requeued = worker.broker.nack(task.delivery, requeue=True)
+            if requeued and task.running:  # deliberately handed back: queued again, not "interrupted"
+                meta = status_meta(worker, task, requeued_by=worker.worker_id)
+                worker.backend.set(task.id, TaskState.QUEUED, meta=meta, attempt=task.envelope.attempt)
+        except Exception:  # noqa: BLE001 - unreachable: its lease brings it back; the shutdown goes on
+            log.warning("worker %s: could not hand task %s back; its lease will bring it back",
+                        worker.worker_id, task.id, exc_info=True)
     for task in held:
         if task.future is not None:
             task.future.cancel()

@@ -159,6 +159,8 @@ class Worker:
         self._settle_failures = 0  # consecutive failures to settle a task (backs off requeues)
         self._autoscaler: Any = None
         self._control_consumer: Any = None
+        self._control_stopped = threading.Event()
+        self._control_thread: threading.Thread | None = None
         from ._consumer import ConsumerLoop
         from ._isolate_signals import IsolateSignals
         from ._revocations import Revocations
