@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import uuid
 
@@ -443,4 +444,33 @@ def test_a_worker_shuts_down_completely_while_redis_is_down(mode):
         worker.close()
         broker.close()
         backend.close()
+        server.close()
+
+
+@pytest.mark.parametrize("with_revoke_store", [False, True], ids=["broker", "revoke-store"])
+def test_a_worker_that_cannot_reach_redis_at_start_raises_and_leaves_nothing_running(with_revoke_store):
+    from redis_support import PrivateServer
+    from worker_support import FAST_LIFECYCLE
+
+    server = PrivateServer()
+    broker = stemnb.RedisBroker(server.url, namespace="nostart")
+    backend = stemnb.RedisResultBackend(server.url, namespace="nostart")
+    store = stemnb.RedisRevokeStore(server.url, namespace="nostart") if with_revoke_store else None
+    server.kill()
+    worker = stemnb.Worker(broker, stemnb.TaskRegistry(), backend, revoke_store=store, concurrency=2,
+                           lifecycle=FAST_LIFECYCLE)
+    try:
+        with pytest.raises(redis.ConnectionError) as raised:
+            worker.start()
+        if sys.version_info >= (3, 11):  # exception notes
+            assert any("did not start" in note for note in raised.value.__notes__)
+        assert worker.state is stemnb.WorkerState.STOPPED and worker.shutdown().done()
+        assert [t.name for t in threading.enumerate() if worker.worker_id in t.name and t.is_alive()] == []
+        with pytest.raises(stemnb.ClosedError):
+            worker.start()  # a stopped worker is not started again: make a new one
+    finally:
+        worker.close()
+        for part in (store, broker, backend):
+            if part is not None:
+                part.close()
         server.close()

@@ -10,6 +10,7 @@ This module holds the object, its configuration and lifecycle; the steps live be
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import threading
 import time
@@ -40,6 +41,8 @@ from ._slots import Slots
 
 if TYPE_CHECKING:
     from ._metrics import WorkerMetrics
+
+log = logging.getLogger("stemnb.worker")
 
 SIGNAL_CHECK_S = 0.2  # how often Worker.wait() on the main thread wakes to let signal handlers run
 
@@ -210,7 +213,9 @@ class Worker:
     def start(self) -> Worker:
         """Start consuming in background threads and return at once (idempotent while running).
 
-        Raises ClosedError when the worker was already shut down.
+        Raises ClosedError when the worker was already shut down. When a step of the start fails
+        (the broker or the revoke store cannot be reached, say), what had started is stopped
+        again, the worker ends stopped, and the step's exception is raised with a note saying so.
         """
         with self._state_lock:
             if self.state is WorkerState.RUNNING:
@@ -221,16 +226,36 @@ class Worker:
             self.started_at = time.time()
         self.emit(WorkerEventType.WORKER_INIT)
         self._timers = Timers(name=f"stemnb-{self.worker_id}-timers")
-        self._revocations.start()
+        try:
+            self._start_parts()
+        except BaseException as exc:
+            self._undo_start(exc)
+            raise
+        self.emit(WorkerEventType.WORKER_READY)
+        return self
+
+    def _start_parts(self) -> None:
         from . import _autoscale, _control, _heartbeat, _shutdown
 
+        self._revocations.start()
         self._consumer.start()
         _control.start(self)
         _heartbeat.start(self)
         _autoscale.start(self)
         _shutdown.install_signal_handlers(self)
-        self.emit(WorkerEventType.WORKER_READY)
-        return self
+
+    def _undo_start(self, exc: BaseException) -> None:
+        """Stop what a failed :meth:`start` had started (a hard shutdown) and note it on ``exc``."""
+        log.error("worker %s could not start (%s: %s); stopping what had started", self.worker_id,
+                  type(exc).__name__, exc)
+        stopped = self.shutdown(WorkerShutdownMode.HARD)
+        try:
+            stopped.result(timeout=30)
+        except Exception:  # noqa: BLE001 - the start's own error is the one to raise
+            log.debug("worker %s: stopping after a failed start failed too", self.worker_id, exc_info=True)
+        add_note = getattr(exc, "add_note", None)  # Python 3.11+
+        if add_note is not None:
+            add_note(f"worker {self.worker_id} did not start; it was stopped again and nothing of it runs")
 
     def shutdown(self, mode: WorkerShutdownMode | str = WorkerShutdownMode.HARD) -> Future[None]:
         """Stop the worker; returns a Future resolved once it stopped.
