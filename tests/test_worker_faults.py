@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -117,3 +118,80 @@ def test_a_failed_result_write_requeues_the_task_and_nothing_is_lost():
     finally:
         worker.close()
         broker.close()
+
+
+class _Flaky:
+    """Fails the first ``failures`` calls of a method with ConnectionError, then sets ``back``
+    at the first call that goes through."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.back = threading.Event()
+        self._lock = threading.Lock()
+
+    def call(self, real, *args, **kwargs):
+        with self._lock:
+            failing = self.failures > 0
+            self.failures -= failing
+        if failing:
+            raise ConnectionError("connection reset")
+        result = real(*args, **kwargs)
+        self.back.set()
+        return result
+
+
+def _outage_warnings(caplog, what):
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and what in r.getMessage()]
+
+
+def test_lease_renewals_that_fail_are_logged_once_per_outage_and_the_task_still_succeeds(caplog):
+    flaky = _Flaky(3)
+
+    class Broker(stemnb.InMemoryBroker):
+        def extend_lease(self, delivery, seconds):
+            return flaky.call(super().extend_lease, delivery, seconds)
+
+    broker = Broker(default_visibility_timeout=0.1, delayed_interval=0.005, claim_interval=0.02)
+    backend = stemnb.InMemoryResultBackend()
+    registry = stemnb.TaskRegistry()
+    registry.register("waits", TaskHandler.inline(lambda ctx, args: flaky.back.wait(30)))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    from worker_support import FAST_LIFECYCLE
+
+    worker = stemnb.Worker(broker, registry, backend, concurrency=1, lifecycle=FAST_LIFECYCLE)
+    with caplog.at_level(logging.DEBUG, logger="stemnb.worker"):
+        worker.start()
+        try:
+            assert stem.wait_for_task(stem.enqueue("waits", {}), 30).result().payload is True
+        finally:
+            worker.close()
+            broker.close()
+    messages = _outage_warnings(caplog, "renewing leases")
+    assert len(messages) == 2 and "failed (connection reset)" in messages[0]
+    assert "works again after 3 failed attempts" in messages[1]
+
+
+def test_heartbeats_that_fail_are_logged_once_per_outage_and_resume(caplog):
+    flaky = _Flaky(3)
+
+    class Backend(stemnb.InMemoryResultBackend):
+        def set_worker_heartbeat(self, heartbeat, *, ttl=None):
+            return flaky.call(super().set_worker_heartbeat, heartbeat, ttl=ttl)
+
+    broker, backend = stemnb.InMemoryBroker(), Backend()
+    from worker_support import FAST_LIFECYCLE
+
+    worker = stemnb.Worker(broker, stemnb.TaskRegistry(), backend, worker_heartbeat_interval=0.01,
+                           lifecycle=FAST_LIFECYCLE)
+    with caplog.at_level(logging.DEBUG, logger="stemnb.worker"):
+        worker.start()
+        try:
+            assert flaky.back.wait(30)
+            assert backend.get_worker_heartbeat(worker.worker_id) is not None
+        finally:
+            worker.close()
+            broker.close()
+    messages = _outage_warnings(caplog, "storing its heartbeat")
+    assert len(messages) == 2 and "failed (connection reset)" in messages[0]
+    assert "works again after 3 failed attempts" in messages[1]

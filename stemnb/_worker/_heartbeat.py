@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._backend import WorkerHeartbeat
 from .._events import WorkerEventType
+from ._outage import Outage
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -55,7 +56,17 @@ def start(worker: Worker) -> None:
     """Publish a heartbeat now and every ``worker_heartbeat_interval`` seconds."""
     interval = worker.worker_heartbeat_interval
     if interval and interval > 0:
-        worker._timers.call_every(interval, lambda: beat(worker), name="worker-heartbeat", first=0)
+        outage = Outage(worker.worker_id, "storing its heartbeat")
+
+        def tick() -> None:
+            try:
+                beat(worker)
+            except Exception as exc:  # noqa: BLE001 - logged once per outage, tried again next tick
+                outage.failed(exc)
+                return
+            outage.succeeded()
+
+        worker._timers.call_every(interval, tick, name="worker-heartbeat", first=0)
 
 
 def beat(worker: Worker) -> WorkerHeartbeat:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .._events import WorkerEventType
 from ._active import ActiveTask
+from ._outage import Outage
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -30,6 +31,7 @@ class Leases:
         self._worker = worker
         self.last_renewal: float | None = None
         self.renewals = 0
+        self._outage = Outage(worker.worker_id, "renewing leases")  # renewals all run on the timer thread
 
     def track(self, task: ActiveTask) -> None:
         """Start renewing ``task``'s lease (no-op for lease-less broadcast deliveries)."""
@@ -53,7 +55,7 @@ class Leases:
     def _schedule(self, task: ActiveTask, lease: float) -> None:
         interval = renewal_interval(lease)
         task.timers.append(
-            self._worker._timers.call_every(interval, lambda: self._renew(task), name="lease")
+            self._worker._timers.call_every(interval, lambda: self._renew_on_time(task), name="lease")
         )
 
     def _renew(self, task: ActiveTask) -> None:
@@ -62,6 +64,16 @@ class Leases:
         if self._worker.broker.extend_lease(task.delivery, task.lease_length):
             self.last_renewal = time.time()
             self.renewals += 1
+
+    def _renew_on_time(self, task: ActiveTask) -> None:
+        """The renewal timer's callback: a broker that cannot be reached is logged once per
+        outage (the next renewal tries again), not with a traceback per task per renewal."""
+        try:
+            self._renew(task)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._outage.failed(exc)
+            return
+        self._outage.succeeded()
 
 
 def start_task_timers(worker: Worker, task: ActiveTask, soft_limit: float | None) -> None:
