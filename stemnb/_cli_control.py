@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,8 @@ def add_parser(commands: Any) -> None:
     )
     control.add_argument("--terminate", action="store_true", help="revoke: also stop running tasks")
     control.add_argument("--reason", default="revoked", help="revoke: the reason stored with it")
+    control.add_argument("--expires", type=_positive_seconds, default=None, metavar="SECONDS",
+                         help="revoke: let the revocation lapse after SECONDS (default: kept until pruned)")
     control.add_argument(
         "--mode", choices=("warm", "soft", "hard"), default="warm", help="shutdown: the mode (default: warm)"
     )
@@ -97,7 +100,8 @@ def run_control(
         "ping": lambda: client.ping(**kw),
         "stats": lambda: client.stats(**kw),
         "inspect": lambda: client.inspect(include_revoked=True, **kw),
-        "revoke": lambda: client.revoke(*args.targets, terminate=args.terminate, reason=args.reason, **kw),
+        "revoke": lambda: client.revoke(*args.targets, terminate=args.terminate, reason=args.reason,
+                                        expires=args.expires, **kw),
         "pause": lambda: client.pause_queue(*args.targets, **kw),
         "resume": lambda: client.resume_queue(*args.targets, **kw),
         "queues": lambda: client.queue_status(**kw),
@@ -127,10 +131,12 @@ def _store_revocations(revoke_store: Callable[[], Any], args: argparse.Namespace
     from ._revoke import RevokeEntry
 
     store = revoke_store()
+    expires_at = None if args.expires is None else time.time() + args.expires
     try:
         store.upsert(
             [
-                RevokeEntry(args.heartbeat_namespace, task_id, terminate=args.terminate, reason=args.reason)
+                RevokeEntry(args.heartbeat_namespace, task_id, terminate=args.terminate, reason=args.reason,
+                            expires_at=expires_at)
                 for task_id in args.targets
             ]
         )
@@ -176,3 +182,14 @@ def _stats_lines(who: str, r: dict[str, Any]) -> str:
     if counters:
         lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     return "\n".join(lines)
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"needs a number of seconds > 0, got {text}")
+    return value

@@ -547,6 +547,17 @@ def test_control_revoke_with_no_worker_stores_it_for_a_worker_started_later(clus
     assert status.state is TaskState.CANCELLED and "nobody listening" in str(status.error)
 
 
+def test_control_revoke_expires_stores_when_the_revocation_lapses(cluster):
+    done = _control(cluster, "revoke", "t-expiring", "--expires", "120", timeout="0.2")
+    assert done.returncode == 0, done.stderr
+    store = stemnb.RedisRevokeStore(REDIS_URL, namespace=cluster.namespace)
+    try:
+        entry = store.get("stem", "t-expiring")
+    finally:
+        store.close()
+    assert entry is not None and entry.expires_at == pytest.approx(time.time() + 120, abs=30)
+
+
 def test_control_pause_holds_a_queue_until_resume(cluster):
     cluster.started("-c", "1", "--name", "solo")
     _heartbeats(cluster, 1)
@@ -576,6 +587,8 @@ def test_control_shutdown_stops_the_worker_program(cluster):
         (["ping", "extra"], "control ping takes no arguments, got extra"),
         (["pong"], "invalid choice: 'pong'"),
         (["ping", "--timeout", "0"], "must be > 0"),
+        (["revoke", "t1", "--expires", "0"], "needs a number of seconds > 0"),
+        (["revoke", "t1", "--expires", "soon"], "'soon' is not a number of seconds"),
     ],
 )
 def test_control_bad_input_exits_2_naming_the_problem(cluster, argv, message):

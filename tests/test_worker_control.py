@@ -244,6 +244,35 @@ def test_expired_revocations_no_longer_apply_and_are_pruned(h):
     assert worker._revocations.prune() == 1 and worker._revocations.describe() == []
 
 
+def test_a_revocation_with_expires_lapses_and_is_pruned_from_the_store(h):
+    store = stemnb.InMemoryRevokeStore()
+    h.registry.register("t", TaskHandler.inline(lambda ctx, a: "ran"))
+    worker, rec = h.worker(revoke_store=store)
+    tid = stemnb.new_task_id()
+    worker.revoke(tid, reason="for a minute", expires=60)
+    [entry] = store.list(worker.namespace)
+    assert entry.task_id == tid and entry.expires_at == pytest.approx(time.time() + 60, abs=5)
+    assert worker._revocations.revocation_for(tid).reason == "for a minute"
+    assert worker._revocations.prune(now=entry.expires_at + 1) == 1  # as the minute-by-minute prune does
+    assert store.list(worker.namespace) == []
+    assert h.wait(h.stem.enqueue("t", {}, task_id=tid)).payload == "ran"
+
+
+@pytest.mark.parametrize("expires", [0, -1, "60", True])
+def test_a_revocation_with_a_bad_expiry_is_refused(h, expires):
+    worker, _ = h.worker()
+    with pytest.raises(ValueError, match="expires > 0"):
+        worker.revoke("t1", expires=expires)
+
+
+def test_the_revoke_command_carries_an_expiry_to_the_store(h):
+    store = stemnb.InMemoryRevokeStore()
+    h.worker(revoke_store=store, consumer_name="one")
+    [reply] = ControlClient(h.broker).revoke("some-task", expires=30, worker_id="one", timeout=5)
+    assert reply["status"] == "ok" and reply["response"]["expires"] == 30
+    assert store.get("stem", "some-task").expires_at == pytest.approx(time.time() + 30, abs=5)
+
+
 def test_broadcast_tasks_run_on_every_subscribed_worker(h):
     ran = []
     lock = threading.Lock()

@@ -150,9 +150,9 @@ def _dispatch(worker: Worker, command: Any, params: dict[str, Any]) -> tuple[dic
         for task_id in ids:
             worker._revocations.revoke(
                 task_id, terminate=bool(params.get("terminate")), reason=params.get("reason") or "revoked",
-                persist=bool(params.get("persist", True)),
+                persist=bool(params.get("persist", True)), expires=params.get("expires"),
             )
-        return {"revoked": ids, "terminate": bool(params.get("terminate"))}, None
+        return {"revoked": ids, "terminate": bool(params.get("terminate")), "expires": params.get("expires")}, None
     if command in ("queue_pause", "queue_resume"):
         queues = list(params.get("queues") or [worker.primary_queue])
         for queue in queues:
@@ -259,9 +259,12 @@ class ControlClient:
         """Ask workers for their running tasks (and revocations)."""
         return self.send("inspect", {"include_revoked": include_revoked}, **kw)
 
-    def revoke(self, *task_ids: str, terminate: bool = False, reason: str = "revoked", **kw: Any) -> list[dict[str, Any]]:
-        """Revoke ``task_ids`` (persisted by the workers' revoke store); ``terminate`` stops running ones."""
-        return self.send("revoke", {"task_ids": list(task_ids), "terminate": terminate, "reason": reason}, **kw)
+    def revoke(self, *task_ids: str, terminate: bool = False, reason: str = "revoked", expires: float | None = None,
+               **kw: Any) -> list[dict[str, Any]]:
+        """Revoke ``task_ids`` (persisted by the workers' revoke store); ``terminate`` stops running ones;
+        ``expires``: seconds after which the revocation lapses (kept until pruned without it)."""
+        params = {"task_ids": list(task_ids), "terminate": terminate, "reason": reason, "expires": expires}
+        return self.send("revoke", params, **kw)
 
     def pause_queue(self, *queues: str, **kw: Any) -> list[dict[str, Any]]:
         """Pause ``queues`` (the workers' primary queue when none is given)."""

@@ -10,6 +10,7 @@ stopped after ``lifecycle.force_shutdown_after`` seconds is stopped by ending it
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._active import ActiveTask
     from ._worker import Worker
+
+log = logging.getLogger("stemnb.worker")
 
 PAUSE_PREFIX = "__stem.queue.pause__:"
 PRUNE_INTERVAL = 60.0
@@ -68,9 +71,16 @@ class Revocations:
             adapter.unsubscribe(subscription)
 
     # -- changes ----------------------------------------------------------------------------
-    def revoke(self, task_id: str, *, terminate: bool = False, reason: str = "revoked", persist: bool = True) -> None:
-        """Revoke ``task_id`` here and, when ``persist``, in the store (reaching other workers)."""
-        self._change(task_id, terminate=terminate, reason=reason, persist=persist)
+    def revoke(self, task_id: str, *, terminate: bool = False, reason: str = "revoked", persist: bool = True,
+               expires: float | None = None) -> None:
+        """Revoke ``task_id`` here and, when ``persist``, in the store (reaching other workers);
+        for ``expires`` seconds when given (ValueError unless > 0)."""
+        expires_at = None
+        if expires is not None:
+            if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not expires > 0:
+                raise ValueError(f"revoke() needs expires > 0 seconds or None, got {expires!r}")
+            expires_at = time.time() + expires
+        self._change(task_id, terminate=terminate, reason=reason, persist=persist, expires_at=expires_at)
 
     def pause_queue(self, queue: str) -> None:
         self._change(PAUSE_PREFIX + queue, terminate=False, reason="pause", persist=True)
@@ -78,15 +88,17 @@ class Revocations:
     def resume_queue(self, queue: str) -> None:
         self._change(PAUSE_PREFIX + queue, terminate=False, reason="resume", persist=True)
 
-    def _change(self, task_id: str, *, terminate: bool, reason: str, persist: bool) -> None:
+    def _change(self, task_id: str, *, terminate: bool, reason: str, persist: bool,
+                expires_at: float | None = None) -> None:
         version = time.time_ns() // 1000
         store = self.worker.revoke_store
         if persist and store is not None:
             from . import _revoke_adapter as adapter
 
-            self.apply(adapter.upsert(store, self.worker.namespace, task_id, terminate, reason, version, self.worker.worker_id))
+            self.apply(adapter.upsert(store, self.worker.namespace, task_id, terminate, reason, version,
+                                      self.worker.worker_id, expires_at))
         else:
-            self.apply(LocalRevocation(task_id, terminate, reason, version))
+            self.apply(LocalRevocation(task_id, terminate, reason, version, expires_at))
 
     def apply(self, entry: Any) -> None:
         """Apply one entry (from the store or local); stale versions are ignored."""
@@ -119,12 +131,19 @@ class Revocations:
                 self._paused.pop(queue, None)
 
     def prune(self, now: float | None = None) -> int:
-        """Forget expired revocations; return how many."""
+        """Forget expired revocations, here and in the store (best effort); return how many
+        were forgotten here."""
         now = time.time() if now is None else now
         with self._lock:
             gone = [k for k, e in self._entries.items() if e.expired(now)]
             for key in gone:
                 del self._entries[key]
+        store = self.worker.revoke_store
+        if store is not None and gone:
+            try:
+                store.prune_expired(self.worker.namespace, now)
+            except Exception:  # noqa: BLE001 - the next prune tries again
+                log.debug("worker %s: could not prune the revoke store", self.worker.worker_id, exc_info=True)
         return len(gone)
 
     # -- queries ----------------------------------------------------------------------------

@@ -23,12 +23,14 @@ def load(store: RevokeStore, namespace: str) -> list[RevokeEntry]:
 
 
 def upsert(
-    store: RevokeStore, namespace: str, task_id: str, terminate: bool, reason: str, version: int, requested_by: str
+    store: RevokeStore, namespace: str, task_id: str, terminate: bool, reason: str, version: int, requested_by: str,
+    expires_at: float | None = None,
 ) -> RevokeEntry:
     """Persist one entry (a "resume" expires at once, lifting an earlier pause); return it."""
     import time
 
-    expires_at = time.time() if reason == "resume" else None
+    if reason == "resume":
+        expires_at = time.time()
     entry = RevokeEntry(
         namespace, task_id, version=version, terminate=terminate, reason=reason,
         requested_by=requested_by, expires_at=expires_at,

@@ -319,10 +319,17 @@ class Worker:
 
         return _control.inspect(self, include_revoked)
 
-    def revoke(self, task_id: str, *, terminate: bool = False, reason: str = "revoked") -> None:
+    def revoke(
+        self, task_id: str, *, terminate: bool = False, reason: str = "revoked", expires: float | None = None
+    ) -> None:
         """Revoke ``task_id`` (persisted in the revoke store when there is one); ``terminate``
-        also stops it while it runs."""
-        self._revocations.revoke(task_id, terminate=terminate, reason=reason)
+        also stops it while it runs. With ``expires`` (seconds) the revocation lapses after
+        that long and is then pruned from the store; without it, it is kept until pruned by hand.
+
+        Raises:
+            ValueError: ``expires`` is not a positive number of seconds.
+        """
+        self._revocations.revoke(task_id, terminate=terminate, reason=reason, expires=expires)
 
     def pause_queue(self, queue: str) -> None:
         """Stop running tasks from ``queue`` (they wait, re-published with a short back-off)."""
