@@ -474,3 +474,56 @@ def test_a_worker_that_cannot_reach_redis_at_start_raises_and_leaves_nothing_run
             if part is not None:
                 part.close()
         server.close()
+
+
+def _fails_every_seventh(ctx, args):
+    import random
+    import time
+
+    time.sleep(random.random() * 0.005)
+    if args["i"] % 7 == 0:
+        raise ValueError(f"task {args['i']} fails")
+    return args["i"]
+
+
+def test_a_soak_through_three_redis_restarts_ends_every_task_in_exactly_one_terminal_state(tmp_path):
+    """1,000 isolate tasks, one in seven failing (retried once, then dead-lettered), while Redis
+    (append-only, fsync always) is SIGKILLed and restarted after 250, 500 and 750 tasks have
+    finished: each ends succeeded or failed as its input says, and nothing is left queued,
+    leased or behind."""
+    from redis_support import PrivateServer
+    from worker_support import FAST_LIFECYCLE, Recorder
+
+    server = PrivateServer(aof_dir=str(tmp_path))
+    broker = stemnb.RedisBroker(server.url, namespace="soak", claim_interval=0.05, default_visibility_timeout=1.0)
+    backend = stemnb.RedisResultBackend(server.url, namespace="soak")
+    registry = stemnb.TaskRegistry()
+    registry.register("work", stemnb.TaskHandler(_fails_every_seventh, options=stemnb.TaskOptions(max_retries=1)))
+    stem = stemnb.Stem(broker, backend, registry=registry)
+    worker = stemnb.Worker(
+        broker, registry, backend, concurrency=2, lifecycle=FAST_LIFECYCLE,
+        retry_strategy=stemnb.ExponentialJitterRetryStrategy(base=0.01, max_delay=0.05),
+    )
+    recorder = Recorder(worker)
+    try:
+        ids = stem.enqueue_many("work", [{"i": i} for i in range(1000)])
+        waits = [stem.wait_for_task(task_id, 120) for task_id in ids]
+        worker.start()
+        for finished in (250, 500, 750):
+            recorder.wait_for(stemnb.WorkerEventType.COMPLETED, count=finished, timeout=120)
+            server.kill()
+            server.start()
+        statuses = [wait.result(timeout=120) for wait in waits]
+        for i, status in enumerate(statuses):
+            if i % 7 == 0:
+                assert status.state is stemnb.TaskState.FAILED and f"task {i} fails" in str(status.error)
+            else:
+                assert status.state is stemnb.TaskState.SUCCEEDED and status.payload == i
+        failing = sum(1 for i in range(1000) if i % 7 == 0)
+        assert broker.dead_letter_count("default") == failing
+        assert broker.pending_count("default") == 0 and broker.inflight_count("default") == 0
+    finally:
+        worker.close()
+        broker.close()
+        backend.close()
+        server.close()
