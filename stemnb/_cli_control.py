@@ -62,7 +62,7 @@ def add_parser(commands: Any) -> None:
     )
     control.add_argument("--terminate", action="store_true", help="revoke: also stop running tasks")
     control.add_argument("--reason", default="revoked", help="revoke: the reason stored with it")
-    control.add_argument("--expires", type=_positive_seconds, default=None, metavar="SECONDS",
+    control.add_argument("--expires", type=_positive_float, default=None, metavar="SECONDS",
                          help="revoke: let the revocation lapse after SECONDS (default: kept until pruned)")
     control.add_argument(
         "--mode", choices=("warm", "soft", "hard"), default="warm", help="shutdown: the mode (default: warm)"
@@ -183,13 +183,3 @@ def _stats_lines(who: str, r: dict[str, Any]) -> str:
         lines.append("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     return "\n".join(lines)
 
-
-def _positive_seconds(text: str) -> float:
-    """argparse type: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"needs a number of seconds > 0, got {text}")
-    return value

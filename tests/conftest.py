@@ -54,3 +54,14 @@ def port():
     p = stemnb.ReceivePort("test")
     yield p
     p.close()
+
+
+@pytest.fixture
+def redis_client():
+    """A plain client (bytes replies) of the Redis server the Redis tests use, closed after the test."""
+    import redis
+    from redis_support import REDIS_URL
+
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()

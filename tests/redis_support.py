@@ -117,3 +117,4 @@ def drop_namespace(namespace: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+

@@ -587,8 +587,8 @@ def test_control_shutdown_stops_the_worker_program(cluster):
         (["ping", "extra"], "control ping takes no arguments, got extra"),
         (["pong"], "invalid choice: 'pong'"),
         (["ping", "--timeout", "0"], "must be > 0"),
-        (["revoke", "t1", "--expires", "0"], "needs a number of seconds > 0"),
-        (["revoke", "t1", "--expires", "soon"], "'soon' is not a number of seconds"),
+        (["revoke", "t1", "--expires", "0"], "must be > 0"),
+        (["revoke", "t1", "--expires", "soon"], "expected a number of seconds, got 'soon'"),
     ],
 )
 def test_control_bad_input_exits_2_naming_the_problem(cluster, argv, message):

@@ -15,15 +15,8 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def client():
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def commands(client):
-    commands = Commands(client)
+def commands(redis_client):
+    commands = Commands(redis_client)
     yield commands
     commands.close()
 
@@ -32,29 +25,29 @@ def _key() -> str:
     return f"stemnb-test-{uuid.uuid4().hex[:8]}:k"
 
 
-def test_commands_run_a_script_redis_has_not_cached_yet(client, commands):
+def test_commands_run_a_script_redis_has_not_cached_yet(redis_client, commands):
     # a fresh script text: its sha is unknown to the server, so the first EVALSHA gets NOSCRIPT
-    script = client.register_script(f"-- {uuid.uuid4().hex}\nreturn {{KEYS[1], ARGV[1]}}")
+    script = redis_client.register_script(f"-- {uuid.uuid4().hex}\nreturn {{KEYS[1], ARGV[1]}}")
     assert commands.script(script, ["k"], ["v"]) == [b"k", b"v"]
     assert commands.script(script, ["k2"], [7]) == [b"k2", b"7"]
 
 
-def test_commands_return_raw_replies_and_raise_reply_errors_on_a_usable_connection(client, commands):
+def test_commands_return_raw_replies_and_raise_reply_errors_on_a_usable_connection(redis_client, commands):
     key = _key()
     try:
         assert commands.command("GET", key) is None
-        client.set(key, b"x")
+        redis_client.set(key, b"x")
         assert commands.command("GET", key) == b"x"
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             commands.command("LPUSH", key, "y")
         assert commands.command("GET", key) == b"x"  # the same connection is still in step
     finally:
-        client.delete(key)
+        redis_client.delete(key)
 
 
-def test_commands_reconnect_after_the_server_drops_their_connection(client, commands):
+def test_commands_reconnect_after_the_server_drops_their_connection(redis_client, commands):
     connection_id = commands.command("CLIENT", "ID")
-    assert client.client_kill_filter(_id=connection_id) == 1
+    assert redis_client.client_kill_filter(_id=connection_id) == 1
     assert commands.command("PING") in (b"PONG", "PONG", True)
     assert commands.command("CLIENT", "ID") != connection_id
 
@@ -77,18 +70,18 @@ def test_commands_open_no_more_connections_than_threads_calling_at_once(commands
     assert 1 <= len(set(ids)) <= 3
 
 
-def test_commands_close_disconnects_and_a_later_call_reconnects(client, commands):
+def test_commands_close_disconnects_and_a_later_call_reconnects(redis_client, commands):
     first = commands.command("CLIENT", "ID")
     commands.close()
     commands.close()  # idempotent
-    listed = {c["id"] for c in client.client_list()}
+    listed = {c["id"] for c in redis_client.client_list()}
     assert str(first) not in listed and first not in listed
     assert commands.command("CLIENT", "ID") != first
 
 
 def test_commands_keep_the_clients_socket_timeout_and_reconnect_after_it():
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.2)
-    commands = Commands(client)
+    redis_client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.2)
+    commands = Commands(redis_client)
     try:
         assert commands.command("PING") in (b"PONG", "PONG", True)
         with pytest.raises(redis.TimeoutError):
@@ -96,5 +89,5 @@ def test_commands_keep_the_clients_socket_timeout_and_reconnect_after_it():
         assert commands.command("PING") in (b"PONG", "PONG", True)
     finally:
         commands.close()
-        client.close()
+        redis_client.close()
 

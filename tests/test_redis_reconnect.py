@@ -27,13 +27,6 @@ redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def client():
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
 class Gate:
     """Wraps the making of a listener's subscription: counts each one that succeeded, and while
     ``hold()`` is on, blocks every new one until ``release()`` (``entered`` is set when one waits)."""
@@ -47,7 +40,7 @@ class Gate:
         self.refusals = 0  # how many attempts to fail before the next one succeeds
         monkeypatch.setattr(_redis_watch, "_subscribed_connection", self._make)
 
-    def _make(self, client, channels, timeout, what):
+    def _make(self, redis_client, channels, timeout, what):
         with self._cond:
             if self._held:
                 self.entered.set()
@@ -55,7 +48,7 @@ class Gate:
             if self.refusals > 0:
                 self.refusals -= 1
                 raise redis.ConnectionError("refused by the test")
-        session = self._real(client, channels, timeout, what)
+        session = self._real(redis_client, channels, timeout, what)
         with self._cond:
             self.made.append(what)
             self._cond.notify_all()
@@ -83,14 +76,14 @@ def gate(monkeypatch):
     g.release()
 
 
-def kill_listeners(client, what: str | None = None) -> int:
+def kill_listeners(redis_client, what: str | None = None) -> int:
     """Cut the connections of stemnb's listeners (of one ``what``, or all); return how many."""
     names = {f"stemnb-{what}"} if what else None
     killed = 0
-    for entry in client.client_list():
+    for entry in redis_client.client_list():
         name = entry.get("name", "")
         if name.startswith("stemnb-") and (names is None or name in names):
-            killed += client.client_kill_filter(_id=entry["id"])
+            killed += redis_client.client_kill_filter(_id=entry["id"])
     return killed
 
 
@@ -99,41 +92,41 @@ def _channel() -> str:
 
 
 # -- the listener -------------------------------------------------------------------------------
-def test_a_listener_whose_connection_is_cut_listens_again_and_tells_its_owner(client, gate, caplog):
+def test_a_listener_whose_connection_is_cut_listens_again_and_tells_its_owner(redis_client, gate, caplog):
     channel, got = _channel(), queue.Queue()
     calls: list[str] = []
     back = threading.Event()
     listener = ChannelListener(
-        client, channel, lambda ch, data: got.put((ch, data)), "test-cut",
+        redis_client, channel, lambda ch, data: got.put((ch, data)), "test-cut",
         on_lost=lambda: calls.append("lost"), on_resubscribed=lambda: (calls.append("back"), back.set()),
     )
     try:
         with caplog.at_level(logging.WARNING, logger="stemnb.redis"):
-            assert kill_listeners(client, "test-cut") == 1
+            assert kill_listeners(redis_client, "test-cut") == 1
             assert back.wait(30)
         assert calls == ["lost", "back"] and listener.reconnects == 1 and listener.alive
-        client.publish(channel, "after")
+        redis_client.publish(channel, "after")
         assert got.get(timeout=10) == (channel.encode(), b"after")
         assert "lost its connection" in caplog.text and "listening again after" in caplog.text
     finally:
         listener.close()
 
 
-def test_a_listener_keeps_trying_while_redis_refuses_it(client, gate):
+def test_a_listener_keeps_trying_while_redis_refuses_it(redis_client, gate):
     channel, got = _channel(), queue.Queue()
-    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test-refused")
+    listener = ChannelListener(redis_client, channel, lambda ch, data: got.put(data), "test-refused")
     try:
         gate.refusals = 3
-        kill_listeners(client, "test-refused")
+        kill_listeners(redis_client, "test-refused")
         gate.wait_made(2)  # the first subscription, then the one after three refusals
         assert gate.refusals == 0 and listener.reconnects == 1
-        client.publish(channel, "m")
+        redis_client.publish(channel, "m")
         assert got.get(timeout=10) == b"m"
     finally:
         listener.close()
 
 
-def test_an_owner_that_cannot_catch_up_gets_another_connection_and_another_try(client, gate):
+def test_an_owner_that_cannot_catch_up_gets_another_connection_and_another_try(redis_client, gate):
     channel, got = _channel(), queue.Queue()
     attempts: list[int] = []
     caught_up = threading.Event()
@@ -144,22 +137,22 @@ def test_an_owner_that_cannot_catch_up_gets_another_connection_and_another_try(c
             raise redis.ConnectionError("lost again while catching up")
         caught_up.set()
 
-    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test-catch-up", on_resubscribed=catch_up)
+    listener = ChannelListener(redis_client, channel, lambda ch, data: got.put(data), "test-catch-up", on_resubscribed=catch_up)
     try:
-        kill_listeners(client, "test-catch-up")
+        kill_listeners(redis_client, "test-catch-up")
         assert caught_up.wait(30)
         assert len(attempts) == 2 and len(gate.made) == 3 and listener.reconnects == 1
-        client.publish(channel, "m")
+        redis_client.publish(channel, "m")
         assert got.get(timeout=10) == b"m"
     finally:
         listener.close()
 
 
-def test_closing_a_listener_that_waits_to_listen_again_ends_its_thread(client, gate):
+def test_closing_a_listener_that_waits_to_listen_again_ends_its_thread(redis_client, gate):
     lost = threading.Event()
-    listener = ChannelListener(client, _channel(), lambda ch, data: None, "test-close", on_lost=lost.set)
+    listener = ChannelListener(redis_client, _channel(), lambda ch, data: None, "test-close", on_lost=lost.set)
     gate.hold()
-    kill_listeners(client, "test-close")
+    kill_listeners(redis_client, "test-close")
     assert lost.wait(30) and gate.entered.wait(30)
     closer = threading.Thread(target=listener.close)
     closer.start()
@@ -167,7 +160,7 @@ def test_closing_a_listener_that_waits_to_listen_again_ends_its_thread(client, g
     closer.join(30)
     listener._thread.join(30)
     assert not closer.is_alive() and not listener._thread.is_alive() and not listener.alive
-    assert not any(e.get("name") == "stemnb-test-close" for e in client.client_list())
+    assert not any(e.get("name") == "stemnb-test-close" for e in redis_client.client_list())
 
 
 # -- the result backend's feed ---------------------------------------------------------------------
@@ -180,12 +173,12 @@ def backend():
     _drop(namespace)
 
 
-def test_a_status_written_while_the_feed_was_away_reaches_its_waiting_watcher(client, gate, backend):
+def test_a_status_written_while_the_feed_was_away_reaches_its_waiting_watcher(redis_client, gate, backend):
     backend.set("t1", "running")
     seen: queue.Queue = queue.Queue()
     backend.watch_terminal("t1", seen.put)
     gate.hold()
-    assert kill_listeners(client, "redis-backend") == 1
+    assert kill_listeners(redis_client, "redis-backend") == 1
     assert gate.entered.wait(30)
     backend.set("t1", "succeeded", payload=7)  # published while nobody of ours listens
     gate.release()
@@ -195,11 +188,11 @@ def test_a_status_written_while_the_feed_was_away_reaches_its_waiting_watcher(cl
     assert seen.get(timeout=30).payload == 8
 
 
-def test_a_watch_made_while_the_feed_is_away_gets_the_current_status_once_it_is_back(client, gate, backend):
+def test_a_watch_made_while_the_feed_is_away_gets_the_current_status_once_it_is_back(redis_client, gate, backend):
     backend.set("t2", "queued")
     backend.watch_terminal("t2", lambda status: None)  # starts the feed
     gate.hold()
-    kill_listeners(client, "redis-backend")
+    kill_listeners(redis_client, "redis-backend")
     assert gate.entered.wait(30)
     backend.set("t2", "failed", error={"message": "boom"})
     seen: queue.Queue = queue.Queue()
@@ -209,12 +202,12 @@ def test_a_watch_made_while_the_feed_is_away_gets_the_current_status_once_it_is_
     assert status.state is stemnb.TaskState.FAILED and status.error == {"message": "boom"}
 
 
-def test_a_watcher_of_every_status_gets_the_latest_it_missed_and_then_each_new_one_once(client, gate, backend):
+def test_a_watcher_of_every_status_gets_the_latest_it_missed_and_then_each_new_one_once(redis_client, gate, backend):
     backend.set("t3", "queued")
     seen: queue.Queue = queue.Queue()
     backend.watch("t3", seen.put)
     gate.hold()
-    kill_listeners(client, "redis-backend")
+    kill_listeners(redis_client, "redis-backend")
     assert gate.entered.wait(30)
     backend.set("t3", "running", meta={"step": 1})
     backend.set("t3", "running", meta={"step": 2})
@@ -227,7 +220,7 @@ def test_a_watcher_of_every_status_gets_the_latest_it_missed_and_then_each_new_o
 
 
 # -- the revoke store -------------------------------------------------------------------------------
-def test_a_revocation_made_while_the_store_was_away_reaches_its_watchers(client, gate):
+def test_a_revocation_made_while_the_store_was_away_reaches_its_watchers(redis_client, gate):
     namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
     store = stemnb.RedisRevokeStore(REDIS_URL, namespace=namespace)
     writer = stemnb.RedisRevokeStore(REDIS_URL, namespace=namespace)
@@ -236,7 +229,7 @@ def test_a_revocation_made_while_the_store_was_away_reaches_its_watchers(client,
         store.watch(every.put)
         store.watch(one.put, namespace="stem")
         gate.hold()
-        kill_listeners(client, "redis-revoke")
+        kill_listeners(redis_client, "redis-revoke")
         assert gate.entered.wait(30)
         writer.upsert([stemnb.RevokeEntry("stem", "t9", terminate=True, reason="missed")])
         writer.upsert([stemnb.RevokeEntry("other", "t8", reason="elsewhere")])
@@ -253,12 +246,12 @@ def test_a_revocation_made_while_the_store_was_away_reaches_its_watchers(client,
 
 
 # -- broadcasts and a whole worker --------------------------------------------------------------------
-def test_a_consumer_hears_broadcasts_again_after_its_connection_is_cut(client, gate):
+def test_a_consumer_hears_broadcasts_again_after_its_connection_is_cut(redis_client, gate):
     broker = stemnb.RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
     try:
         consumer = broker.consume("default", broadcasts=["news"])
         made = len(gate.made)
-        kill_listeners(client, "redis-broadcast")
+        kill_listeners(redis_client, "redis-broadcast")
         gate.wait_made(made + 1)
         broker.broadcast("news", stemnb.Envelope("after", {}))
         delivery = consumer.get(timeout=10)
@@ -269,7 +262,7 @@ def test_a_consumer_hears_broadcasts_again_after_its_connection_is_cut(client, g
         _drop(broker.namespace)
 
 
-def test_a_worker_and_its_producer_carry_on_after_redis_drops_every_subscriber(client, gate):
+def test_a_worker_and_its_producer_carry_on_after_redis_drops_every_subscriber(redis_client, gate):
     namespace = f"stemnb-test-{uuid.uuid4().hex[:8]}"
     broker = stemnb.RedisBroker(REDIS_URL, namespace=namespace, claim_interval=0.05)
     backend = stemnb.RedisResultBackend(REDIS_URL, namespace=namespace)
@@ -285,7 +278,7 @@ def test_a_worker_and_its_producer_carry_on_after_redis_drops_every_subscriber(c
         assert stem.wait_for_task(stem.enqueue("add", {"x": 1}), 30).result().payload == 2
         listening = len(gate.made)  # control broadcasts, revocations, the status feed
         assert listening >= 3
-        assert kill_listeners(client) >= 3
+        assert kill_listeners(redis_client) >= 3
         gate.wait_made(2 * listening)
         assert stem.wait_for_task(stem.enqueue("add", {"x": 2}), 30).result().payload == 3
         replies = stemnb.ControlClient(broker, namespace=worker.namespace).ping(timeout=10, expected=1)

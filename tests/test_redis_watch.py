@@ -15,13 +15,6 @@ redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def client():
-    client = redis.Redis.from_url(REDIS_URL)
-    yield client
-    client.close()
-
-
 class _PubSubOnly:
     """A client offering only ``pubsub()`` (no connection pool to copy settings from)."""
 
@@ -37,18 +30,18 @@ def _channel() -> str:
 
 
 @pytest.mark.parametrize("wrap", [lambda c: c, _PubSubOnly], ids=["direct", "pubsub-fallback"])
-def test_listener_hands_over_every_message_published_after_it_returns_in_order(client, wrap):
+def test_listener_hands_over_every_message_published_after_it_returns_in_order(redis_client, wrap):
     channel, got = _channel(), queue.Queue()
-    listener = ChannelListener(wrap(client), channel, lambda ch, data: got.put(data), "test")
+    listener = ChannelListener(wrap(redis_client), channel, lambda ch, data: got.put(data), "test")
     try:
         for i in range(50):
-            client.publish(channel, f"m{i}")
+            redis_client.publish(channel, f"m{i}")
         assert [got.get(timeout=5) for _ in range(50)] == [f"m{i}".encode() for i in range(50)]
     finally:
         listener.close()
 
 
-def test_listener_survives_a_handler_that_raises_and_logs_it(client, caplog):
+def test_listener_survives_a_handler_that_raises_and_logs_it(redis_client, caplog):
     channel, got = _channel(), queue.Queue()
 
     def handle(ch: bytes, data: bytes) -> None:
@@ -56,21 +49,21 @@ def test_listener_survives_a_handler_that_raises_and_logs_it(client, caplog):
             raise ValueError("cannot handle")
         got.put(data)
 
-    listener = ChannelListener(client, channel, handle, "test")
+    listener = ChannelListener(redis_client, channel, handle, "test")
     try:
         with caplog.at_level(logging.ERROR, logger="stemnb.redis"):
-            client.publish(channel, "bad")
-            client.publish(channel, "good")
+            redis_client.publish(channel, "bad")
+            redis_client.publish(channel, "good")
             assert got.get(timeout=5) == b"good"
         assert "could not handle a message" in caplog.text
     finally:
         listener.close()
 
 
-def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client, caplog):
+def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(redis_client, caplog):
     channel = _channel()
-    listener = ChannelListener(client, channel, lambda ch, data: None, "test")
-    assert client.pubsub_numsub(channel) == [(channel.encode(), 1)]
+    listener = ChannelListener(redis_client, channel, lambda ch, data: None, "test")
+    assert redis_client.pubsub_numsub(channel) == [(channel.encode(), 1)]
     with caplog.at_level(logging.ERROR, logger="stemnb.redis"):
         listener.close()
         listener.close()  # idempotent
@@ -79,12 +72,12 @@ def test_closing_the_listener_ends_its_thread_without_reporting_a_failure(client
     assert "listener stopped" not in caplog.text  # a close is not reported as a failure
 
 
-def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_order(client):
+def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_order(redis_client):
     channel, got = _channel(), queue.Queue()
-    listener = ChannelListener(client, channel, lambda ch, data: got.put(data), "test", idle=lambda: True)
+    listener = ChannelListener(redis_client, channel, lambda ch, data: got.put(data), "test", idle=lambda: True)
     try:
         for i in range(200):
-            client.publish(channel, f"m{i}")
+            redis_client.publish(channel, f"m{i}")
             if i % 50 == 0:
                 listener.wake()
         assert [got.get(timeout=5) for _ in range(200)] == [f"m{i}".encode() for i in range(200)]
@@ -92,9 +85,9 @@ def test_an_idle_listener_reads_in_bursts_and_still_hands_over_every_message_in_
         listener.close()
 
 
-def test_a_user_whose_acl_forbids_naming_connections_still_gets_a_listener(client):
+def test_a_user_whose_acl_forbids_naming_connections_still_gets_a_listener(redis_client):
     user, password = f"stemnb-test-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
+    redis_client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], channels=["*"],
                        commands=["+@all", "-client"])
     limited = redis.Redis.from_url(REDIS_URL, username=user, password=password)
     channel, got = _channel(), queue.Queue()
@@ -103,10 +96,10 @@ def test_a_user_whose_acl_forbids_naming_connections_still_gets_a_listener(clien
             limited.client_setname("refused")
         listener = ChannelListener(limited, channel, lambda ch, data: got.put(data), "test-acl")
         try:
-            client.publish(channel, "m")
+            redis_client.publish(channel, "m")
             assert got.get(timeout=10) == b"m"
         finally:
             listener.close()
     finally:
         limited.close()
-        client.acl_deluser(user)
+        redis_client.acl_deluser(user)

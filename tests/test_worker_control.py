@@ -190,18 +190,19 @@ def test_set_concurrency_validates_and_resizes(h):
 
 
 class FlakyConsumeBroker(stemnb.InMemoryBroker):
-    """A real in-memory broker whose consumers fail their first few gets, like a dropped connection."""
+    """A real in-memory broker whose consumers of task queues (or, with ``control=True``, of a
+    worker's control queue) fail their first few gets, like a dropped connection."""
 
-    def __init__(self, failures, **kw):
+    def __init__(self, failures, control=False, **kw):
         super().__init__(**kw)
         self.failures = failures
+        self.control = control
 
     def consume(self, queues, **kw):
         consumer = super().consume(queues, **kw)
-        if "control" in str(queues):
+        if ("control.worker" in str(queues)) != self.control:
             return consumer
-        broker = self
-        original = consumer.get
+        broker, original = self, consumer.get
 
         def get(timeout=None):
             if broker.failures > 0:
@@ -322,31 +323,8 @@ def test_a_stopped_worker_withdraws_its_heartbeat(h):
     assert [hb.worker_id for hb in h.backend.list_worker_heartbeats(worker.namespace)] == ["staying"]
 
 
-class FlakyControlBroker(stemnb.InMemoryBroker):
-    """A real in-memory broker whose control consumers fail their first few gets."""
-
-    def __init__(self, failures, **kw):
-        super().__init__(**kw)
-        self.failures = failures
-
-    def consume(self, queues, **kw):
-        consumer = super().consume(queues, **kw)
-        if "control.worker" not in str(queues):
-            return consumer
-        broker, original = self, consumer.get
-
-        def get(timeout=None):
-            if broker.failures > 0:
-                broker.failures -= 1
-                raise ConnectionError("connection reset")
-            return original(timeout)
-
-        consumer.get = get
-        return consumer
-
-
 def test_the_control_plane_waits_out_a_broker_that_fails_and_answers_again(caplog):
-    broker = FlakyControlBroker(3, delayed_interval=0.005, claim_interval=0.02)
+    broker = FlakyConsumeBroker(3, control=True, delayed_interval=0.005, claim_interval=0.02)
     backend = stemnb.InMemoryResultBackend()
     from worker_support import FAST_LIFECYCLE
 

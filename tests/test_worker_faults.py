@@ -140,9 +140,11 @@ class _Flaky:
         return result
 
 
-def _outage_warnings(caplog, what):
-    return [r.getMessage() for r in caplog.records
-            if r.levelno == logging.WARNING and what in r.getMessage()]
+def _assert_one_outage_logged(caplog, what, failures=3):
+    """Two warnings about ``what``: the outage's start and its end; the failures between at debug."""
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and what in r.getMessage()]
+    assert len(messages) == 2 and "failed (connection reset)" in messages[0]
+    assert f"works again after {failures} failed attempts" in messages[1]
 
 
 def test_lease_renewals_that_fail_are_logged_once_per_outage_and_the_task_still_succeeds(caplog):
@@ -167,9 +169,7 @@ def test_lease_renewals_that_fail_are_logged_once_per_outage_and_the_task_still_
         finally:
             worker.close()
             broker.close()
-    messages = _outage_warnings(caplog, "renewing leases")
-    assert len(messages) == 2 and "failed (connection reset)" in messages[0]
-    assert "works again after 3 failed attempts" in messages[1]
+    _assert_one_outage_logged(caplog, "renewing leases")
 
 
 def test_heartbeats_that_fail_are_logged_once_per_outage_and_resume(caplog):
@@ -192,6 +192,4 @@ def test_heartbeats_that_fail_are_logged_once_per_outage_and_resume(caplog):
         finally:
             worker.close()
             broker.close()
-    messages = _outage_warnings(caplog, "storing its heartbeat")
-    assert len(messages) == 2 and "failed (connection reset)" in messages[0]
-    assert "works again after 3 failed attempts" in messages[1]
+    _assert_one_outage_logged(caplog, "storing its heartbeat")
