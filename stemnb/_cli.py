@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--name", metavar="ID", help="the worker id (Worker consumer_name)")
     worker.add_argument(
+        "--wait-for-broker",
+        type=_positive_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying to reach Redis for up to SECONDS before giving up, for a program that may "
+        "start before its Redis (default: give up at once)",
+    )
+    worker.add_argument(
         "-l",
         "--loglevel",
         default="WARNING",
@@ -195,6 +204,8 @@ def run_worker(args: argparse.Namespace) -> int:
             worker.start()
         except ClosedError:  # a signal stopped it before it started
             return 0
+        except Exception as exc:  # noqa: BLE001 - start() stopped what it had started; say why in one line
+            raise StartError(f"the worker could not start: {type(exc).__name__}: {exc}") from None
         _say(_readiness_line(worker, where))
         worker.wait()
         error = worker.shutdown(WorkerShutdownMode.WARM).exception()  # of the finished shutdown
@@ -325,7 +336,7 @@ def _build_worker(
     backend_url = _check_url("--backend", args.backend or os.environ.get(BACKEND_ENV) or broker_url)
     queues = _queue_names(args.queues)
     namespace = args.namespace or "stemnb"
-    broker, backend = _open_redis(broker_url, backend_url, namespace, queues[0])
+    broker, backend = _open_redis(broker_url, backend_url, namespace, queues[0], args.wait_for_broker)
     from ._redis_stores import RedisRevokeStore
     from ._worker import RedisHeartbeatTransport
 
@@ -359,8 +370,11 @@ def _build_worker(
     return worker, f"broker={_redact(broker_url)} namespace={namespace}", [broker, backend, revocations, heartbeats]
 
 
-def _open_redis(broker_url: str, backend_url: str, namespace: str, queue: str) -> tuple[Any, Any]:
-    """Open the Redis broker and backend and check that both answer.
+def _open_redis(
+    broker_url: str, backend_url: str, namespace: str, queue: str, wait: float = 0.0
+) -> tuple[Any, Any]:
+    """Open the Redis broker and backend and check that both answer (trying for up to ``wait``
+    seconds in all).
 
     Raises UsageError for a URL Redis rejects (or no redis package), StartError when it does not answer.
     """
@@ -369,18 +383,22 @@ def _open_redis(broker_url: str, backend_url: str, namespace: str, queue: str) -
         from ._brokers.redis import RedisBroker
     except ImportError as exc:
         raise UsageError(str(exc)) from None
-    broker = _open("broker", broker_url, RedisBroker, namespace, lambda b: b.pending_count(queue))
+    deadline = time.monotonic() + wait
+    broker = _open("broker", broker_url, RedisBroker, namespace, lambda b: b.pending_count(queue), deadline)
     try:
         probe_id = f"stemnb-cli-probe-{uuid.uuid4().hex}"
-        backend = _open("backend", backend_url, RedisResultBackend, namespace, lambda b: b.get(probe_id))
+        backend = _open("backend", backend_url, RedisResultBackend, namespace, lambda b: b.get(probe_id), deadline)
     except BaseException:
         broker.close()
         raise
     return broker, backend
 
 
-def _open(what: str, url: str, cls: Any, namespace: str, probe: Callable[[Any], Any]) -> Any:
-    """``cls(url, namespace=namespace)``, once ``probe(part)`` shows the server answers.
+def _open(
+    what: str, url: str, cls: Any, namespace: str, probe: Callable[[Any], Any], deadline: float = 0.0
+) -> Any:
+    """``cls(url, namespace=namespace)``, once ``probe(part)`` shows the server answers
+    (trying until the monotonic ``deadline``; by default once).
 
     Raises UsageError for a URL Redis rejects, StartError when it does not answer.
     """
@@ -389,20 +407,32 @@ def _open(what: str, url: str, cls: Any, namespace: str, probe: Callable[[Any], 
     except ValueError as exc:
         raise UsageError(f"--{what} {_redact(url)}: {exc}") from None
     try:
-        _probe(what, url, lambda: probe(part))
+        _probe(what, url, lambda: probe(part), deadline)
     except BaseException:
         part.close()
         raise
     return part
 
 
-def _probe(what: str, url: str, call: Callable[[], Any]) -> None:
-    try:
-        call()
-    except Exception as exc:  # noqa: BLE001 - any client error means the server is not usable
-        raise StartError(
-            f"the {what} at {_redact(url)} does not answer: {type(exc).__name__}: {exc}"
-        ) from None
+def _probe(what: str, url: str, call: Callable[[], Any], deadline: float) -> None:
+    """Run ``call`` until it succeeds, trying again (after 0.1 s, doubling to 1 s) until
+    ``deadline``; says once on stderr that it waits."""
+    pause, waiting = 0.1, False
+    while True:
+        try:
+            call()
+            return
+        except Exception as exc:  # noqa: BLE001 - any client error means the server is not usable
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StartError(
+                    f"the {what} at {_redact(url)} does not answer: {type(exc).__name__}: {exc}"
+                ) from None
+            if not waiting:
+                _say(f"stemnb: waiting up to {left:.1f} s for the {what} at {_redact(url)} ({type(exc).__name__})")
+                waiting = True
+        time.sleep(min(pause, max(left, 0.0)))
+        pause = min(2 * pause, 1.0)
 
 
 def _check_url(flag: str, url: str) -> str:

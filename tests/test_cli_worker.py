@@ -603,3 +603,42 @@ def test_control_with_no_worker_answering_exits_1(cluster):
     done = _control(cluster, "ping", "--worker", "nobody", timeout="0.2")
     assert done.returncode == 1
     assert done.stderr.strip() == "stemnb: worker 'nobody' did not answer within 0.2 s"
+
+
+def test_a_worker_program_told_to_wait_for_redis_starts_once_redis_is_up(cluster):
+    from redis_support import PrivateServer
+
+    server = PrivateServer()
+    server.kill()
+    program = cluster.program("--broker", server.url, "--wait-for-broker", "60", "-c", "1", broker=False)
+    try:
+        assert "waiting up to" in program.expect(f"for the broker at {server.url}")
+        server.start()
+        program.expect("ready")
+        broker = stemnb.RedisBroker(server.url, namespace="stemnb")
+        backend = stemnb.RedisResultBackend(server.url, namespace="stemnb")
+        try:
+            stem = stemnb.Stem(broker, backend)
+            assert stem.wait_for_task(stem.enqueue("square", {"x": 5}), BOUND_S).result().payload == 25
+        finally:
+            broker.close()
+            backend.close()
+    finally:
+        program.close()
+        server.close()
+
+
+def test_a_worker_program_that_waits_for_redis_in_vain_exits_1_naming_it(cluster):
+    from redis_support import PrivateServer
+
+    server = PrivateServer()
+    server.kill()
+    program = cluster.program("--broker", server.url, "--wait-for-broker", "0.3", broker=False)
+    try:
+        program.expect(f"waiting up to 0.3 s for the broker at {server.url}")
+        assert program.expect("stemnb: error:").endswith("Connection refused.")
+        assert f"the broker at {server.url} does not answer" in program.seen[-1]
+        assert program.exit_code() == 1
+    finally:
+        program.close()
+        server.close()
