@@ -163,8 +163,8 @@ class RedisPairedWrites(PairedWrites):
             reply = self._run(script, status, keys + take_keys, args + take_args)
             taken, sleep, drained = broker._taken(consumer, reply[1:], float(take_args[0]))
         except BaseException:
-            consumer._unreserve(want, settling=1)
-            broker._settled(delivery)
+            consumer._unreserve(want)
+            broker._forget_holder(delivery)  # counted settled in _reserve: left to its lease (see RedisBroker._settle)
             raise
         broker._forget_holder(delivery)  # its consumer counted it settled in _reserve
         consumer._receive(taken, want, sleep, drained, quiet=True)  # see Consumer.get_leased

@@ -107,11 +107,11 @@ class _RedisConsumer(Consumer):
                 self._unacked += settling  # nothing reserved: the caller settles as usual
             return want
 
-    def _unreserve(self, reserved: int, settling: int = 0) -> None:
-        """Give back a reservation whose round trip failed (``settling`` stay held)."""
+    def _unreserve(self, reserved: int) -> None:
+        """Give back a reservation whose round trip failed. Deliveries it was settling stay
+        counted settled: a failed settle leaves them to their leases (see RedisBroker._settle)."""
         with self._cond:
             self._reserved -= reserved
-            self._unacked += settling
             self._cond.notify_all()
 
     def _receive(
