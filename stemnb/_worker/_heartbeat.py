@@ -57,15 +57,7 @@ def start(worker: Worker) -> None:
     interval = worker.worker_heartbeat_interval
     if interval and interval > 0:
         outage = Outage(worker.worker_id, "storing its heartbeat")
-
-        def tick() -> None:
-            try:
-                beat(worker)
-            except Exception as exc:  # noqa: BLE001 - logged once per outage, tried again next tick
-                outage.failed(exc)
-                return
-            outage.succeeded()
-
+        tick = lambda: outage.attempt(lambda: beat(worker))  # noqa: E731
         worker._timers.call_every(interval, tick, name="worker-heartbeat", first=0)
 
 

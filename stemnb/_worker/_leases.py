@@ -68,12 +68,7 @@ class Leases:
     def _renew_on_time(self, task: ActiveTask) -> None:
         """The renewal timer's callback: a broker that cannot be reached is logged once per
         outage (the next renewal tries again), not with a traceback per task per renewal."""
-        try:
-            self._renew(task)
-        except Exception as exc:  # noqa: BLE001 - see the docstring
-            self._outage.failed(exc)
-            return
-        self._outage.succeeded()
+        self._outage.attempt(lambda: self._renew(task))
 
 
 def start_task_timers(worker: Worker, task: ActiveTask, soft_limit: float | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("stemnb.worker")
 
@@ -41,3 +42,13 @@ class Outage:
                 self.worker_id, self.what, self.failures, time.monotonic() - self._since,
             )
             self.failures = 0
+
+    def attempt(self, call: Callable[[], object]) -> None:
+        """Run ``call`` for a loop that simply tries again next time (a timer's tick): its
+        failure is recorded as above, never raised."""
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - logged once per outage by failed()
+            self.failed(exc)
+            return
+        self.succeeded()
