@@ -54,9 +54,13 @@ return redis.call('HGETALL', KEYS[1])
 # when it expires (Redis's clock, ms), and every write drops up to 64 entries that expired before
 # it from both: they hold the live statuses only, however many tasks ran.
 _NOW_MS_FN = """
+local now_ms_read  -- one TIME per script run: every write of a fused script shares it
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now_ms_read == nil then
+    local t = redis.call('TIME')
+    now_ms_read = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now_ms_read
 end
 """
 _INDEX_UNTIL_FN = _NOW_MS_FN + """
@@ -67,13 +71,17 @@ local function index_until(index, id, ttl_ms)
 end
 """
 SET_STATUS_FN = _NOW_MS_FN + """
+local pruned  -- the expiries set this script run pruned already (at the same time)
 local function set_status(k, a)
   redis.call('SET', k[1], a[1], 'PX', a[2])
   local now = now_ms()
-  local gone = redis.call('ZRANGEBYSCORE', k[3], '-inf', '(' .. now, 'LIMIT', 0, 64)
-  if #gone > 0 then
-    redis.call('ZREM', k[2], unpack(gone))
-    redis.call('ZREM', k[3], unpack(gone))
+  if pruned ~= k[3] then
+    local gone = redis.call('ZRANGEBYSCORE', k[3], '-inf', '(' .. now, 'LIMIT', 0, 64)
+    if #gone > 0 then
+      redis.call('ZREM', k[2], unpack(gone))
+      redis.call('ZREM', k[3], unpack(gone))
+    end
+    pruned = k[3]
   end
   redis.call('ZADD', k[2], a[4], a[3])
   redis.call('ZADD', k[3], now + tonumber(a[2]), a[3])

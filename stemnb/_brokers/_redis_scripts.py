@@ -4,8 +4,8 @@ Per queue the broker keeps: ``ready`` (ZSET token -> priority/FIFO score), ``del
 token -> not_before), ``inflight`` (ZSET token -> lease expiry), ``env`` (HASH token -> envelope
 JSON), ``info`` (HASH ``token:s`` score, ``token:v`` visibility, ``token:n`` delivery count),
 ``dead`` (ZSET task id -> time), ``deadenv`` (HASH task id -> dead-letter JSON) and ``wake``
-(LIST of tokens that wake blocked consumers). A receipt is ``token:n``, so a stale delivery
-(reclaimed and delivered again) can no longer settle.
+(LIST of tokens that wake blocked consumers; cut to its last 64 once it passes 128). A receipt
+is ``token:n``, so a stale delivery (reclaimed and delivered again) can no longer settle.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ local function publish(k, a)
   else
     redis.call('ZADD', k[1], score, tok)
   end
-  redis.call('RPUSH', k[5], tok)
-  redis.call('LTRIM', k[5], -64, -1)
+  if redis.call('RPUSH', k[5], tok) > 128 then redis.call('LTRIM', k[5], -64, -1) end
   return tok
 end
 """
@@ -59,8 +58,8 @@ end
 # k: per queue (ready delayed inflight env info wake); a: now default_vt nqueues max_count
 # Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due,
 # drained}: taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json};
-# next_due is the earliest delayed or lease-expiry time, or ''; drained is 1 when no queue has a
-# ready envelope left. A drained queue's wake tokens are stale (nothing is left to wake for), so
+# next_due is, once drained, the earliest delayed or lease-expiry time (else, or with none, '');
+# drained is 1 when no queue has a ready envelope left. A drained queue's wake tokens are stale (nothing is left to wake for), so
 # they are dropped: the caller can then block on the wake lists without looking again first.
 TAKE_FN = (
     _MAINTAIN
@@ -69,40 +68,50 @@ local function take(k, a)
   local now, dvt, n, want = tonumber(a[1]), tonumber(a[2]), tonumber(a[3]), tonumber(a[4])
   for i = 0, n - 1 do maintain(k, i * 6, now) end
   local taken = {}
-  while #taken < want do
-    local best, best_score = nil, nil
-    for i = 0, n - 1 do
-      local head = redis.call('ZRANGE', k[i * 6 + 1], 0, 0, 'WITHSCORES')
-      if head[1] and (best == nil or tonumber(head[2]) < best_score) then
-        best, best_score = i, tonumber(head[2])
-      end
-    end
-    if best == nil then break end
-    local o = best * 6
-    local ready, inflight, env, info = k[o + 1], k[o + 3], k[o + 4], k[o + 5]
-    local tok = redis.call('ZRANGE', ready, 0, 0)[1]
-    redis.call('ZREM', ready, tok)
+  local function lease(i, tok)
+    local inflight, env, info = k[i * 6 + 3], k[i * 6 + 4], k[i * 6 + 5]
     local vt = tonumber(redis.call('HGET', info, tok .. ':v') or '')
     if vt == nil or vt <= 0 then vt = dvt end
     local expires = string.format('%.6f', now + vt)
     redis.call('ZADD', inflight, expires, tok)
     local count = redis.call('HINCRBY', info, tok .. ':n', 1)
-    taken[#taken + 1] = {best, tok, count, expires, redis.call('HGET', env, tok)}
+    taken[#taken + 1] = {i, tok, count, expires, redis.call('HGET', env, tok)}
+  end
+  local short = false  -- fewer than wanted were ready: every queue is drained
+  if n == 1 then
+    local popped = redis.call('ZPOPMIN', k[1], want)
+    for j = 1, #popped, 2 do lease(0, popped[j]) end
+    short = #popped < 2 * want
+  else
+    while #taken < want do
+      local best, best_score, best_tok = nil, nil, nil
+      for i = 0, n - 1 do
+        local head = redis.call('ZRANGE', k[i * 6 + 1], 0, 0, 'WITHSCORES')
+        if head[1] and (best == nil or tonumber(head[2]) < best_score) then
+          best, best_score, best_tok = i, tonumber(head[2]), head[1]
+        end
+      end
+      if best == nil then short = true break end
+      redis.call('ZREM', k[best * 6 + 1], best_tok)
+      lease(best, best_tok)
+    end
   end
   local drained = 1
   for i = 0, n - 1 do
-    if redis.call('ZCARD', k[i * 6 + 1]) == 0 then
+    if short or redis.call('ZCARD', k[i * 6 + 1]) == 0 then
       redis.call('DEL', k[i * 6 + 6])
     else
       drained = 0
     end
   end
   local next_due = ''
-  for i = 0, n - 1 do  -- when to look again without a wake: next due envelope or lease expiry
-    for _, zset in ipairs({k[i * 6 + 2], k[i * 6 + 3]}) do
-      local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
-      if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
-        next_due = head[2]
+  if drained == 1 then  -- when to look again without a wake: next due envelope or lease expiry
+    for i = 0, n - 1 do
+      for _, zset in ipairs({k[i * 6 + 2], k[i * 6 + 3]}) do
+        local head = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')
+        if head[1] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then
+          next_due = head[2]
+        end
       end
     end
   end
@@ -126,11 +135,7 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), redis.call('
 # delivery's (it expired and was reclaimed, or was settled already): then nothing changes.
 SETTLE_FNS = """
 local function release(k, tok, n)
-  if redis.call('HGET', k[5], tok .. ':n') ~= n or not redis.call('ZSCORE', k[3], tok) then
-    return false
-  end
-  redis.call('ZREM', k[3], tok)
-  return true
+  return redis.call('HGET', k[5], tok .. ':n') == n and redis.call('ZREM', k[3], tok) == 1
 end
 local function forget(k, tok)
   redis.call('HDEL', k[4], tok)
@@ -147,8 +152,7 @@ local function nack(k, a)
   if not release(k, a[1], a[2]) then return 0 end
   if a[3] == '1' then
     redis.call('ZADD', k[1], redis.call('HGET', k[5], a[1] .. ':s'), a[1])
-    redis.call('RPUSH', k[6], a[1])
-    redis.call('LTRIM', k[6], -64, -1)
+    if redis.call('RPUSH', k[6], a[1]) > 128 then redis.call('LTRIM', k[6], -64, -1) end
   else
     forget(k, a[1])
   end
