@@ -143,9 +143,11 @@ class IsolatePool(ProcessLives):
         self._check_open()
         name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
         if behind is not None:
-            with self._lock:
+            try:  # without the lock, which the pool's readers hold often: checked again below
                 pinnable = self._pinnable(behind) is not None
-            if not pinnable:  # checked again below; this spares the pickling
+            except (IndexError, RuntimeError):  # the worker's calls changed meanwhile
+                pinnable = True
+            if not pinnable:  # this spares the pickling
                 future: Future = Future(debug_name=name)
                 future.cancel()
                 return future

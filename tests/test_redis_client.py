@@ -45,6 +45,28 @@ def test_commands_return_raw_replies_and_raise_reply_errors_on_a_usable_connecti
         redis_client.delete(key)
 
 
+def test_a_command_larger_than_the_sockets_buffers_is_sent_whole(redis_client, commands):
+    # the first part goes by the send that keeps the GIL, the rest by redis-py's blocking send
+    key, value = _key(), bytes(range(256)) * (128 << 10)  # 32 MiB
+    try:
+        assert commands.command("SET", key, value) in (b"OK", True)
+        assert commands.command("STRLEN", key) == len(value)
+        assert redis_client.get(key) == value
+        assert commands.script(redis_client.register_script("return #ARGV[1]"), [], [value]) == len(value)
+    finally:
+        redis_client.delete(key)
+
+
+def test_scripts_sent_in_one_write_get_every_reply_in_order(redis_client, commands):
+    key = _key()
+    append = redis_client.register_script("return redis.call('APPEND', KEYS[1], ARGV[1])")
+    try:
+        assert commands.scripts(append, [([key], [c]) for c in "abcdefgh"]) == list(range(1, 9))
+        assert redis_client.get(key) == b"abcdefgh"
+    finally:
+        redis_client.delete(key)
+
+
 def test_commands_reconnect_after_the_server_drops_their_connection(redis_client, commands):
     connection_id = commands.command("CLIENT", "ID")
     assert redis_client.client_kill_filter(_id=connection_id) == 1
