@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from .._context import TaskContext
 from .._exceptions import RemoteTraceback, TaskRevokedError, TaskTimeLimitError
 from .._middleware import wrap_execute, wraps_execute
+from . import _pipeline
 from ._active import ActiveTask
-from ._pipeline import hard_limit
 
 if TYPE_CHECKING:
     from .._registry import TaskHandler
@@ -22,7 +22,7 @@ def execute(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any) -
     """Run ``handler`` through the ``on_execute`` middleware chain; return its result or raise."""
     env = task.envelope
     context = TaskContext(env.id, env.name, env.attempt, env.headers, env.meta, task.delivery.queue, task.control)
-    limit = hard_limit(env, handler.options)
+    limit = _pipeline.hard_limit(env, handler.options)
     if handler.isolate:
         call = lambda: run_isolate(worker, task, handler, args, limit)  # noqa: E731
     else:
@@ -86,7 +86,7 @@ def send_ahead(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any
     if wraps_execute(worker.middleware):
         return
     try:
-        _submit(worker, task, handler, args, hard_limit(task.envelope, handler.options), behind)
+        _submit(worker, task, handler, args, _pipeline.hard_limit(task.envelope, handler.options), behind)
     except Exception:  # noqa: BLE001, S110 - execute() sends it again and reports the error there
         pass
 

@@ -22,12 +22,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._events import WorkerEventType
-from . import _outcome
-from ._execution import take_back
-from ._pipeline import Run, check, running_status, settle_failed, start
+from . import _execution, _outcome, _pipeline
 
 if TYPE_CHECKING:
     from ._active import ActiveTask
+    from ._pipeline import Run
     from ._worker import Worker
 
 log = logging.getLogger("stemnb.worker")
@@ -55,8 +54,8 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any, staged: Run | None 
         return None
     nxt = run.task
     try:
-        stored = start(
-            worker, run, lambda: worker._paired.set_then_ack_then_running(done, task.delivery, running_status(worker, nxt))
+        stored = _pipeline.start(
+            worker, run, lambda: worker._paired.set_then_ack_then_running(done, task.delivery, _pipeline.running_status(worker, nxt))
         )
     except BaseException:
         _give_back(worker, nxt)
@@ -84,9 +83,9 @@ def hand_on(worker: Worker, task: ActiveTask, settle: Callable[[], None], staged
         _give_back(worker, nxt)
         raise
     try:
-        start(worker, staged, lambda: worker.backend.set_status(running_status(worker, nxt)))
+        _pipeline.start(worker, staged, lambda: worker.backend.set_status(_pipeline.running_status(worker, nxt)))
     except Exception as exc:  # noqa: BLE001 - reported; the task goes back to the broker
-        settle_failed(worker, nxt, exc)
+        _pipeline.settle_failed(worker, nxt, exc)
         return None
     task.slot_held, nxt.slot_held = False, True
     return staged
@@ -99,9 +98,9 @@ def next_run(worker: Worker) -> Run | None:
     if nxt is None:
         return None
     try:
-        run = check(worker, nxt)
+        run = _pipeline.check(worker, nxt)
     except BaseException as exc:
-        settle_failed(worker, nxt, exc)
+        _pipeline.settle_failed(worker, nxt, exc)
         _outcome.release(worker, nxt)
         return None
     if run is None:
@@ -111,5 +110,5 @@ def next_run(worker: Worker) -> Run | None:
 
 def _give_back(worker: Worker, task: ActiveTask) -> None:
     """Requeue ``task``, which was not started here; its call, if sent, is cancelled."""
-    take_back(task)
+    _execution.take_back(task)
     _outcome.requeue_unstarted(worker, [task])  # releases it, whatever happens

@@ -16,7 +16,7 @@ from .._events import WorkerEventType
 from .._exceptions import TaskInterruptedError
 from .._middleware import run_hook
 from .._options import TaskRecoveryPolicy
-from . import _outcome
+from . import _execution, _handover, _outcome
 from ._active import ActiveTask, log_context
 from ._leases import start_task_timers
 from ._ratelimits import admit
@@ -197,14 +197,12 @@ def start(worker: Worker, run: Run, store_running: Callable[[], T]) -> T:
     its outcome is always stored after it. If the write fails the call is taken back, and the
     error raised for the caller to give the delivery back.
     """
-    from ._execution import send_ahead, take_back
-
     begin(worker, run)
-    send_ahead(worker, run.task, run.handler, run.args)
+    _execution.send_ahead(worker, run.task, run.handler, run.args)
     try:
         return store_running()
     except BaseException:
-        take_back(run.task)
+        _execution.take_back(run.task)
         raise
 
 
@@ -226,26 +224,23 @@ def prerun(worker: Worker, run: Run) -> None:
 def _finish(worker: Worker, run: Run) -> Run | None:
     """Run the handler, then store the outcome and settle; returns the task this one handed its
     slot to, if it did (see ``_handover``)."""
-    from ._execution import execute
-    from ._handover import hand_on, hand_over
-
     task = run.task
     staged = worker._staging.stage(run)  # the next task, sent to start the moment this one ends
     settle: Callable[[], None] | None = None
     try:
-        result = execute(worker, task, run.handler, run.args)
+        result = _execution.execute(worker, task, run.handler, run.args)
     except TaskRetryRequest as request:
         settle = partial(_outcome.explicit_retry, worker, task, request)
     except BaseException as exc:  # noqa: BLE001 - SystemExit in a task is a task failure too
         settle = partial(_outcome.failure, worker, task, exc)
     nxt = worker._staging.claim(staged)  # None when another runner took it, or it went back
     if settle is None:
-        handed = hand_over(worker, task, result, nxt)
+        handed = _handover.hand_over(worker, task, result, nxt)
         if handed is not None:
             return handed
         settle = partial(_outcome.success, worker, task, result)
     if nxt is not None:
-        return hand_on(worker, task, settle, nxt)
+        return _handover.hand_on(worker, task, settle, nxt)
     _outcome.free_slot(worker, task)  # the run is over: storing its outcome overlaps the next run
     settle()
     return None

@@ -26,8 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import _outcome
-from ._execution import send_ahead
+from . import _execution, _handover, _outcome
 
 if TYPE_CHECKING:
     from ._active import ActiveTask
@@ -53,18 +52,16 @@ class Staging:
         ``run`` ended already or the process is to be recycled) is put back in front of the
         buffer, checked.
         """
-        from ._handover import next_run
-
         worker = self._worker
         task = run.task
         if task.future is None or task.future.done() or not task.slot_held or worker._consumer.stopping:
             return None  # (a task done already hands its slot over at once)
         if not worker._slots.all_held():
             return None
-        nxt = next_run(worker)
+        nxt = _handover.next_run(worker)
         if nxt is None:
             return None
-        send_ahead(worker, nxt.task, nxt.handler, nxt.args, behind=task.future)
+        _execution.send_ahead(worker, nxt.task, nxt.handler, nxt.args, behind=task.future)
         if nxt.task.future is None or nxt.task.future.cancelled():  # not sent: the first free runner takes it
             nxt.task.future = None
             self._put_back(nxt.task, nxt)
