@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,18 +24,10 @@ MIN_PRIORITY = 0
 MAX_PRIORITY = 9
 
 
-# The random part of task ids. ``os.urandom`` lets go of the GIL on every call, which costs a
-# handover to another thread per id in a busy notebook process; ids must be unique, not secret,
-# so a generator seeded from the OS (again in every forked child) serves.
-_random = random.Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_random.seed)
-
-
 def new_task_id() -> str:
     """Return a new task id: a UUID version 7 string (time-ordered, as Stem uses)."""
     ms = time.time_ns() // 1_000_000
-    rand = _random.getrandbits(80)
+    rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version 7
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits

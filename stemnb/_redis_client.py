@@ -4,8 +4,7 @@
 from a small free list instead of the client's pool: the pool's bookkeeping on every command
 (fork check, lock, metrics, events) cost about as much CPU as the command itself, and a worker
 sharing its process with the producer is bound by that CPU. Their sockets make one system call
-per send and per receive (see ``_redis_socket``), and a send the kernel takes at once keeps
-the GIL (see ``_send_now``).
+per send and per receive (see ``_redis_socket``).
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment
         'the Redis parts of stemnb need the redis package: pip install "stemnb[redis]"'
     ) from None
 
-from ._redis_socket import is_stale, plain_socket, prepare, timed_out  # noqa: E402 - after the redis check
-from ._send_now import send_now  # noqa: E402
+from ._redis_socket import is_stale, prepare, timed_out  # noqa: E402 - after the redis check
 
 _hiredis: Any
 try:
@@ -180,14 +178,14 @@ def _send(conn: Any, args: tuple[Any, ...], pack: bool) -> Any:
     if packed is None:
         conn.send_command(*args)
     else:
-        _send_packed(conn, packed[0])
+        conn.send_packed_command(packed)
     return conn.read_response()
 
 
 def _send_many(conn: Any, commands: list[tuple[Any, ...]], pack: bool) -> list[Any]:
     packed = [_pack(args) if pack else None for args in commands]
     if all(p is not None for p in packed):
-        _send_packed(conn, b"".join(p[0] for p in packed))  # type: ignore[index]
+        conn.send_packed_command([b"".join(p[0] for p in packed)])  # type: ignore[index]
     else:
         conn.send_packed_command(conn.pack_commands(commands))
     replies: list[Any] = []
@@ -197,19 +195,6 @@ def _send_many(conn: Any, commands: list[tuple[Any, ...]], pack: bool) -> list[A
         except _redis.ResponseError as exc:  # read whole: the next reply follows
             replies.append(exc)
     return replies
-
-
-def _send_packed(conn: Any, data: bytes) -> None:
-    """Send ``data`` on ``conn`` (prepared, see ``_redis_socket``): what the kernel takes at once
-    without letting go of the GIL (see ``_send_now``), the rest as redis-py sends."""
-    sock = plain_socket(conn)
-    if sock is None:
-        conn.send_packed_command([data])
-        return
-    conn.check_health()  # as send_packed_command does first (a PING when one is due)
-    sent = send_now(sock.fileno(), data)
-    if sent < len(data):
-        conn.send_packed_command([data[sent:] if sent else data], check_health=False)
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:

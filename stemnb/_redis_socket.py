@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Any
 
-__all__ = ["is_stale", "plain_socket", "prepare", "timed_out"]
+__all__ = ["is_stale", "prepare", "timed_out"]
 
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("l") == 8
 _TCP_INFO = getattr(socket, "TCP_INFO", None)
@@ -28,8 +28,7 @@ _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state, the struct's first byte
 _TCP_FAMILIES = (int(socket.AF_INET), int(socket.AF_INET6))
 
 
-def plain_socket(conn: Any) -> socket.socket | None:
-    """The plain socket of ``conn`` (not TLS), or None (not connected, or another kind)."""
+def _plain_socket(conn: Any) -> socket.socket | None:
     sock = getattr(conn, "_sock", None)
     return sock if type(sock) is socket.socket else None
 
@@ -49,7 +48,7 @@ def prepare(conn: Any) -> None:
     if not hasattr(conn, "_sock") or conn._sock is not None:
         return
     conn.connect()
-    sock = plain_socket(conn)
+    sock = _plain_socket(conn)
     if sock is None or not _KERNEL_TIMEOUTS:
         return
     timeout = sock.gettimeout()
@@ -66,7 +65,7 @@ def prepare(conn: Any) -> None:
 def is_stale(conn: Any) -> bool:
     """Whether an idle ``conn`` must be reconnected: the server closed it, or data nobody
     asked for waits on it (as redis-py's pool checks on every checkout)."""
-    sock = plain_socket(conn)
+    sock = _plain_socket(conn)
     if sock is not None and _TCP_INFO is not None and _family(sock) in _TCP_FAMILIES:
         try:
             return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] != _TCP_ESTABLISHED

@@ -1,13 +1,16 @@
 """Sending a small message on a stream socket without letting go of the GIL.
 
 CPython lets go of the GIL around every socket send, even one the kernel completes at once (a
-few hundred bytes to Redis, or a task's call to its isolate, never wait). In a process whose
-threads share the GIL, as a notebook kernel running a worker does (the producer, the worker's
-runners, the pool's readers), every release with another thread waiting hands the GIL over, and
-taking it back waits for that thread's turn: a context switch, and that thread's stretch of
-Python, per send. :func:`send_now` makes one non-blocking ``send(2)`` through ctypes' ``PyDLL``,
-which keeps the GIL; a send the kernel cannot complete at once comes back to the caller, which
-sends the rest the usual way (and so gets the usual errors and timeouts).
+task's call to its isolate, or its result back, never waits). :func:`send_now` makes one
+non-blocking ``send(2)`` through ctypes' ``PyDLL``, which keeps the GIL; a send the kernel cannot
+complete at once comes back to the caller, which sends the rest the usual way (and so gets the
+usual errors). The pool's calls and results use it (``_frames.send_frame``).
+
+Redis commands keep CPython's usual send on purpose. Keeping the GIL there too saved 5-10 % of
+the CPU of a notebook process running a worker, yet lowered its task throughput by 5-7 % (nine
+alternating benchmark runs each): a producer's send that lets go of the GIL is also the point
+where the worker's threads get their turn, and with fewer of them the worker starves while the
+producer enqueues.
 
 Linux only; elsewhere :func:`send_now` sends nothing and every send is the usual one.
 """

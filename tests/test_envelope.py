@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 
@@ -26,26 +25,6 @@ def test_task_ids_are_time_ordered_uuid7_strings():
     assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == 50
     assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)  # millisecond prefix is monotonic
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_process_makes_task_ids_of_its_own():
-    new_task_id()  # the generator exists before the fork
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: send ten ids, then leave without running any cleanup
-        os.write(write, "".join(new_task_id() for _ in range(10)).encode())
-        os._exit(0)
-    os.close(write)
-    try:
-        theirs = os.read(read, 4096).decode()
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(read)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-    child = {theirs[i : i + 36][-12:] for i in range(0, len(theirs), 36)}
-    mine = {new_task_id()[-12:] for _ in range(10)}
-    assert len(child) == 10 and not child & mine  # the random tails differ: the child reseeded
 
 
 def test_envelope_round_trips_through_json():

@@ -46,7 +46,7 @@ def test_commands_return_raw_replies_and_raise_reply_errors_on_a_usable_connecti
 
 
 def test_a_command_larger_than_the_sockets_buffers_is_sent_whole(redis_client, commands):
-    # the first part goes by the send that keeps the GIL, the rest by redis-py's blocking send
+    # more than one send: the kernel takes it in parts
     key, value = _key(), bytes(range(256)) * (128 << 10)  # 32 MiB
     try:
         assert commands.command("SET", key, value) in (b"OK", True)
