@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import multiprocessing
+import socket
 
 import pytest
 
@@ -65,3 +67,23 @@ def redis_client():
     client = redis.Redis.from_url(REDIS_URL)
     yield client
     client.close()
+
+
+def _both_closed(a, b):
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+def pipe():
+    """Both ends of a ``multiprocessing.Pipe()`` (a Unix socket pair), closed after the test."""
+    yield from _both_closed(*multiprocessing.Pipe())
+
+
+@pytest.fixture
+def socket_pair():
+    """Both ends of a ``socket.socketpair()``, closed after the test."""
+    yield from _both_closed(*socket.socketpair())

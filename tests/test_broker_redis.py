@@ -236,58 +236,56 @@ def test_a_settle_that_fails_in_redis_stops_counting_the_delivery_against_the_pr
         _drop_namespace(broker.namespace)
 
 
-def test_a_consumer_of_several_queues_takes_the_best_envelope_across_them_in_one_round_trip():
-    from stemnb import Envelope, RedisBroker
+@pytest.fixture
+def fresh_broker():
+    """A Redis broker in a namespace of its own, closed and dropped after the test."""
+    from stemnb import RedisBroker
 
     broker = RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
     try:
-        for queue, priority, tag in [("a", 0, "a0"), ("b", 9, "b9"), ("a", 5, "a5"), ("b", 5, "b5"), ("b", 0, "b0")]:
-            broker.publish(Envelope("t", {"tag": tag}, queue=queue, priority=priority))
-        with broker.consume(["a", "b"], prefetch=5) as consumer:
-            first = consumer.get(timeout=5)  # leases all five in one take
-            assert broker.inflight_count("a") + broker.inflight_count("b") == 5
-            got = [first] + [consumer.get(timeout=5) for _ in range(4)]
-            # priority first, then publish order across the queues
-            assert [d.envelope.args["tag"] for d in got] == ["b9", "a5", "b5", "a0", "b0"]
-            assert [d.queue for d in got] == ["b", "a", "b", "a", "b"]
-            assert all(broker.ack(d) for d in got)
-        assert broker.pending_count("a") == broker.pending_count("b") == 0
+        yield broker
     finally:
         broker.close()
         _drop_namespace(broker.namespace)
 
 
-def test_a_take_of_more_than_is_ready_leases_what_there_is_and_leaves_the_rest_delayed():
+def test_a_consumer_of_several_queues_takes_the_best_envelope_across_them_in_one_round_trip(fresh_broker):
+    from stemnb import Envelope
+
+    broker = fresh_broker
+    for queue, priority, tag in [("a", 0, "a0"), ("b", 9, "b9"), ("a", 5, "a5"), ("b", 5, "b5"), ("b", 0, "b0")]:
+        broker.publish(Envelope("t", {"tag": tag}, queue=queue, priority=priority))
+    with broker.consume(["a", "b"], prefetch=5) as consumer:
+        first = consumer.get(timeout=5)  # leases all five in one take
+        assert broker.inflight_count("a") + broker.inflight_count("b") == 5
+        got = [first] + [consumer.get(timeout=5) for _ in range(4)]
+        # priority first, then publish order across the queues
+        assert [d.envelope.args["tag"] for d in got] == ["b9", "a5", "b5", "a0", "b0"]
+        assert [d.queue for d in got] == ["b", "a", "b", "a", "b"]
+        assert all(broker.ack(d) for d in got)
+    assert broker.pending_count("a") == broker.pending_count("b") == 0
+
+
+def test_a_take_of_more_than_is_ready_leases_what_there_is_and_leaves_the_rest_delayed(fresh_broker):
     import time
 
-    from stemnb import Envelope, RedisBroker
+    from stemnb import Envelope
 
-    broker = RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
-    try:
-        broker.publish(Envelope("t", {"i": 1}))
-        broker.publish(Envelope("t", {"i": 2}, not_before=time.time() + 3600))
-        with broker.consume("default", prefetch=8) as consumer:
-            assert consumer.get(timeout=5).envelope.args == {"i": 1}
-            assert consumer.get(timeout=0.2) is None  # the other is not due
-            counts = broker.statistics("default")
-            assert (counts.pending, counts.delayed, counts.inflight) == (0, 1, 1)
-    finally:
-        broker.close()
-        _drop_namespace(broker.namespace)
+    broker = fresh_broker
+    broker.publish(Envelope("t", {"i": 1}))
+    broker.publish(Envelope("t", {"i": 2}, not_before=time.time() + 3600))
+    with broker.consume("default", prefetch=8) as consumer:
+        assert consumer.get(timeout=5).envelope.args == {"i": 1}
+        assert consumer.get(timeout=0.2) is None  # the other is not due
+        counts = broker.statistics("default")
+        assert (counts.pending, counts.delayed, counts.inflight) == (0, 1, 1)
 
 
-def test_a_queue_nobody_consumes_keeps_a_bounded_wake_list():
-    from stemnb import Envelope, RedisBroker
+def test_a_queue_nobody_consumes_keeps_a_bounded_wake_list(fresh_broker, redis_client):
+    from stemnb import Envelope
 
-    broker = RedisBroker(REDIS_URL, namespace=f"stemnb-test-{uuid.uuid4().hex[:8]}")
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        for i in range(300):
-            broker.publish(Envelope("t", {"i": i}))
-        wake = broker._queue_keys("default", "wake")[-1]
-        assert 64 <= client.llen(wake) <= 128
-        assert broker.pending_count("default") == 300
-    finally:
-        client.close()
-        broker.close()
-        _drop_namespace(broker.namespace)
+    for i in range(300):
+        fresh_broker.publish(Envelope("t", {"i": i}))
+    wake = fresh_broker._queue_keys("default", "wake")[-1]
+    assert 64 <= redis_client.llen(wake) <= 128
+    assert fresh_broker.pending_count("default") == 300

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 
 import pytest
 
 from stemnb._frames import FrameReader
-
-
-@pytest.fixture
-def pipe():
-    a, b = multiprocessing.Pipe()
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_messages_sent_back_to_back_arrive_together_and_in_order(pipe):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import socket
 import sys
 import threading
@@ -13,14 +12,6 @@ from stemnb._frames import SMALL_FRAME, FrameReader, send_frame
 from stemnb._send_now import send_now
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="send_now sends on Linux only")
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 def _fill(sock: socket.socket) -> int:
@@ -47,20 +38,20 @@ def _drain(sock: socket.socket, count: int) -> bytes:
 
 
 @linux_only
-def test_send_now_sends_a_small_message_whole_and_returns_its_length(pair):
-    a, b = pair
+def test_send_now_sends_a_small_message_whole_and_returns_its_length(socket_pair):
+    a, b = socket_pair
     assert send_now(a.fileno(), b"hello") == 5
     assert _drain(b, 5) == b"hello"
 
 
-def test_send_now_of_nothing_sends_nothing(pair):
-    a, _ = pair
+def test_send_now_of_nothing_sends_nothing(socket_pair):
+    a, _ = socket_pair
     assert send_now(a.fileno(), b"") == 0
 
 
 @linux_only
-def test_send_now_returns_zero_instead_of_blocking_on_a_full_socket(pair):
-    a, b = pair
+def test_send_now_returns_zero_instead_of_blocking_on_a_full_socket(socket_pair):
+    a, b = socket_pair
     filled = _fill(a)
     assert send_now(a.fileno(), b"more") == 0  # returned at once: the test would hang otherwise
     assert _drain(b, filled) == b"x" * filled
@@ -69,8 +60,8 @@ def test_send_now_returns_zero_instead_of_blocking_on_a_full_socket(pair):
 
 
 @linux_only
-def test_send_now_sends_part_of_a_message_larger_than_the_room_left(pair):
-    a, b = pair
+def test_send_now_sends_part_of_a_message_larger_than_the_room_left(socket_pair):
+    a, b = socket_pair
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     big = bytes(range(256)) * 4096  # 1 MiB: more than both buffers hold
     sent = send_now(a.fileno(), big)
@@ -78,25 +69,17 @@ def test_send_now_sends_part_of_a_message_larger_than_the_room_left(pair):
     assert _drain(b, sent) == big[:sent]
 
 
-def test_send_now_reports_a_broken_socket_as_nothing_sent_and_the_usual_send_raises(pair):
-    a, b = pair
+def test_send_now_reports_a_broken_socket_as_nothing_sent_and_the_usual_send_raises(socket_pair):
+    a, b = socket_pair
     b.close()
     assert send_now(a.fileno(), b"lost") == 0
     with pytest.raises(OSError):
         a.sendall(b"lost")
 
 
-@pytest.fixture
-def conns():
-    a, b = multiprocessing.Pipe()
-    yield a, b
-    a.close()
-    b.close()
-
-
 @pytest.mark.parametrize("size", [0, 1, 100, SMALL_FRAME, SMALL_FRAME + 1, 3 << 20])
-def test_send_frame_sends_what_connection_recv_bytes_reads(conns, size):
-    sender, receiver = conns
+def test_send_frame_sends_what_connection_recv_bytes_reads(pipe, size):
+    sender, receiver = pipe
     data = bytes(i % 251 for i in range(size))
     thread = threading.Thread(target=lambda: (send_frame(sender, data), send_frame(sender, b"after")))
     thread.start()  # a large message fills the socket: the receiver drains it meanwhile
@@ -105,8 +88,8 @@ def test_send_frame_sends_what_connection_recv_bytes_reads(conns, size):
     thread.join()
 
 
-def test_a_small_frame_that_meets_a_full_socket_is_finished_by_a_blocking_write(conns):
-    sender, receiver = conns
+def test_a_small_frame_that_meets_a_full_socket_is_finished_by_a_blocking_write(pipe):
+    sender, receiver = pipe
     sock = socket.socket(fileno=sender.fileno())  # the same descriptor, to fill it
     try:
         filled = _fill(sock)
@@ -123,8 +106,8 @@ def test_a_small_frame_that_meets_a_full_socket_is_finished_by_a_blocking_write(
     assert FrameReader(receiver).read() == [b"y" * 1000]
 
 
-def test_send_frame_on_a_closed_connection_raises_oserror(conns):
-    sender, receiver = conns
+def test_send_frame_on_a_closed_connection_raises_oserror(pipe):
+    sender, receiver = pipe
     receiver.close()
     with pytest.raises(OSError):
         send_frame(sender, b"gone")
