@@ -75,8 +75,9 @@ class Consumer(abc.ABC):
 
     def get_leased(self) -> Delivery | None:
         """Hand out a delivery this consumer already leased ahead, else ``None`` (the default:
-        it leases none ahead). Never waits and never asks the broker, so a thread that just
-        settled a delivery can take the next one without waking the thread blocked in
+        it leases none ahead). Never waits and makes no round trip to the broker (a broker in
+        this process may lease a ready envelope here, within the prefetch), so a thread that
+        just settled a delivery can take the next one without waking the thread blocked in
         :meth:`get`."""
         return None
 

@@ -107,3 +107,39 @@ def test_in_memory_lease_index_stays_bounded_under_steady_traffic():
             broker.ack(delivery)
         queue = broker._queues["default"]
         assert len(queue.leases) <= 1024 + 2
+
+
+def test_in_memory_get_leased_leases_a_ready_envelope_at_once_within_the_prefetch():
+    broker = InMemoryBroker()
+    for i in range(3):
+        broker.publish(Envelope("t", {"i": i}))
+    broker.publish(Envelope("t", {"i": "later"}, not_before=time.time() + 3600))
+    with broker.consume("default", prefetch=2) as consumer:
+        first, second = consumer.get_leased(), consumer.get_leased()
+        assert [first.envelope.args["i"], second.envelope.args["i"]] == [0, 1]
+        assert consumer.get_leased() is None  # the prefetch is full: nothing more is leased
+        assert broker.inflight_count("default") == 2
+        assert broker.ack(first) is True
+        third = consumer.get_leased()
+        assert third.envelope.args["i"] == 2
+        broker.ack(second)
+        assert consumer.get_leased() is None  # only the delayed one is left
+        broker.ack(third)
+    assert consumer.get_leased() is None  # closed
+    assert broker.pending_count("default") == 0 and broker.delayed_count("default") == 1
+
+
+def test_the_base_consumer_hands_out_nothing_from_get_leased():
+    from stemnb._broker import Consumer
+
+    class OneAtATime(Consumer):  # leases only in get(), as a broker across the network may
+        queues = ("default",)
+        closed = False
+
+        def get(self, timeout=None):
+            return None
+
+        def close(self):
+            pass
+
+    assert OneAtATime().get_leased() is None

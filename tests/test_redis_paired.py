@@ -155,14 +155,6 @@ def test_an_ack_through_paired_writes_refills_the_consumer_in_the_same_round_tri
         assert consumer.get_leased() is None
 
 
-def test_a_consumer_that_leases_nothing_ahead_hands_out_nothing_from_get_leased():
-    broker = stemnb.InMemoryBroker()
-    broker.publish(Envelope("t", {}))
-    with broker.consume("default") as consumer:
-        assert consumer.get_leased() is None
-        assert consumer.get(timeout=5) is not None
-
-
 @pytest.mark.parametrize("running", [False, True], ids=["ack", "ack-then-running"])
 def test_a_paired_ack_that_fails_in_redis_stops_counting_the_delivery_against_the_prefetch(parts, running):
     broker, backend = parts

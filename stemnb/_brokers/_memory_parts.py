@@ -102,6 +102,19 @@ class _MemoryConsumer(Consumer):
                     wait = min(wait, remaining)
                 self._cond.wait(None if wait == math.inf else wait)
 
+    def get_leased(self) -> Delivery | None:
+        """A delivery at once, without waiting: one in the inbox, else a ready envelope leased
+        now if the prefetch has room (in memory, leasing costs no round trip). A runner that has
+        just settled a delivery takes the next one here instead of waiting for the thread
+        blocked in :meth:`get` to wake and hand it over."""
+        broker = self._broker
+        with broker._lock:
+            if self._closed:
+                return None
+            if self._inbox:
+                return self._inbox.popleft()
+            return broker._take(self, time.time()) if self.has_capacity else None
+
     def close(self) -> None:
         with self._broker._lock:
             if self._closed:
