@@ -11,7 +11,7 @@ from typing import Any
 
 import stemnb
 
-from ._taskwork import spin
+from ._taskwork import spin, timed_spin
 
 NAMESPACE = "stemnb-bench-process"
 
@@ -27,5 +27,11 @@ def busy_1ms(context: Any, args: Any) -> None:
     spin(0.001)
 
 
+def timed_1ms(context: Any, args: Any) -> list[float]:
+    """Burn 1 ms of CPU; return ``[pid, start, end]`` (see bench.gaps)."""
+    return timed_spin(0.001)
+
+
 registry.register("noop", stemnb.TaskHandler(noop, isolate=True))
 registry.register("busy_1ms", stemnb.TaskHandler(busy_1ms, isolate=True))
+registry.register("timed_1ms", stemnb.TaskHandler(timed_1ms, isolate=True))

@@ -69,8 +69,8 @@ class _Stemnb(TaskSystem):
         self.broker, self.backend = self._make_broker_and_backend()
         registry = _stemnb_api("TaskRegistry", "stemnb._registry")()
         handler = _stemnb_api("TaskHandler", "stemnb._registry")
-        for kind in ("noop", "busy_1ms"):
-            registry.register(kind, handler(getattr(fns, kind), isolate=self.isolate))
+        for kind, fn in vars(fns).items():  # every task kind the child defined
+            registry.register(kind, handler(fn, isolate=self.isolate))
         worker = _stemnb_api("Worker", "stemnb._worker._worker")
         self.worker = worker(self.broker, registry, self.backend, concurrency=CONCURRENCY)
         self.worker.start()

@@ -15,3 +15,11 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+def timed_spin(seconds: float) -> list[float]:
+    """:func:`spin`, then return ``[pid, start, end]``: the process that ran it and when, by
+    ``time.perf_counter()`` (CLOCK_MONOTONIC on Linux, one clock for every process)."""
+    start = time.perf_counter()
+    spin(seconds)
+    return [os.getpid(), start, time.perf_counter()]

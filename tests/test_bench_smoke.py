@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench/ is not part of the installed package
     sys.path.insert(0, str(ROOT))
 
-from bench import _cpu, _harness, runtime, tasks  # noqa: E402
+from bench import _cpu, _harness, gaps, runtime, tasks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -141,3 +141,28 @@ def test_threads_bench_runs_stemnb_capped_and_uncapped_at_a_tiny_size(tmp_path, 
 
     assert rows["stemnb"][1] == str(max(1, cpu_count() // 2))  # BLAS threads per process
     assert rows["stemnb-uncapped"][1] == str(cpu_count())
+
+
+def test_gaps_bench_times_stemnb_isolate_tasks_at_a_tiny_size():
+    doc = gaps.measure_system("stemnb-isolate", 10, timeout=120)
+    assert "error" not in doc, doc.get("stderr")
+    assert doc["tasks"] == 10 and doc["isolates"] in (1, 2)
+    assert 0 < doc["busy_pct"] <= 100
+    report = "\n".join(gaps.render({"stemnb-isolate": doc}, {"when": "now", "machine": _harness.machine_facts(),
+                                                             "tasks": 10, "rounds": 1}))
+    assert "| isolates busy: % of the run |" in report
+
+
+def test_gaps_summary_counts_busy_time_and_gaps_per_isolate_and_phase():
+    # isolate 1: 0-1, 1.5-2.5 (gap 0.5); isolate 2: 0-1, 4-5 (gap 3); enqueueing ends at 1
+    spans = [[1, 0.0, 1.0], [1, 1.5, 2.5], [2, 0.0, 1.0], [2, 4.0, 5.0]]
+    doc = gaps.summarize(spans, start=0.0, enqueued=1.0, end=5.0)
+    assert doc["isolates"] == 2 and doc["tasks_per_s"] == 4 / 5
+    assert doc["busy_pct"] == 100 * 4 / 10
+    assert doc["busy_enqueue_pct"] == 100.0 and doc["busy_after_pct"] == 100 * 2 / 8
+    assert doc["gap_median_ms"] == 1750.0 and doc["long_gaps"] == 2 and doc["long_gaps_ms"] == 3500.0
+
+
+def test_gaps_bench_rejects_an_unknown_system_by_name():
+    with pytest.raises(ValueError, match="unknown system 'celery'"):
+        gaps.measure_system("celery", 10)
