@@ -1,13 +1,10 @@
-"""Connection's framing: every waiting message read with one system call, and small ones sent
-without letting go of the GIL.
+"""Reading every message already waiting on a connection with one system call.
 
 ``multiprocessing.connection.Connection.recv_bytes`` makes two reads per message (length, then
 body). Under load many messages wait in the socket at once; :class:`FrameReader` takes them all with
 one ``read`` and splits them, so the cost per message falls as the load grows, with no added latency
 when there is only one. It reads Connection's own framing (a 4-byte big-endian length, or -1 and an
-8-byte length for huge messages), so the other end may use ``Connection.send_bytes``.
-:func:`send_frame` writes that framing too, a small message in one send that keeps the GIL
-(see ``_send_now``).
+8-byte length for huge messages), so the other end keeps using ``Connection.send_bytes``.
 """
 
 from __future__ import annotations
@@ -17,28 +14,9 @@ import os
 import struct
 from multiprocessing.connection import Connection
 
-from ._send_now import send_now
-
 _CHUNK = 256 * 1024
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
-SMALL_FRAME = 16 * 1024  # larger messages go by Connection.send_bytes (two writes, no copy)
-
-
-def send_frame(conn: Connection, data: bytes) -> None:
-    """Send ``data`` on ``conn`` as ``conn.send_bytes(data)`` would; a small message goes with
-    one write, as much of it as the kernel takes at once without letting go of the GIL.
-
-    Raises OSError when the connection is broken. Callers serialise sends on one connection.
-    """
-    if len(data) > SMALL_FRAME:
-        conn.send_bytes(data)
-        return
-    frame = _SHORT.pack(len(data)) + data
-    fd = conn.fileno()
-    rest = memoryview(frame)[send_now(fd, frame):]
-    while rest:  # the kernel would block (or the socket failed: the write raises)
-        rest = rest[os.write(fd, rest):]
 
 
 class FrameReader:

@@ -7,7 +7,6 @@ import pickle
 import threading
 
 from ._claim import ClaimBoard
-from ._frames import send_frame
 from ._future import Future
 from ._pool_types import IsolateRecycleReason
 from ._process import ChildProcess
@@ -68,4 +67,4 @@ class _Worker:
         assert self.child is not None and self.child.conn is not None
         data = pickle.dumps(msg, protocol=5)
         with self.send_lock:
-            send_frame(self.child.conn, data)
+            self.child.conn.send_bytes(data)

@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from ._exceptions import SerializationError
-from ._frames import FrameReader, send_frame
+from ._frames import FrameReader
 from ._output import ForwardStream
 from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads_call
@@ -43,7 +43,7 @@ class _Channel:
     def send(self, msg: tuple) -> None:
         data = pickle.dumps(msg, protocol=5)
         with self.lock:
-            send_frame(self.conn, data)
+            self.conn.send_bytes(data)
 
     def output(self, stream: str, text: str) -> None:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
-import socket
 
 import pytest
 
@@ -69,21 +68,12 @@ def redis_client():
     client.close()
 
 
-def _both_closed(a, b):
+@pytest.fixture
+def pipe():
+    """Both ends of a ``multiprocessing.Pipe()`` (a Unix socket pair), closed after the test."""
+    a, b = multiprocessing.Pipe()
     try:
         yield a, b
     finally:
         a.close()
         b.close()
-
-
-@pytest.fixture
-def pipe():
-    """Both ends of a ``multiprocessing.Pipe()`` (a Unix socket pair), closed after the test."""
-    yield from _both_closed(*multiprocessing.Pipe())
-
-
-@pytest.fixture
-def socket_pair():
-    """Both ends of a ``socket.socketpair()``, closed after the test."""
-    yield from _both_closed(*socket.socketpair())
