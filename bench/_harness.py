@@ -313,6 +313,18 @@ def write_report(name: str, lines: Sequence[str], out_dir: Path | None = None) -
     return path
 
 
+def machine_line(notes: dict[str, Any]) -> str:
+    """The report's line on the machine, its load and the run's length (``notes["machine"]`` from
+    :func:`machine_facts`, ``notes["duration_min"]``)."""
+    m = notes["machine"]
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}; "
+        f"load average at start {m['load_at_start']}. **The machine was shared with other agents' builds "
+        f"and tests during the run**, so absolute numbers are noisy; compare within a row. Run took "
+        f"{notes['duration_min']:.1f} min."
+    )
+
+
 def utc_now() -> str:
     """Return the current UTC time as ``YYYY-MM-DD HH:MM UTC``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -104,13 +104,8 @@ def _cell(doc: dict[str, Any], label: str, key: str | None, fmt: str | None) -> 
 
 def render(results: dict[str, dict[str, Any]], notes: dict[str, Any]) -> list[str]:
     """The report as Markdown lines."""
-    m = notes["machine"]
-    lines = [f"# stemnb isolate gaps — {notes['when']}", ""]
-    lines.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}; load average at start "
-        f"{m['load_at_start']}; {notes['tasks']:,} tasks of 1 ms per system; medians of {notes['rounds']} "
-        "round(s). The machine is shared: compare within a row."
-    )
+    lines = [f"# stemnb isolate gaps — {notes['when']}", "", h.machine_line(notes)]
+    lines.append(f"\n{notes['tasks']:,} tasks of 1 ms per system; medians of {notes['rounds']} round(s).")
     systems = list(results)
     rows = [[label, *(_cell(results[s], label, key, fmt) for s in systems)] for label, key, fmt in ROWS]
     lines += ["", *h.simple_table(["measure", *systems], rows), ""]
@@ -141,7 +136,7 @@ def _median_docs(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str,
 
 def run(systems: Sequence[str], *, tasks: int, rounds: int = 1) -> tuple[dict[str, Any], list[str]]:
     """Measure ``systems`` ``rounds`` times, interleaved; return the median summaries and the report."""
-    machine = h.machine_facts()
+    machine, began = h.machine_facts(), time.perf_counter()
 
     def measure(name: str, label: str) -> dict[str, Any]:
         print(f"[{time.strftime('%H:%M:%S')}] {label}{name}", file=sys.stderr, flush=True)
@@ -149,7 +144,8 @@ def run(systems: Sequence[str], *, tasks: int, rounds: int = 1) -> tuple[dict[st
 
     per_round = h.interleaved_rounds(systems, rounds, measure)
     results = _median_docs(per_round)
-    notes = {"when": h.utc_now(), "machine": machine, "tasks": tasks, "rounds": rounds}
+    notes = {"when": h.utc_now(), "machine": machine, "tasks": tasks, "rounds": rounds,
+             "duration_min": (time.perf_counter() - began) / 60}
     return results, render(results, notes)
 
 

@@ -283,7 +283,7 @@ def render(
     """Return the whole report as Markdown lines."""
     rows = [row for row, _ in ROWS]
     lines = [f"# stemnb runtime benchmark — {notes['when']}", ""]
-    lines += [_machine_line(notes), ""]
+    lines += [h.machine_line(notes), ""]
     lines += h.ratio_table(rows, results, ["stemnb"])
     lines += ["", _targets_line(results)] if "stemnb" in results else []
     lines += [
@@ -323,16 +323,6 @@ def _round_table(rounds: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
             cells = [fmt.format(doc[key]) if isinstance(doc.get(key), (int, float)) else "—" for key, _, fmt in keys]
             rows.append((str(i), name, *cells))
     return h.simple_table(["round", "system", *(label for _, label, _ in keys)], rows)
-
-
-def _machine_line(notes: dict[str, Any]) -> str:
-    m = notes["machine"]
-    return (
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}; "
-        f"load average at start {m['load_at_start']}. **The machine was shared with other agents' builds "
-        f"and tests during the run**, so absolute numbers are noisy; compare within a row. Run took "
-        f"{notes['duration_min']:.1f} min."
-    )
 
 
 def _targets_line(results: dict[str, dict[str, Any]]) -> str:

@@ -85,14 +85,7 @@ def measure_system(
 
 def render(results: dict[str, dict[str, Any]], notes: dict[str, Any]) -> list[str]:
     """Return the whole report as Markdown lines."""
-    m = notes["machine"]
-    lines = [f"# stemnb task-queue benchmark — {notes['when']}", ""]
-    lines.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}; "
-        f"load average at start {m['load_at_start']}. **The machine was shared with other agents' builds and "
-        f"tests during the run**, so absolute numbers are noisy; compare within a row. Run took "
-        f"{notes['duration_min']:.1f} min."
-    )
+    lines = [f"# stemnb task-queue benchmark — {notes['when']}", "", h.machine_line(notes)]
     lines += ["", *h.ratio_table(ROWS, _with_cpu_splits(results), SUBJECTS), ""]
     lines.append(
         "Ratios: how many times better that stemnb column is than the best peer (Celery or Dramatiq) on the "

@@ -148,8 +148,8 @@ def test_gaps_bench_times_stemnb_isolate_tasks_at_a_tiny_size():
     assert "error" not in doc, doc.get("stderr")
     assert doc["tasks"] == 10 and doc["isolates"] in (1, 2)
     assert 0 < doc["busy_pct"] <= 100
-    report = "\n".join(gaps.render({"stemnb-isolate": doc}, {"when": "now", "machine": _harness.machine_facts(),
-                                                             "tasks": 10, "rounds": 1}))
+    notes = {"when": "now", "machine": _harness.machine_facts(), "tasks": 10, "rounds": 1, "duration_min": 0.1}
+    report = "\n".join(gaps.render({"stemnb-isolate": doc}, notes))
     assert "| isolates busy: % of the run |" in report
 
 
