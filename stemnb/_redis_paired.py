@@ -164,9 +164,9 @@ class RedisPairedWrites(PairedWrites):
             taken, sleep, drained = broker._taken(consumer, reply[1:], float(take_args[0]))
         except BaseException:
             consumer._unreserve(want)
-            broker._forget_holder(delivery)  # counted settled in _reserve: left to its lease (see RedisBroker._settle)
             raise
-        broker._forget_holder(delivery)  # its consumer counted it settled in _reserve
+        finally:  # its consumer counted it settled in _reserve (if the round trip failed: left to its lease)
+            broker._forget_holder(delivery)
         consumer._receive(taken, want, sleep, drained, quiet=True)  # see Consumer.get_leased
         return status
 

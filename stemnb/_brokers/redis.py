@@ -189,12 +189,12 @@ class RedisBroker(Broker):
             "dead-lettered an undecodable message on queue %r: %s", queue, entry.meta["error"]
         )
 
-    def _settle(self, script: str, delivery: Delivery, *extra_args: Any, keys: list[str]) -> bool:
+    def _settle(self, script: str, delivery: Delivery, keys: list[str], args: list[Any]) -> bool:
         """Run a settle script. The delivery stops counting against its consumer's prefetch even
         when the round trip fails: it is left to its lease, and a consumer that waited for the
         settle would otherwise wait for good (Redis restarted, say, with the delivery gone)."""
         try:
-            return bool(self._run(script, keys, self._settle_args(delivery, *extra_args)))
+            return bool(self._run(script, keys, args))
         finally:
             self._settled(delivery)
 
@@ -277,13 +277,13 @@ class RedisBroker(Broker):
     def ack(self, delivery: Delivery) -> bool:
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return True
-        return self._settle("ACK", delivery, keys=self._queue_keys(delivery.queue))
+        return self._settle("ACK", delivery, self._queue_keys(delivery.queue), self._settle_args(delivery))
 
     def nack(self, delivery: Delivery, *, requeue: bool = True) -> bool:
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return True
-        keys = self._queue_keys(delivery.queue, "wake")
-        return self._settle("NACK", delivery, "1" if requeue else "0", keys=keys)
+        args = self._settle_args(delivery, "1" if requeue else "0")
+        return self._settle("NACK", delivery, self._queue_keys(delivery.queue, "wake"), args)
 
     def dead_letter(
         self, delivery: Delivery, reason: str, meta: dict[str, Any] | None = None
@@ -292,10 +292,7 @@ class RedisBroker(Broker):
             raise ValueError(f"dead_letter() needs a non-empty reason string, got {reason!r}")
         if isinstance(delivery, Delivery) and delivery.broadcast:
             return True
-        try:
-            return bool(self._run("DEAD_LETTER", *self._dead_letter_call(delivery, reason, meta)))
-        finally:
-            self._settled(delivery)  # left to its lease if the round trip failed (see _settle)
+        return self._settle("DEAD_LETTER", delivery, *self._dead_letter_call(delivery, reason, meta))
 
     def _dead_letter_call(
         self, delivery: Delivery, reason: str, meta: dict[str, Any] | None
