@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ChannelListener", "RECONNECT_FIRST", "RECONNECT_MAX"]
+from ._backoff import backoff
+
+__all__ = ["ChannelListener"]
 
 _log = logging.getLogger("stemnb.redis")
 
 NAP = 0.002  # seconds an idle listener lets messages gather (see ChannelListener._nap)
-RECONNECT_FIRST = 0.05  # seconds before the first attempt to listen again; doubles per failure
-RECONNECT_MAX = 2.0  # the longest wait between attempts
 KEEPALIVE = {"idle": 30, "interval": 10, "count": 3}  # a silent dead peer is found within ~60 s
 
 
@@ -105,14 +105,14 @@ class ChannelListener:
             session = self._resubscribe()
 
     def _resubscribe(self) -> Any:
-        """Listen again, with a backoff; None once closed."""
-        delay, lost_at = RECONNECT_FIRST, time.monotonic()
+        """Listen again, waiting ``stemnb._backoff.backoff`` between attempts; None once closed."""
+        failures, lost_at = 0, time.monotonic()
         while True:
-            self._woken.wait(delay)
+            failures += 1
+            self._woken.wait(backoff(failures))
             self._woken.clear()
             if self._closed:
                 return None
-            delay = min(2 * delay, RECONNECT_MAX)
             try:
                 session = self._subscribe()
             except Exception:  # noqa: BLE001 - Redis is still away: wait and try again

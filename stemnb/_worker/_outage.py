@@ -7,10 +7,9 @@ import logging
 import time
 from collections.abc import Callable
 
-log = logging.getLogger("stemnb.worker")
+from .._backoff import backoff
 
-FIRST_WAIT = 0.05  # seconds before the second attempt; doubles per failure
-MAX_WAIT = 2.0
+log = logging.getLogger("stemnb.worker")
 
 
 class Outage:
@@ -23,8 +22,8 @@ class Outage:
         self._since = 0.0
 
     def failed(self, exc: BaseException) -> float:
-        """Record a failure; return the seconds to wait before the next attempt (50 ms,
-        doubling, at most 2 s). The first failure of an outage is logged with its traceback,
+        """Record a failure; return the seconds to wait before the next attempt (see
+        ``stemnb._backoff``: 50 ms, doubling, at most 2 s). The first failure of an outage is logged with its traceback,
         later ones only at debug level."""
         self.failures += 1
         if self.failures == 1:
@@ -32,7 +31,7 @@ class Outage:
             log.warning("worker %s: %s failed (%s); trying again", self.worker_id, self.what, exc, exc_info=exc)
         else:
             log.debug("worker %s: %s failed again (%s)", self.worker_id, self.what, exc)
-        return min(MAX_WAIT, FIRST_WAIT * 2 ** min(self.failures - 1, 6))
+        return backoff(self.failures)
 
     def succeeded(self) -> None:
         """Record a success; an outage that ends is logged with its length."""
