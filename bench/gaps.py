@@ -123,17 +123,6 @@ def render(results: dict[str, dict[str, Any]], notes: dict[str, Any]) -> list[st
     return lines
 
 
-def _median_docs(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for name in rounds[0]:
-        docs = [r[name] for r in rounds if "error" not in r[name]]
-        if not docs:
-            out[name] = rounds[0][name]
-            continue
-        out[name] = {key: h.median([d[key] for d in docs]) for key in docs[0]}
-    return out
-
-
 def run(systems: Sequence[str], *, tasks: int, rounds: int = 1) -> tuple[dict[str, Any], list[str]]:
     """Measure ``systems`` ``rounds`` times, interleaved; return the median summaries and the report."""
     machine, began = h.machine_facts(), time.perf_counter()
@@ -143,7 +132,7 @@ def run(systems: Sequence[str], *, tasks: int, rounds: int = 1) -> tuple[dict[st
         return measure_system(name, tasks)
 
     per_round = h.interleaved_rounds(systems, rounds, measure)
-    results = _median_docs(per_round)
+    results = h.median_docs(per_round)  # a system that failed in any round shows its error
     notes = {"when": h.utc_now(), "machine": machine, "tasks": tasks, "rounds": rounds,
              "duration_min": (time.perf_counter() - began) / 60}
     return results, render(results, notes)
