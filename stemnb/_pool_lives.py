@@ -27,6 +27,18 @@ from ._shm import SegmentCache, sweep_pid
 
 _MAX_SPAWN_FAILURES = 3
 
+_settling = threading.local()  # .on: this reader thread is settling a call's future, outside the lock
+
+
+def take_settling() -> bool:
+    """Whether the calling thread is a pool's reader settling a call's future right now, outside
+    every pool lock: a done-callback may then go on with blocking work in it (see
+    ``stemnb._worker._relay``). The first caller takes it: callbacks run by that work see False."""
+    if getattr(_settling, "on", False):
+        _settling.on = False
+        return True
+    return False
+
 
 class ProcessLives:
     """The pool's per-process threads and their book-keeping (see the module's docstring)."""
@@ -164,7 +176,11 @@ class ProcessLives:
         for call, value, failed, what in settle:
             if call.timer is not None:
                 call.timer.cancel()
-            settled = call.future._settle(exception=value) if failed else call.future._settle(value)
+            _settling.on = True
+            try:
+                settled = call.future._settle(exception=value) if failed else call.future._settle(value)
+            finally:
+                _settling.on = False
             if not settled:
                 with self._lock:  # cancelled or timed out meanwhile: that path counted it
                     self._counts[what] -= 1

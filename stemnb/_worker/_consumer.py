@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .._broker import Consumer
 from .._envelope import Delivery
 from .._events import WorkerEventType
+from . import _pipeline, _relay
 from ._active import ActiveTask
 from ._outage import Outage
 
@@ -122,16 +123,12 @@ class ConsumerLoop:
 
     def _run(self) -> None:
         w = self._worker
-        from ._pipeline import handle, run_handed
-
         while True:
             w._staging.release_one()  # a staged task that has not started runs here instead
             task = self._next()
             if task is None:
                 return
-            handed = handle(w, task)
-            while handed is not None:  # the task handed its slot to the next one (_handover)
-                handed = run_handed(w, handed)
+            _relay.run_chain(_pipeline.chain(w, task))
 
     def _accept(self, delivery: Delivery) -> ActiveTask:
         """Track a delivery from receipt: active, counted, its lease renewed."""

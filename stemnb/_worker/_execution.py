@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import inspect
 import threading
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .._context import TaskContext
@@ -118,13 +119,22 @@ def _submit(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, l
     )
 
 
+def awaited(task: ActiveTask, handler: TaskHandler) -> Generator[Any, None, None]:
+    """Yield the call :func:`execute` would wait for, for the chain's driver to wait for instead
+    (see ``_relay``): that of an isolate task :func:`send_ahead` sent, while it runs and is not
+    being revoked. Yields nothing otherwise (then :func:`execute` waits, as it would anyway)."""
+    future = task.future
+    if future is not None and handler.isolate and not future.done() and not task.control.terminate.is_set():
+        yield future
+
+
 def run_isolate(worker: Worker, task: ActiveTask, handler: TaskHandler, args: Any, limit: float | None) -> Any:
     """Run in the worker's isolate pool (unless :func:`send_ahead` sent it already); a hard
     ``limit`` ends only this task's process."""
     if task.future is None:
         _submit(worker, task, handler, args, limit)
     future = task.future
-    if task.control.terminate.is_set():  # revoked while we were submitting
+    if task.control.terminate.is_set() and not future.done():  # revoked while we were submitting
         worker._revocations.schedule_kill(task)
     try:
         return future.result()

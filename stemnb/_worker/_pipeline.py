@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stemnb.worker")
 T = TypeVar("T")
+Steps = Generator[Any, None, T]  # a chain's step: yields the isolate calls it waits for, returns T
 
 PAUSED_QUEUE_BACKOFF = 0.25
 SETTLE_BACKOFF_MAX = 5.0
@@ -45,12 +46,21 @@ class Run:
     args: Any
 
 
-def handle(worker: Worker, task: ActiveTask) -> Run | None:
+def chain(worker: Worker, task: ActiveTask) -> Steps[None]:
+    """A runner's work from ``task`` on: :func:`handle` it, then run each task it hands its slot
+    to. A generator that yields each isolate call it waits for (see ``_relay``)."""
+    handed = yield from handle(worker, task)
+    while handed is not None:  # the task handed its slot to the next one (_handover)
+        handed = yield from run_handed(worker, handed)
+
+
+def handle(worker: Worker, task: ActiveTask) -> Steps[Run | None]:
     """Run every check, then the handler, then settle the delivery; never raises.
 
     Whatever happens, the delivery ends acked, dead-lettered, re-published or requeued, and the
     task leaves the active set. Returns the next task when this one handed its slot over (see
-    ``_handover``): it already counts as started; run it with :func:`run_handed`.
+    ``_handover``): it already counts as started; run it with :func:`run_handed`. A generator,
+    like every step of a chain: it yields the isolate call it waits for.
     """
     handed = None
     try:
@@ -62,8 +72,10 @@ def handle(worker: Worker, task: ActiveTask) -> Run | None:
         if run is not None:
             start(worker, run, lambda: worker.backend.set_status(running_status(worker, task)))
             prerun(worker, run)
-            handed = _finish(worker, run)
+            handed = yield from _finish(worker, run)
         worker._settle_failures = 0
+    except GeneratorExit:
+        raise
     except BaseException as exc:  # the outcome step itself failed: give the delivery back
         settle_failed(worker, task, exc)
     finally:
@@ -71,13 +83,15 @@ def handle(worker: Worker, task: ActiveTask) -> Run | None:
     return handed
 
 
-def run_handed(worker: Worker, run: Run) -> Run | None:
+def run_handed(worker: Worker, run: Run) -> Steps[Run | None]:
     """Run a task handed a slot by the previous one, then settle it (as :func:`handle`)."""
     handed = None
     try:
         prerun(worker, run)
-        handed = _finish(worker, run)
+        handed = yield from _finish(worker, run)
         worker._settle_failures = 0
+    except GeneratorExit:
+        raise
     except BaseException as exc:
         settle_failed(worker, run.task, exc)
     finally:
@@ -221,12 +235,13 @@ def prerun(worker: Worker, run: Run) -> None:
     start_task_timers(worker, task, soft_limit(task.envelope, run.handler.options))
 
 
-def _finish(worker: Worker, run: Run) -> Run | None:
+def _finish(worker: Worker, run: Run) -> Steps[Run | None]:
     """Run the handler, then store the outcome and settle; returns the task this one handed its
     slot to, if it did (see ``_handover``)."""
     task = run.task
     staged = worker._staging.stage(run)  # the next task, sent to start the moment this one ends
     settle: Callable[[], None] | None = None
+    yield from _execution.awaited(task, run.handler)
     try:
         result = _execution.execute(worker, task, run.handler, run.args)
     except TaskRetryRequest as request:

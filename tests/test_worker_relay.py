@@ -1,0 +1,149 @@
+"""Relaying (``stemnb/_worker/_relay.py``): a runner's chain goes on in the pool reader thread that
+settles the call it waits for; anywhere else, the runner thread goes on with it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import CancelledError
+
+import pytest
+
+from stemnb import Middleware, TaskHandler, WorkerEventType
+from stemnb._pool_lives import take_settling
+from stemnb._worker._relay import run_chain
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _wait_for(event_path: str) -> int:
+    import time
+
+    while not os.path.exists(event_path):  # released by the test creating the file
+        time.sleep(0.001)
+    return os.getpid()
+
+
+def _chain(pool, steps: int, where: list[str]):
+    """Yield ``steps`` pool calls one after the other, noting the thread each step runs in."""
+    for _ in range(steps):
+        where.append(threading.current_thread().name)
+        future = pool.run(_pid)
+        yield future
+        assert future.result() > 0
+    where.append(threading.current_thread().name)
+
+
+def test_a_chain_goes_on_in_the_reader_threads_that_settle_its_calls(pool):
+    where: list[str] = []
+    run_chain(_chain(pool, 6, where))
+    me = threading.current_thread().name
+    assert where[0] == me  # the first step runs where the chain was started
+    assert len(where) == 7
+    assert any(name != me for name in where[1:]), f"every step ran in the runner thread: {where}"
+
+
+def test_a_call_done_before_the_chain_waits_goes_on_in_the_runner_thread(pool):
+    done = pool.run(_pid)
+    done.result(timeout=30)
+    where: list[str] = []
+
+    def chain():
+        yield done
+        where.append(threading.current_thread().name)
+
+    run_chain(chain())
+    assert where == [threading.current_thread().name]
+
+
+def test_a_cancelled_call_wakes_the_runner_thread_to_go_on(pool, tmp_path):
+    gate = str(tmp_path / "go")
+    where: list[str] = []
+    seen: list[BaseException] = []
+
+    def chain():
+        future = pool.run(_wait_for, gate)
+        threading.Thread(target=future.cancel, name="canceller").start()
+        yield future
+        where.append(threading.current_thread().name)
+        with pytest.raises(CancelledError) as info:
+            future.result()
+        seen.append(info.value)
+
+    run_chain(chain())
+    assert where == [threading.current_thread().name]
+    assert seen and isinstance(seen[0], CancelledError)
+    assert pool.run(_pid).result(timeout=30) > 0  # the pool replaced the ended process
+
+
+def test_what_a_chain_raises_in_a_reader_thread_is_raised_in_the_runner_thread(pool):
+    def chain():
+        yield pool.run(_pid)
+        raise ValueError("a bug in the chain")
+
+    with pytest.raises(ValueError, match="a bug in the chain"):
+        run_chain(chain())
+
+
+def test_a_chain_that_never_waits_ends_at_once():
+    ran: list[int] = []
+
+    def chain():
+        ran.append(1)
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    run_chain(chain())
+    assert ran == [1]
+
+
+def test_only_the_first_callback_of_a_settled_call_may_go_on_in_the_reader_thread(pool, tmp_path):
+    gate = str(tmp_path / "go")
+    taken: list[bool] = []
+    done = threading.Event()
+    future = pool.run(_wait_for, gate)  # cannot end before the callbacks are added
+
+    def first(f):
+        taken.append(take_settling())
+        taken.append(take_settling())  # taken already: work it does must not go on here again
+
+    future.add_done_callback(first)
+    future.add_done_callback(lambda f: done.set())
+    open(gate, "w").close()
+    assert done.wait(30)
+    assert taken == [True, False]
+    assert take_settling() is False  # never outside a reader's settling
+
+
+class _ConsumeThreads(Middleware):
+    """Notes the thread each delivery's checks run in."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def on_consume(self, delivery) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+def _gated(ctx, args):
+    return _wait_for(args["gate"])
+
+
+def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with_its_chains(h, tmp_path):
+    gate = str(tmp_path / "go")
+    h.registry.register("gated", TaskHandler(_gated, isolate=True))
+    h.registry.register("boom", TaskHandler(lambda ctx, args: 1 / 0, isolate=True))
+    ids = [h.stem.enqueue("gated" if i % 3 else "boom", {"gate": gate}) for i in range(60)]
+    seen = _ConsumeThreads()
+    worker, recorder = h.worker(concurrency=2, prefetch_multiplier=2, middleware=[seen])
+    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at the gate
+    open(gate, "w").close()
+    states = [h.wait(tid, timeout=60).state.value for tid in ids]
+    assert states.count("succeeded") == 40 and states.count("failed") == 20
+    counters = worker.stats()["counters"]
+    assert counters["succeeded"] == 40 and counters["failed"] == 20
+    assert h.broker.pending_count("default") == 0 and h.broker.inflight_count("default") == 0
+    runners = [name for name in seen.threads if "-runner-" in name]
+    assert len(runners) < len(seen.threads), "no task was taken on by a reader thread"
