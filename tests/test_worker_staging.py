@@ -15,14 +15,14 @@ from stemnb.testing import eventually
 
 
 def _watch_staging(worker):
-    """Count the tasks the worker stages; ``staged`` is set at the first."""
+    """Note the tasks the worker stages, each once; ``staged`` is set at the first."""
     staged = threading.Event()
     count = []
     stage = worker._staging.stage
 
     def counting(run):
         nxt = stage(run)
-        if nxt is not None:
+        if nxt is not None and nxt.task.id not in count:  # (a second call returns the same one)
             count.append(nxt.task.id)
             staged.set()
         return nxt
@@ -119,6 +119,20 @@ def _staged_behind_a_gated_task(h, port):
     _, gate = port.receive(30)
     assert staged.wait(30)
     return worker, running, waiting, order, gate
+
+
+def test_staging_behind_a_run_again_gives_the_task_staged_there_and_stages_no_other(h, port):
+    from stemnb._worker._pipeline import Run
+
+    worker, running, waiting, order, gate = _staged_behind_a_gated_task(h, port)
+    h.stem.enqueue("tag", {"tag": "third"})  # a next task is leased: a second staging would take it
+    eventually(lambda: worker._consumer.buffered() == 1, timeout=30)
+    (task,) = worker._active.by_task_id(running)
+    again = worker._staging.stage(Run(task, task.handler, {}))
+    assert again is not None and again.task.id == waiting
+    assert order == [waiting] and worker._consumer.buffered() == 1
+    gate.send(None)
+    assert h.wait(waiting, timeout=30).payload == "waiting"
 
 
 @pytest.mark.parametrize("mode", [WorkerShutdownMode.WARM, WorkerShutdownMode.HARD])

@@ -32,6 +32,7 @@ class ActiveTask:
         self.control = InlineControl(self)
         self.future: Any = None  # the pool call's future, for isolate tasks
         self.checked: Any = None  # its _pipeline.Run once its checks passed, until it is started
+        self.staged: Any = None  # the _pipeline.Run staged behind this task (see _staging)
         self.remote_port: Any = None  # the isolate's control SendPort, once it announced it
         self.timers: list[TimerHandle] = []
         self.lease_length: float | None = None

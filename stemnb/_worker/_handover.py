@@ -36,8 +36,8 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any, staged: Run | None 
     """Settle the succeeded ``task`` together with starting the next task in its slot: ``staged``
     (see ``_staging``), else the next leased one.
 
-    Returns that next task's run (``running`` stored, slot held; ``run_handed`` runs it), or
-    None when there is none that may run now: then ``task`` is still unsettled and settles as
+    Returns that next task's run (``running`` stored, slot held, the task after it staged behind
+    it where it can be; ``run_handed`` runs it), or None when there is none that may run now: then ``task`` is still unsettled and settles as
     usual (and ``staged`` goes on with :func:`hand_on`). Raises what the write raises (the next
     task is then given back).
     """
@@ -62,6 +62,7 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any, staged: Run | None 
         raise
     task.slot_held, nxt.slot_held = False, True  # the slot passes to the next task
     try:
+        worker._staging.stage(run)  # the one after it, first: the next task may end any moment now
         _outcome.succeeded(worker, task, stored, result)
     except Exception as exc:  # stored and acked already: report it, the next task still runs
         log.exception("worker %s: after task %s succeeded", worker.worker_id, task.id)

@@ -47,13 +47,19 @@ class Staging:
         in its process; return its run, or None when nothing was staged.
 
         Only when every slot is held (else the next task starts on its own) and nobody waits
-        for one. A next task that cannot be sent that way (an inline task, one that an
+        for one. A run with a task staged behind it already gets that one again, while staged. A next task that cannot be sent that way (an inline task, one that an
         ``on_execute`` middleware wraps, or one the process of ``run`` cannot take because
         ``run`` ended already or the process is to be recycled) is put back in front of the
         buffer, checked.
         """
         worker = self._worker
         task = run.task
+        prior = task.staged
+        if prior is not None:  # staged behind it already (see _handover): that one, while staged
+            with self._lock:
+                if prior.task in self._runs:
+                    return prior
+            task.staged = None
         if task.future is None or task.future.done() or not task.slot_held or worker._consumer.stopping:
             return None  # (a task done already hands its slot over at once)
         if not worker._slots.all_held():
@@ -68,6 +74,7 @@ class Staging:
             return None
         with self._lock:
             self._runs[nxt.task] = nxt
+        task.staged = nxt
         if not worker._slots.all_held():  # a slot was freed meanwhile: let its runner take it
             self.release_one()
         return nxt
