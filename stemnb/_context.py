@@ -228,3 +228,31 @@ class InlineControl(TaskControl):
         """Make the next heartbeat/progress/extend_lease raise TaskRevokedError."""
         self.reason = reason
         self.terminate.set()
+
+    def detach(self) -> None:
+        """The task was settled: later signals go nowhere, and a child enqueue raises RuntimeError.
+
+        Drops the reference to the worker's task, which refers back to this control: without
+        the cycle, the task and everything it holds are freed as it ends instead of by the
+        garbage collector (a worker otherwise left ~25 objects per task for the collector).
+        """
+        self._sink = _ENDED
+
+
+class _Ended:
+    """The sink of a settled task's control (see :meth:`InlineControl.detach`)."""
+
+    def on_heartbeat(self) -> None:
+        pass
+
+    def on_progress(self, fraction: float, data: Mapping[str, Any] | None) -> None:
+        pass
+
+    def on_extend_lease(self, seconds: float) -> None:
+        pass
+
+    def on_enqueue(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("this task has ended: its context can no longer enqueue child tasks")
+
+
+_ENDED = _Ended()

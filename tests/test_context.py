@@ -45,6 +45,19 @@ def test_signals_reach_the_control():
     assert sink.calls == ["heartbeat", ("progress", 0.25, {"step": 1}), ("lease", 5.0)]
 
 
+def test_signals_of_a_detached_control_go_nowhere_and_a_child_enqueue_is_refused():
+    ctx, control, sink = make()
+    control.detach()  # the worker settled the task
+    ctx.heartbeat()
+    ctx.progress(0.5)
+    ctx.extend_lease(5)
+    assert sink.calls == []
+    with pytest.raises(RuntimeError, match="has ended"):
+        ctx.enqueue("child", {})
+    control.request_terminate("late")  # a late revocation still reads as one
+    assert ctx.is_revoked()
+
+
 def test_progress_outside_zero_to_one_is_refused():
     ctx, _, _ = make()
     for bad in (-0.1, 1.5, "half", True):

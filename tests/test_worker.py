@@ -502,3 +502,29 @@ def test_a_worker_builds_only_the_events_of_the_types_someone_listens_to(h, monk
     assert arrived.wait(10)
     assert [e.task_id for e in completed] == [tid]
     assert set(built) == {E.COMPLETED}  # no RECEIVED, PRERUN, POSTRUN... was even made
+
+
+def test_settled_tasks_leave_no_reference_cycles_for_the_garbage_collector(h):
+    import gc
+
+    from stemnb._worker._active import ActiveTask
+    from stemnb.testing import eventually
+
+    h.registry.register("inline", TaskHandler(lambda ctx, args: args["n"], isolate=False))
+    h.registry.register("isolated", TaskHandler(lambda ctx, args: args["n"], isolate=True))
+    worker, _ = h.worker(concurrency=2, prefetch_multiplier=2)
+    h.wait(h.stem.enqueue("isolated", {"n": 0}), timeout=60)  # the pool is up
+    gc.collect()
+    gc.disable()
+    try:
+        ids = [h.stem.enqueue("inline" if n % 2 else "isolated", {"n": n}) for n in range(40)]
+        assert [h.wait(tid, timeout=60).payload for tid in ids] == list(range(40))
+        eventually(lambda: len(worker._active) == 0, timeout=30)  # every task released
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, ActiveTask)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == [], f"{len(left)} settled tasks were freed only by the garbage collector"

@@ -314,7 +314,8 @@ def free_slot(worker: Worker, task: ActiveTask) -> None:
 
 
 def release(worker: Worker, task: ActiveTask) -> None:
-    """Stop the task's timers and forget it (after waiting for an inline run past its limit)."""
+    """Stop the task's timers and forget it (after waiting for an inline run past its limit);
+    its context's signals go nowhere from now on."""
     task.settled.set()
     task.cancel_timers()
     lingering = task.lingering
@@ -325,3 +326,4 @@ def release(worker: Worker, task: ActiveTask) -> None:
         task.slot_held = False
         worker._slots.release()
     worker._active.remove(task)
+    task.control.detach()
