@@ -42,9 +42,12 @@ MALFORMED_TASK_NAME = "__stem.malformed__"
 """Name of the stand-in envelope under which an undecodable message is dead-lettered."""
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=) makes one per call
+
+
 def _dumps(envelope: Envelope) -> str:
     try:
-        return json.dumps(envelope.to_dict(), separators=(",", ":"))
+        return _COMPACT_JSON(envelope.to_dict())
     except (TypeError, ValueError) as exc:
         raise EncodingError(
             f"task {envelope.id} ({envelope.name}) cannot go through Redis: its args, meta or "
@@ -63,7 +66,7 @@ def _malformed(queue: str, token: str, text: bytes | None, exc: Exception) -> De
 def _entry_to_json(entry: DeadLetterEntry) -> str:
     data: dict[str, Any] = {"envelope": entry.envelope.to_dict(), "reason": entry.reason}
     data.update(meta=entry.meta, dead_at=entry.dead_at)
-    return json.dumps(data, separators=(",", ":"))
+    return _COMPACT_JSON(data)
 
 
 def _entry_from_json(text: str | bytes) -> DeadLetterEntry:
