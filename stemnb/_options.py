@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
@@ -34,7 +35,8 @@ def to_seconds(name: str, value: Seconds | None, *, allow_zero: bool = True) -> 
     """Normalise a duration option to float seconds.
 
     Returns None for None. Raises ValueError naming the option for a negative (or, unless
-    ``allow_zero``, zero) value, and TypeError for anything that is not a number or timedelta.
+    ``allow_zero``, zero) value or one that is not finite (NaN, infinity: None means "none"),
+    and TypeError for anything that is not a number or timedelta.
     """
     if value is None:
         return None
@@ -44,6 +46,8 @@ def to_seconds(name: str, value: Seconds | None, *, allow_zero: bool = True) -> 
         seconds = float(value)
     else:
         raise TypeError(f"{name} must be seconds (a number) or a timedelta, got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of seconds (or None for none), got {value!r}")
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be {bound}, got {value!r}")

@@ -25,6 +25,19 @@ def test_negative_or_zero_limits_are_refused_naming_the_option(field):
         TaskOptions(**{field: 0})
 
 
+@pytest.mark.parametrize("field", ["soft_time_limit", "hard_time_limit", "unique_for", "visibility_timeout", "expires"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_durations_that_are_not_finite_are_refused_naming_the_option(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be a finite number of seconds"):
+        TaskOptions(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["countdown", "time_limit", "soft_time_limit", "expires"])
+def test_enqueue_durations_that_are_not_finite_are_refused_naming_the_option(field):
+    with pytest.raises(ValueError, match=field):
+        TaskEnqueueOptions(**{field: float("nan")})
+
+
 def test_timedeltas_become_seconds():
     assert TaskOptions(hard_time_limit=dt.timedelta(milliseconds=1500)).hard_time_limit == 1.5
 

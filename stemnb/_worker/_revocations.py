@@ -15,6 +15,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._options import to_seconds
+
 if TYPE_CHECKING:
     from ._active import ActiveTask
     from ._worker import Worker
@@ -74,12 +76,10 @@ class Revocations:
     def revoke(self, task_id: str, *, terminate: bool = False, reason: str = "revoked", persist: bool = True,
                expires: float | None = None) -> None:
         """Revoke ``task_id`` here and, when ``persist``, in the store (reaching other workers);
-        for ``expires`` seconds when given (ValueError unless > 0)."""
-        expires_at = None
-        if expires is not None:
-            if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not expires > 0:
-                raise ValueError(f"revoke() needs expires > 0 seconds or None, got {expires!r}")
-            expires_at = time.time() + expires
+        for ``expires`` seconds when given (ValueError unless a finite number > 0, TypeError
+        unless a number or timedelta)."""
+        seconds = to_seconds("revoke() expires", expires, allow_zero=False)
+        expires_at = None if seconds is None else time.time() + seconds
         self._change(task_id, terminate=terminate, reason=reason, persist=persist, expires_at=expires_at)
 
     def pause_queue(self, queue: str) -> None:
