@@ -12,6 +12,7 @@ import pytest
 from stemnb import Middleware, TaskHandler, WorkerEventType
 from stemnb._pool_lives import take_settling
 from stemnb._worker._relay import run_chain
+from stemnb.testing import eventually
 
 
 def _pid() -> int:
@@ -147,3 +148,30 @@ def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with
     assert h.broker.pending_count("default") == 0 and h.broker.inflight_count("default") == 0
     runners = [name for name in seen.threads if "-runner-" in name]
     assert len(runners) < len(seen.threads), "no task was taken on by a reader thread"
+
+
+def test_an_outcome_write_that_fails_in_a_reader_thread_gives_the_tasks_back_and_work_goes_on(h, tmp_path):
+    gate = str(tmp_path / "go")
+    h.registry.register("gated", TaskHandler(_gated, isolate=True))
+    ids = [h.stem.enqueue("gated", {"gate": gate}) for _ in range(12)]
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2)
+    fused = worker._paired.set_then_ack_then_running
+    failed: list[str] = []
+
+    def failing_once(status, delivery, running):
+        if not failed:
+            failed.append(threading.current_thread().name)
+            raise ConnectionError("the backend went away for a moment")
+        return fused(status, delivery, running)
+
+    worker._paired.set_then_ack_then_running = failing_once
+    worker.start()
+    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at the gate
+    open(gate, "w").close()
+    statuses = [h.wait(tid, timeout=60) for tid in ids]
+    assert failed and "-runner-" not in failed[0], f"the failing write ran in {failed}"
+    assert [s.state.value for s in statuses] == ["succeeded"] * 12  # the two tasks given back ran again
+    errors = recorder.wait_for(WorkerEventType.ERROR, where=lambda e: e.data.get("where") == "settle", timeout=30)
+    assert "the backend went away" in str(errors[0].error)
+    eventually(lambda: len(worker._active) == 0, timeout=30)
+    assert h.broker.pending_count("default") == 0 and h.broker.inflight_count("default") == 0
