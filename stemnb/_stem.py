@@ -29,7 +29,7 @@ from ._envelope import Envelope, new_task_id
 from ._exceptions import ClosedError, EncodingError
 from ._future import Future
 from ._middleware import Middleware, run_hook
-from ._options import TaskEnqueueOptions, TaskOptions, epoch_seconds, options_from_mapping
+from ._options import TaskEnqueueOptions, TaskOptions, epoch_seconds, options_from_mapping, to_seconds
 from ._paired import PairedWrites, paired_writes
 from ._timers import call_later
 
@@ -266,8 +266,10 @@ class Stem:
 
         Event-driven (a backend watch). The Future raises TimeoutError after ``timeout`` seconds,
         and ClosedError when the backend is closed first; cancelling it stops the wait. Raises
-        RuntimeError when the producer has no backend.
+        RuntimeError when the producer has no backend, and ValueError (TypeError) for a
+        ``timeout`` that is not a finite number of seconds >= 0 (not a number).
         """
+        timeout = to_seconds("timeout", timeout)
         backend = self._need_backend()
         future: Future[TaskStatus] = Future(debug_name=f"task {task_id}")
         ends = [  # each ends the wait one way; the first to settle the future wins

@@ -59,6 +59,14 @@ def test_wait_for_task_times_out_and_can_be_awaited(h):
     assert asyncio.run(main()).payload == "awaited"
 
 
+@pytest.mark.parametrize(("timeout", "error"), [(-1, ValueError), (float("nan"), ValueError), ("5", TypeError)])
+def test_a_bad_wait_timeout_is_refused_at_the_call(h, timeout, error):
+    tid = h.stem.enqueue("never-run", {})
+    with pytest.raises(error, match="timeout"):
+        h.stem.wait_for_task(tid, timeout=timeout)
+    assert not h.backend.__dict__.get("_close_hooks")  # the refused wait left nothing registered
+
+
 def test_wait_for_task_ends_with_closed_error_when_the_backend_closes_first(h):
     tid = h.stem.enqueue("never-run", {})
     waiting = h.stem.wait_for_task(tid)  # no timeout: before, this waited for good
