@@ -21,14 +21,11 @@ the future the chain waits for.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Generator
 from concurrent.futures import Future
 
 from .._pool_lives import take_settling
-
-log = logging.getLogger("stemnb.worker")
 
 Chain = Generator[Future, None, None]
 
