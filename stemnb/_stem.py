@@ -29,7 +29,13 @@ from ._envelope import Envelope, new_task_id
 from ._exceptions import ClosedError, EncodingError
 from ._future import Future
 from ._middleware import Middleware, run_hook
-from ._options import TaskEnqueueOptions, TaskOptions, epoch_seconds, options_from_mapping, to_seconds
+from ._options import (
+    TaskEnqueueOptions,
+    TaskOptions,
+    epoch_seconds,
+    options_from_mapping,
+    to_seconds,
+)
 from ._paired import PairedWrites, paired_writes
 from ._timers import call_later
 
