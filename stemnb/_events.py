@@ -95,7 +95,9 @@ class Subscription:
 class EventHub:
     """Fans events out to callbacks, blocking iterators and ``async for`` loops.
 
-    Callbacks run on the thread that emits; an exception in one is logged and contained.
+    Callbacks run on the thread that emits (for a worker: a runner, or the pool thread reading an
+    isolate's results), so they must be quick and must not wait for another task; an exception
+    in one is logged and contained.
     ``close()`` ends every iterator (idempotent).
     """
 
