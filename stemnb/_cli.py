@@ -529,7 +529,7 @@ def _announce_stopping(worker: Worker) -> None:
     def on_event(event: Any) -> None:
         _say(f"stemnb worker {worker.worker_id} stopping: {event.data.get('mode')} shutdown")
 
-    worker.events.listen(on_event, types=[WorkerEventType.WORKER_STOPPING])
+    worker.events._listen(on_event, [WorkerEventType.WORKER_STOPPING], quick=True)  # prints a line: never waits
 
 
 def _readiness_line(worker: Worker, where: str) -> str:

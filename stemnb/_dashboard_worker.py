@@ -49,7 +49,7 @@ class WorkerDashboard(Dashboard):
         self._task_rows: dict[str, _TaskRow] = {}
         self._scaled: Any = None
         self._stats: dict[str, Any] = {}
-        self._subscription = worker.events.listen(self._on_event)
+        self._subscription = worker.events._listen(self._on_event, None, quick=True)  # never waits
         super().__init__(interval=interval, start=start)
 
     def _build(self) -> list[Any]:

@@ -95,9 +95,9 @@ class Subscription:
 class EventHub:
     """Fans events out to callbacks, blocking iterators and ``async for`` loops.
 
-    Callbacks run on the thread that emits (for a worker: a runner, or the pool thread reading an
-    isolate's results), so they must be quick and must not wait for another task; an exception
-    in one is logged and contained.
+    Callbacks run on the thread that emits, and should be quick; an exception in one is logged
+    and contained. (While a callback listens, a worker emits from its runner threads only: one
+    that waits there for another task cannot hold up the thread reading that task's result.)
     ``close()`` ends every iterator (idempotent).
     """
 
@@ -107,6 +107,12 @@ class EventHub:
         self._wanted: frozenset[WorkerEventType] | None = frozenset()  # None: every type
         self._lock = threading.Lock()
         self._closed = False
+        self._callbacks: set[Callable[[Any], None]] = set()  # sinks running code of :meth:`listen`'s callers
+
+    @property
+    def has_callbacks(self) -> bool:
+        """Whether a callback of :meth:`listen` listens (iterators and stemnb's own listeners aside)."""
+        return bool(self._callbacks)
 
     @property
     def has_listeners(self) -> bool:
@@ -127,13 +133,19 @@ class EventHub:
         A worker builds no event of a type that nobody listens to, so listening to the types you
         need costs its tasks nothing for the others.
         """
+        return self._listen(callback, types, quick=False)
+
+    def _listen(
+        self, callback: Callable[[WorkerEvent], Any], types: Iterable[WorkerEventType] | None, *, quick: bool
+    ) -> Subscription:
+        """:meth:`listen`; ``quick``: stemnb's own callback, which never waits (see :attr:`has_callbacks`)."""
         wanted = None if types is None else frozenset(_event_type(t) for t in types)
 
         def sink(item: Any) -> None:
             if item is not _STOP and (wanted is None or item.type in wanted):
                 callback(item)
 
-        self._add(sink, wanted)
+        self._add(sink, wanted, callback=not quick)
         return Subscription(self, sink)
 
     def emit(self, event: WorkerEvent) -> None:
@@ -201,13 +213,16 @@ class EventHub:
         finally:
             self._remove(sink)
 
-    def _add(self, sink: Callable[[Any], None], types: frozenset[WorkerEventType] | None = None) -> None:
+    def _add(self, sink: Callable[[Any], None], types: frozenset[WorkerEventType] | None = None,
+             *, callback: bool = False) -> None:
         with self._lock:
             closed = self._closed
             if not closed:
                 self._sinks.append(sink)
                 if types is not None:
                     self._types[sink] = types
+                if callback:
+                    self._callbacks.add(sink)
                 self._update_wanted()
         if closed:
             sink(_STOP)
@@ -219,6 +234,7 @@ class EventHub:
             except ValueError:
                 pass
             self._types.pop(sink, None)
+            self._callbacks.discard(sink)
             self._update_wanted()
 
     def _update_wanted(self) -> None:

@@ -102,3 +102,19 @@ def test_the_hub_wants_only_the_types_someone_listens_to():
 def test_listening_to_a_type_that_does_not_exist_is_refused_by_name():
     with pytest.raises(ValueError, match="'finished' is not a WorkerEventType"):
         EventHub().listen(lambda e: None, types=["finished"])
+
+
+def test_the_hub_knows_whether_a_callers_callback_listens():
+    hub = EventHub()
+    assert not hub.has_callbacks
+    it = iter(hub)  # an iterator runs no code of the caller's in the emitting thread
+    own = hub._listen(lambda e: None, None, quick=True)  # stemnb's own, which never waits
+    assert not hub.has_callbacks
+    sub = hub.listen(lambda e: None, types=[WorkerEventType.FAILED])
+    assert hub.has_callbacks
+    sub.cancel()
+    sub.cancel()  # idempotent
+    assert not hub.has_callbacks
+    own.cancel()
+    hub.close()
+    assert list(it) == []

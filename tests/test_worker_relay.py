@@ -118,18 +118,21 @@ def test_only_the_first_callback_of_a_settled_call_may_go_on_in_the_reader_threa
     assert take_settling() is False  # never outside a reader's settling
 
 
-class _ConsumeThreads(Middleware):
-    """Notes the thread each delivery's checks run in."""
-
-    def __init__(self) -> None:
-        self.threads: list[str] = []
-
-    def on_consume(self, delivery) -> None:
-        self.threads.append(threading.current_thread().name)
-
-
 def _gated(ctx, args):
     return _wait_for(args["gate"])
+
+
+def _noting_outcome_writes(worker) -> list[str]:
+    """Note the thread of every fused write (a finished task's outcome with the next one's start)."""
+    threads: list[str] = []
+    fused = worker._paired.set_then_ack_then_running
+
+    def noting(status, delivery, running):
+        threads.append(threading.current_thread().name)
+        return fused(status, delivery, running)
+
+    worker._paired.set_then_ack_then_running = noting
+    return threads
 
 
 def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with_its_chains(h, tmp_path):
@@ -137,8 +140,9 @@ def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with
     h.registry.register("gated", TaskHandler(_gated, isolate=True))
     h.registry.register("boom", TaskHandler(lambda ctx, args: 1 / 0, isolate=True))
     ids = [h.stem.enqueue("gated" if i % 3 else "boom", {"gate": gate}) for i in range(60)]
-    seen = _ConsumeThreads()
-    worker, recorder = h.worker(concurrency=2, prefetch_multiplier=2, middleware=[seen])
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2)
+    writes = _noting_outcome_writes(worker)
+    worker.start()
     recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at the gate
     open(gate, "w").close()
     states = [h.wait(tid, timeout=60).state.value for tid in ids]
@@ -146,8 +150,36 @@ def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with
     counters = worker.stats()["counters"]
     assert counters["succeeded"] == 40 and counters["failed"] == 20
     assert h.broker.pending_count("default") == 0 and h.broker.inflight_count("default") == 0
-    runners = [name for name in seen.threads if "-runner-" in name]
-    assert len(runners) < len(seen.threads), "no task was taken on by a reader thread"
+    assert any("-runner-" not in name for name in writes), f"no outcome was stored by a reader thread: {writes}"
+
+
+class _Quiet(Middleware):
+    """A middleware that overrides nothing that matters here: its presence is the point."""
+
+    def on_consume(self, delivery) -> None:
+        pass
+
+
+@pytest.mark.parametrize("user_code", ["event callback", "middleware"])
+def test_with_an_event_callback_or_middleware_the_runner_threads_store_every_outcome(h, tmp_path, user_code):
+    # user code that runs inside a step might wait for another task: only a runner may hold it
+    gate = str(tmp_path / "go")
+    h.registry.register("gated", TaskHandler(_gated, isolate=True))
+    ids = [h.stem.enqueue("gated", {"gate": gate}) for _ in range(20)]
+    kwargs = {"middleware": [_Quiet()]} if user_code == "middleware" else {}
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2, **kwargs)
+    if user_code == "event callback":
+        seen: list[str] = []
+        task_events = [WorkerEventType.RECEIVED, WorkerEventType.PRERUN, WorkerEventType.COMPLETED, WorkerEventType.POSTRUN]
+        worker.events.listen(lambda event: seen.append(threading.current_thread().name), types=task_events)
+    writes = _noting_outcome_writes(worker)
+    worker.start()
+    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)
+    open(gate, "w").close()
+    assert [h.wait(tid, timeout=60).state.value for tid in ids] == ["succeeded"] * 20
+    assert writes and all("-runner-" in name for name in writes), writes
+    if user_code == "event callback":
+        assert len(seen) == 80 and all("-runner-" in name for name in seen), seen
 
 
 def test_an_outcome_write_that_fails_in_a_reader_thread_gives_the_tasks_back_and_work_goes_on(h, tmp_path):

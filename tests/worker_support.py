@@ -25,7 +25,7 @@ class Recorder:
     def __init__(self, worker: Worker) -> None:
         self.events: list[stemnb.WorkerEvent] = []
         self._cond = threading.Condition()
-        worker.events.listen(self._on)
+        worker.events._listen(self._on, None, quick=True)  # never waits: the worker may relay (see _relay)
 
     def _on(self, event: stemnb.WorkerEvent) -> None:
         with self._cond:

@@ -128,7 +128,7 @@ class ConsumerLoop:
             task = self._next()
             if task is None:
                 return
-            _relay.run_chain(_pipeline.chain(w, task))
+            _relay.run_chain(_pipeline.chain(w, task), w._may_relay)
 
     def _accept(self, delivery: Delivery) -> ActiveTask:
         """Track a delivery from receipt: active, counted, its lease renewed."""

@@ -15,14 +15,15 @@ GIL, a good part of the 1 ms the isolate had before the staged task behind it en
 The chain is only stepped on where it is safe: in a pool reader thread settling results outside
 every pool lock (``stemnb._pool_lives.take_settling``). A future settled anywhere else (a
 cancel, a hard time limit, a process that died, a shutdown) wakes the runner thread, which steps
-the chain as before. Only one thread steps a chain at a time: the one that got the callback of
-the future the chain waits for.
+the chain as before, and so does every call while the worker runs code of its user inside a step
+(middleware, event callbacks: see ``run_chain``). Only one thread steps a chain at a time: the
+one that got the callback of the future the chain waits for.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 
 from .._pool_lives import take_settling
@@ -33,10 +34,11 @@ Chain = Generator[Future, None, None]
 class _Relay:
     """Steps one chain: in the runner thread, and on from the reader threads that settle its calls."""
 
-    __slots__ = ("_chain", "_resume", "_over", "_error")
+    __slots__ = ("_chain", "_may_relay", "_resume", "_over", "_error")
 
-    def __init__(self, chain: Chain) -> None:
+    def __init__(self, chain: Chain, may_relay: Callable[[], bool]) -> None:
         self._chain = chain
+        self._may_relay = may_relay
         self._resume = threading.Event()
         self._over = False
         self._error: BaseException | None = None
@@ -63,8 +65,8 @@ class _Relay:
             return None
 
     def _on_done(self, future: Future) -> None:
-        if not take_settling():  # the runner thread itself, a cancel, a timer, a dying process
-            self._resume.set()
+        if not take_settling() or not self._may_relay():  # the runner thread itself, a cancel, a timer,
+            self._resume.set()  # a dying process; or user code may run in the step (see run_chain)
             return
         try:
             nxt = self._step()
@@ -79,8 +81,13 @@ class _Relay:
             nxt.add_done_callback(self._on_done)
 
 
-def run_chain(chain: Chain) -> None:
+def run_chain(chain: Chain, may_relay: Callable[[], bool] = lambda: True) -> None:
     """Run ``chain`` (see the module's docstring); returns once it has ended. What the chain
-    raises is raised here, in the calling (runner) thread."""
-    _Relay(chain).run()
+    raises is raised here, in the calling (runner) thread.
+
+    ``may_relay()``, asked at each step, says whether a reader thread may step it on: a worker
+    says no while it has middleware or event callbacks, code of its user that runs inside a
+    step and might wait for another task, whose result the reader it holds would have to read.
+    """
+    _Relay(chain, may_relay).run()
 

@@ -413,6 +413,12 @@ class Worker:
             middleware=self.middleware,
         )
 
+    def _may_relay(self) -> bool:
+        """Whether a pool reader thread may store outcomes and stage tasks for a runner
+        (``_relay``): not while middleware or event callbacks, code of the user that may wait
+        for another task, run inside those steps."""
+        return not self.middleware and not self.events.has_callbacks
+
     def _ensure_pool(self) -> Any:
         from .._task_pool import TaskIsolatePool
 
