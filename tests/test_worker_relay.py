@@ -9,6 +9,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
+import stemnb
 from stemnb import Middleware, TaskHandler, WorkerEventType
 from stemnb._pool_lives import take_settling
 from stemnb._worker._relay import run_chain
@@ -19,12 +20,18 @@ def _pid() -> int:
     return os.getpid()
 
 
-def _wait_for(event_path: str) -> int:
-    import time
-
-    while not os.path.exists(event_path):  # released by the test creating the file
-        time.sleep(0.001)
+def _held(report) -> int:
+    """Report a gate port on ``report``, wait until the test sends to it, return this pid."""
+    gate = stemnb.ReceivePort()
+    report.send(gate.send_port)
+    gate.receive(60)
+    gate.close()
     return os.getpid()
+
+
+def _open_every_gate(port) -> None:
+    """Release every call held by :func:`_held` that reported on ``port``, now and from now on."""
+    port.listen(lambda gate: gate.send(None))
 
 
 def _chain(pool, steps: int, where: list[str]):
@@ -59,13 +66,12 @@ def test_a_call_done_before_the_chain_waits_goes_on_in_the_runner_thread(pool):
     assert where == [threading.current_thread().name]
 
 
-def test_a_cancelled_call_wakes_the_runner_thread_to_go_on(pool, tmp_path):
-    gate = str(tmp_path / "go")
+def test_a_cancelled_call_wakes_the_runner_thread_to_go_on(pool, port):
     where: list[str] = []
     seen: list[BaseException] = []
 
     def chain():
-        future = pool.run(_wait_for, gate)
+        future = pool.run(_held, port.send_port)  # never released: it is cancelled
         threading.Thread(target=future.cancel, name="canceller").start()
         yield future
         where.append(threading.current_thread().name)
@@ -100,11 +106,10 @@ def test_a_chain_that_never_waits_ends_at_once():
     assert ran == [1]
 
 
-def test_only_the_first_callback_of_a_settled_call_may_go_on_in_the_reader_thread(pool, tmp_path):
-    gate = str(tmp_path / "go")
+def test_only_the_first_callback_of_a_settled_call_may_go_on_in_the_reader_thread(pool, port):
     taken: list[bool] = []
     done = threading.Event()
-    future = pool.run(_wait_for, gate)  # cannot end before the callbacks are added
+    future = pool.run(_held, port.send_port)  # cannot end before the callbacks are added
 
     def first(f):
         taken.append(take_settling())
@@ -112,14 +117,24 @@ def test_only_the_first_callback_of_a_settled_call_may_go_on_in_the_reader_threa
 
     future.add_done_callback(first)
     future.add_done_callback(lambda f: done.set())
-    open(gate, "w").close()
+    port.receive(30).send(None)
     assert done.wait(30)
     assert taken == [True, False]
     assert take_settling() is False  # never outside a reader's settling
 
 
 def _gated(ctx, args):
-    return _wait_for(args["gate"])
+    return _held(args["report"])
+
+
+def _gated_tasks(h):
+    """Register ``gated`` (held until the test opens its gate) and ``boom``; args travel by
+    cloudpickle, so a task can carry the port it reports its gate on."""
+    h.registry.register("gated", TaskHandler(_gated, isolate=True))
+    h.registry.register("boom", TaskHandler(lambda ctx, args: 1 / 0, isolate=True))
+    encoder = stemnb.CloudpickleTaskPayloadEncoder()
+    h.stem = stemnb.Stem(h.broker, h.backend, registry=h.registry, args_encoder=encoder)
+    return encoder
 
 
 def _noting_outcome_writes(worker) -> list[str]:
@@ -135,16 +150,14 @@ def _noting_outcome_writes(worker) -> list[str]:
     return threads
 
 
-def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with_its_chains(h, tmp_path):
-    gate = str(tmp_path / "go")
-    h.registry.register("gated", TaskHandler(_gated, isolate=True))
-    h.registry.register("boom", TaskHandler(lambda ctx, args: 1 / 0, isolate=True))
-    ids = [h.stem.enqueue("gated" if i % 3 else "boom", {"gate": gate}) for i in range(60)]
-    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2)
+def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with_its_chains(h, port):
+    encoder = _gated_tasks(h)
+    ids = [h.stem.enqueue("gated" if i % 3 else "boom", {"report": port.send_port}) for i in range(60)]
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2, args_encoder=encoder)
     writes = _noting_outcome_writes(worker)
     worker.start()
-    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at the gate
-    open(gate, "w").close()
+    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at their gates
+    _open_every_gate(port)
     states = [h.wait(tid, timeout=60).state.value for tid in ids]
     assert states.count("succeeded") == 40 and states.count("failed") == 20
     counters = worker.stats()["counters"]
@@ -161,13 +174,12 @@ class _Quiet(Middleware):
 
 
 @pytest.mark.parametrize("user_code", ["event callback", "middleware"])
-def test_with_an_event_callback_or_middleware_the_runner_threads_store_every_outcome(h, tmp_path, user_code):
+def test_with_an_event_callback_or_middleware_the_runner_threads_store_every_outcome(h, port, user_code):
     # user code that runs inside a step might wait for another task: only a runner may hold it
-    gate = str(tmp_path / "go")
-    h.registry.register("gated", TaskHandler(_gated, isolate=True))
-    ids = [h.stem.enqueue("gated", {"gate": gate}) for _ in range(20)]
+    encoder = _gated_tasks(h)
+    ids = [h.stem.enqueue("gated", {"report": port.send_port}) for _ in range(20)]
     kwargs = {"middleware": [_Quiet()]} if user_code == "middleware" else {}
-    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2, **kwargs)
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2, args_encoder=encoder, **kwargs)
     if user_code == "event callback":
         seen: list[str] = []
         task_events = [WorkerEventType.RECEIVED, WorkerEventType.PRERUN, WorkerEventType.COMPLETED, WorkerEventType.POSTRUN]
@@ -175,18 +187,17 @@ def test_with_an_event_callback_or_middleware_the_runner_threads_store_every_out
     writes = _noting_outcome_writes(worker)
     worker.start()
     recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)
-    open(gate, "w").close()
+    _open_every_gate(port)
     assert [h.wait(tid, timeout=60).state.value for tid in ids] == ["succeeded"] * 20
     assert writes and all("-runner-" in name for name in writes), writes
     if user_code == "event callback":
         assert len(seen) == 80 and all("-runner-" in name for name in seen), seen
 
 
-def test_an_outcome_write_that_fails_in_a_reader_thread_gives_the_tasks_back_and_work_goes_on(h, tmp_path):
-    gate = str(tmp_path / "go")
-    h.registry.register("gated", TaskHandler(_gated, isolate=True))
-    ids = [h.stem.enqueue("gated", {"gate": gate}) for _ in range(12)]
-    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2)
+def test_an_outcome_write_that_fails_in_a_reader_thread_gives_the_tasks_back_and_work_goes_on(h, port):
+    encoder = _gated_tasks(h)
+    ids = [h.stem.enqueue("gated", {"report": port.send_port}) for _ in range(12)]
+    worker, recorder = h.worker(start=False, concurrency=2, prefetch_multiplier=2, args_encoder=encoder)
     fused = worker._paired.set_then_ack_then_running
     failed: list[str] = []
 
@@ -198,8 +209,8 @@ def test_an_outcome_write_that_fails_in_a_reader_thread_gives_the_tasks_back_and
 
     worker._paired.set_then_ack_then_running = failing_once
     worker.start()
-    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at the gate
-    open(gate, "w").close()
+    recorder.wait_for(WorkerEventType.PRERUN, count=2, timeout=60)  # both slots wait at their gates
+    _open_every_gate(port)
     statuses = [h.wait(tid, timeout=60) for tid in ids]
     assert failed and "-runner-" not in failed[0], f"the failing write ran in {failed}"
     assert [s.state.value for s in statuses] == ["succeeded"] * 12  # the two tasks given back ran again
