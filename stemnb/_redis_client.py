@@ -9,6 +9,7 @@ per send and per receive (see ``_redis_socket``).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,7 +29,11 @@ try:
 except ImportError:  # pragma: no cover - the redis extra installs it
     _hiredis = None
 
-__all__ = ["Commands", "connect", "database_of"]
+__all__ = ["Commands", "compact_json", "connect", "database_of"]
+
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""JSON text without spaces, as the broker and backend store it. One encoder, kept:
+``json.dumps(..., separators=...)`` builds a new one per call (2 of 5.7 µs for a status)."""
 
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:

@@ -32,14 +32,13 @@ from .._backend import (
     _coerce_state,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, connect, database_of
+from .._redis_client import Commands, compact_json, connect, database_of
 from ._redis_feed import StatusFeed
 
 __all__ = ["RedisResultBackend"]
 
 log = logging.getLogger("stemnb.backend")
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=) makes one per call
 LIST_PAGE = 500  # statuses read per round trip by list_statuses
 FEED_TRUST = 300.0  # seconds a status the watch feed saw counts as current (see _redis_feed)
 
@@ -210,7 +209,7 @@ class RedisResultBackend(ResultBackend):
         _check_task_id(status.id)
         ttl_s = _check_ttl(ttl, self.default_ttl)
         try:
-            text = _COMPACT_JSON(status.to_dict())
+            text = compact_json(status.to_dict())
         except (TypeError, ValueError) as exc:
             raise EncodingError(f"the status of task {status.id} is not JSON data: {exc}") from exc
         self._check_open()
@@ -337,7 +336,7 @@ class RedisResultBackend(ResultBackend):
         if not isinstance(status, TaskStatus):
             raise TypeError(f"add_group_result() needs a TaskStatus, got {type(status).__name__}")
         self._check_open()
-        text = _COMPACT_JSON(status.to_dict())
+        text = compact_json(status.to_dict())
         flat = self._add_group_result(keys=[self._key("group", group_id)], args=[status.id, text])
         if not flat:
             return None

@@ -27,6 +27,7 @@ from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError, EncodingError
 from .._redis_client import (  # first: its ImportError names the extra to install
     Commands,
+    compact_json,
     connect,
     database_of,
 )
@@ -42,12 +43,9 @@ MALFORMED_TASK_NAME = "__stem.malformed__"
 """Name of the stand-in envelope under which an undecodable message is dead-lettered."""
 
 
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=) makes one per call
-
-
 def _dumps(envelope: Envelope) -> str:
     try:
-        return _COMPACT_JSON(envelope.to_dict())
+        return compact_json(envelope.to_dict())
     except (TypeError, ValueError) as exc:
         raise EncodingError(
             f"task {envelope.id} ({envelope.name}) cannot go through Redis: its args, meta or "
@@ -66,7 +64,7 @@ def _malformed(queue: str, token: str, text: bytes | None, exc: Exception) -> De
 def _entry_to_json(entry: DeadLetterEntry) -> str:
     data: dict[str, Any] = {"envelope": entry.envelope.to_dict(), "reason": entry.reason}
     data.update(meta=entry.meta, dead_at=entry.dead_at)
-    return _COMPACT_JSON(data)
+    return compact_json(data)
 
 
 def _entry_from_json(text: str | bytes) -> DeadLetterEntry:
