@@ -59,8 +59,9 @@ end
 # Leases up to max_count envelopes, best first across the queues. Returns {taken, next_due,
 # drained}: taken lists {queue_index, token, delivery_count, lease_expiry, envelope_json};
 # next_due is, once drained, the earliest delayed or lease-expiry time (else, or with none, '');
-# drained is 1 when no queue has a ready envelope left. A drained queue's wake tokens are stale (nothing is left to wake for), so
-# they are dropped: the caller can then block on the wake lists without looking again first.
+# drained is 1 when no queue has a ready envelope left. A drained queue's wake tokens are stale
+# (nothing is left to wake for), so they are dropped: the caller can then block on the wake
+# lists without looking again first.
 TAKE_FN = (
     _MAINTAIN
     + """

@@ -37,9 +37,9 @@ def hand_over(worker: Worker, task: ActiveTask, result: Any, staged: Run | None 
     (see ``_staging``), else the next leased one.
 
     Returns that next task's run (``running`` stored, slot held, the task after it staged behind
-    it where it can be; ``run_handed`` runs it), or None when there is none that may run now: then ``task`` is still unsettled and settles as
-    usual (and ``staged`` goes on with :func:`hand_on`). Raises what the write raises (the next
-    task is then given back).
+    it where it can be; ``run_handed`` runs it), or None when there is none that may run now:
+    then ``task`` is still unsettled and settles as usual (and ``staged`` goes on with
+    :func:`hand_on`). Raises what the write raises (the next task is then given back).
     """
     if not worker._paired.fuses_running or task.abandoned or worker._consumer.stopping:
         return None

@@ -23,8 +23,8 @@ class Outage:
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; return the seconds to wait before the next attempt (see
-        ``stemnb._backoff``: 50 ms, doubling, at most 2 s). The first failure of an outage is logged with its traceback,
-        later ones only at debug level."""
+        ``stemnb._backoff``: 50 ms, doubling, at most 2 s). The first failure of an outage is
+        logged with its traceback, later ones only at debug level."""
         self.failures += 1
         if self.failures == 1:
             self._since = time.monotonic()

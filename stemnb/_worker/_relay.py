@@ -77,7 +77,7 @@ class _Relay:
         if nxt is None:
             self._over = True
             self._resume.set()
-        else:  # done already (it ended meanwhile): the callback runs at once, in the runner thread
+        else:  # one already done runs the callback at once, here, and it wakes the runner thread
             nxt.add_done_callback(self._on_done)
 
 
@@ -90,4 +90,3 @@ def run_chain(chain: Chain, may_relay: Callable[[], bool] = lambda: True) -> Non
     step and might wait for another task, whose result the reader it holds would have to read.
     """
     _Relay(chain, may_relay).run()
-

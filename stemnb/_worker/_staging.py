@@ -47,10 +47,10 @@ class Staging:
         in its process; return its run, or None when nothing was staged.
 
         Only when every slot is held (else the next task starts on its own) and nobody waits
-        for one. A run with a task staged behind it already gets that one again, while staged. A next task that cannot be sent that way (an inline task, one that an
-        ``on_execute`` middleware wraps, or one the process of ``run`` cannot take because
-        ``run`` ended already or the process is to be recycled) is put back in front of the
-        buffer, checked.
+        for one. A run with a task staged behind it already gets that one again, while staged.
+        A next task that cannot be sent that way (an inline task, one that an ``on_execute``
+        middleware wraps, or one the process of ``run`` cannot take because ``run`` ended
+        already or the process is to be recycled) is put back in front of the buffer, checked.
         """
         worker = self._worker
         task = run.task

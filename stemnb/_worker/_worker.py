@@ -3,8 +3,8 @@
 This module holds the object, its configuration and lifecycle; the steps live beside it:
 ``_consumer`` (receive and dispatch), ``_pipeline`` (checks before a run), ``_execution``
 (inline or in an isolate), ``_staging`` and ``_handover`` (the next task behind the running one),
-``_relay`` (whose thread goes on after an isolate call), ``_outcome`` (success, retry, failure, dead letters, canvas),
-``_leases`` (lease renewal, heartbeats, soft limits), ``_revocations``, ``_control``,
+``_relay`` (whose thread goes on after an isolate call), ``_outcome`` (success, retry, failure,
+dead letters, canvas), ``_leases`` (lease renewal, heartbeats, soft limits), ``_revocations``, ``_control``,
 ``_autoscale``, ``_heartbeat`` and ``_shutdown``.
 """
 
