@@ -34,12 +34,17 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def p99(values: Sequence[float]) -> float:
-    """Return the 99th percentile of ``values`` by nearest rank (``nan`` when empty)."""
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Return the ``fraction`` (0–1) percentile of ``values`` by nearest rank (``nan`` when empty)."""
     if not values:
         return math.nan
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def p99(values: Sequence[float]) -> float:
+    """Return the 99th percentile of ``values`` by nearest rank (``nan`` when empty)."""
+    return percentile(values, 0.99)
 
 
 def cpu_task(n: int) -> int:

@@ -59,7 +59,6 @@ def summarize(spans: Sequence[Sequence[float]], start: float, enqueued: float, e
             busy["enqueue"] += max(0.0, min(ended, enqueued) - max(begun, start))
             busy["after"] += max(0.0, min(ended, end) - max(begun, enqueued))
     isolates = len(by_pid)
-    gaps.sort()
     return {
         "tasks": len(spans),
         "isolates": isolates,
@@ -72,7 +71,7 @@ def summarize(spans: Sequence[Sequence[float]], start: float, enqueued: float, e
         if end > enqueued
         else 0.0,
         "gap_median_ms": h.median(gaps) if gaps else 0.0,
-        "gap_p90_ms": gaps[int(0.9 * (len(gaps) - 1))] if gaps else 0.0,
+        "gap_p90_ms": h.percentile(gaps, 0.90) if gaps else 0.0,
         "gap_p99_ms": h.p99(gaps) if gaps else 0.0,
         "long_gaps": sum(g > LONG_GAP_MS for g in gaps),
         "long_gaps_ms": sum(g for g in gaps if g > LONG_GAP_MS),

@@ -5,6 +5,7 @@ These check the harness cannot rot; they assert nothing about speed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -161,6 +162,13 @@ def test_gaps_summary_counts_busy_time_and_gaps_per_isolate_and_phase():
     assert doc["busy_pct"] == 100 * 4 / 10
     assert doc["busy_enqueue_pct"] == 100.0 and doc["busy_after_pct"] == 100 * 2 / 8
     assert doc["gap_median_ms"] == 1750.0 and doc["long_gaps"] == 2 and doc["long_gaps_ms"] == 3500.0
+    assert doc["gap_p90_ms"] == 3000.0 and doc["gap_p99_ms"] == 3000.0
+
+
+def test_percentiles_are_by_nearest_rank():
+    values = list(range(1, 101))  # 1..100
+    assert _harness.percentile(values, 0.90) == 90 and _harness.p99(values) == 99 and _harness.percentile(values, 0.0) == 1
+    assert _harness.percentile([5.0], 0.5) == 5.0 and math.isnan(_harness.percentile([], 0.9))
 
 
 def test_gaps_bench_rejects_an_unknown_system_by_name():
