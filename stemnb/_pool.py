@@ -143,11 +143,7 @@ class IsolatePool(ProcessLives):
         self._check_open()
         name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
         if behind is not None:
-            try:  # without the lock, which the pool's readers hold often: checked again below
-                pinnable = self._pinnable(behind) is not None
-            except (IndexError, RuntimeError):  # the worker's calls changed meanwhile
-                pinnable = True
-            if not pinnable:  # this spares the pickling
+            if not self._may_pin(behind):  # this spares the pickling
                 future: Future = Future(debug_name=name)
                 future.cancel()
                 return future
@@ -275,6 +271,14 @@ class IsolatePool(ProcessLives):
         self._assign_locked(worker, call)
         self._send_calls_locked(worker, [call])
         return True
+
+    def _may_pin(self, behind: Future) -> bool:
+        """Whether a call sent behind ``behind`` would be pinned now: :meth:`_pinnable` without the
+        lock, which the pool's readers hold often (so :meth:`_pin_locked` checks again)."""
+        try:
+            return self._pinnable(behind) is not None
+        except (IndexError, RuntimeError):  # the worker's calls changed meanwhile
+            return True
 
     def _pinnable(self, behind: Future) -> _Worker | None:
         """The worker whose last call is ``behind``'s, if it may be sent one more call now."""

@@ -89,6 +89,12 @@ class TaskIsolatePool:
         return self._pool._submit(run_task, (request,), {}, timeout=timeout, debug_name=f"{name}[{task_id}]",
                                   behind=behind)
 
+    def may_stage_behind(self, future: Future) -> bool:
+        """Whether a task sent ``behind=future`` now would be taken: that task's process runs it
+        last and may take one more. A look without the pool's lock, so :meth:`execute` may
+        still return a cancelled Future; False spares building a task that would not go."""
+        return self._pool._may_pin(future)
+
     def withdraw(self, future: Future) -> bool:
         """Take back a task that has not started: it never runs and ``future`` is cancelled.
         Returns False, and does nothing, once it has started (or ended)."""

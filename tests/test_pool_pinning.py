@@ -56,6 +56,22 @@ def test_a_call_to_queue_behind_one_that_already_ended_is_not_run_and_comes_back
     assert pool.statistics().submitted == 2
 
 
+def test_may_pin_tells_whether_a_call_sent_behind_another_would_be_taken(port):
+    with stemnb.IsolatePool(1, max_tasks_per_isolate=3) as pool:
+        done = pool.run(abs, -1)
+        assert done.result(30) == 1
+        ahead = pool.run(_gated, port.send_port, "ahead")
+        _, _, gate = port.receive(30)
+        assert pool._may_pin(ahead)  # running, the last call of its process, which may take one more
+        assert not pool._may_pin(done)  # ended
+        assert not pool._may_pin(stemnb.Future())  # not a call of this pool
+        last = _behind(pool, ahead, abs, -2)
+        assert not pool._may_pin(ahead)  # a call waits behind it already
+        assert not pool._may_pin(last)  # its process has its third and last call
+        gate.send(None)
+        assert last.result(30) == 2
+
+
 def test_a_withdrawn_call_never_runs_and_its_process_goes_on(port):
     with stemnb.IsolatePool(1) as pool:
         ahead = pool.run(_gated, port.send_port, "ahead")

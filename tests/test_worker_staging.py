@@ -8,9 +8,12 @@ import threading
 import time
 
 import pytest
+from worker_support import FAST_LIFECYCLE
 
 import stemnb
 from stemnb import TaskHandler, TaskState, WorkerShutdownMode
+from stemnb._worker import _handover
+from stemnb._worker._pipeline import Run
 from stemnb.testing import eventually
 
 
@@ -103,6 +106,39 @@ def test_a_staged_task_does_not_wait_behind_a_long_task_once_another_slot_is_fre
     assert h.wait(ids["long"], timeout=30).state is TaskState.SUCCEEDED
 
 
+def test_no_task_is_taken_from_the_buffer_to_stage_behind_one_whose_process_takes_no_more(h, port):
+    h.registry.register("gated", TaskHandler(_gated, isolate=True))
+    encoder = stemnb.CloudpickleTaskPayloadEncoder()
+    h.stem = stemnb.Stem(h.broker, h.backend, registry=h.registry, args_encoder=encoder)
+    lifecycle = FAST_LIFECYCLE.copy_with(max_tasks_per_isolate=1)  # each process ends after its task
+    worker, _ = h.worker(start=False, prefetch_multiplier=2, args_encoder=encoder, lifecycle=lifecycle)
+    taken = []
+    next_run = _handover.next_run
+
+    def counting(w):
+        run = next_run(w)
+        taken.append(None if run is None else run.task.id)
+        return run
+
+    _handover.next_run = counting
+    try:
+        worker.start()
+        first = h.stem.enqueue("gated", {"report": port.send_port, "tag": "first"})
+        _, gate = port.receive(30)
+        second = h.stem.enqueue("gated", {"report": port.send_port, "tag": "second"})
+        eventually(lambda: worker._consumer.buffered() == 1, timeout=30)
+        (task,) = worker._active.by_task_id(first)
+        assert worker._staging.stage(Run(task, task.handler, {})) is None
+        assert taken == [] and worker._consumer.buffered() == 1  # the pool would refuse: not even looked at
+        gate.send(None)
+        _, gate = port.receive(30)  # "second" runs in a fresh process
+        gate.send(None)
+        assert h.wait(second, timeout=30).payload == "second"
+        assert h.wait(first, timeout=30).payload == "first"
+    finally:
+        _handover.next_run = next_run
+
+
 def _staged_behind_a_gated_task(h, port):
     """Start a one-slot worker whose running task waits at a gate while the next task ("waiting")
     is staged behind it; return ``(worker, running id, waiting id, staged ids, gate)``."""
@@ -122,8 +158,6 @@ def _staged_behind_a_gated_task(h, port):
 
 
 def test_staging_behind_a_run_again_gives_the_task_staged_there_and_stages_no_other(h, port):
-    from stemnb._worker._pipeline import Run
-
     worker, running, waiting, order, gate = _staged_behind_a_gated_task(h, port)
     h.stem.enqueue("tag", {"tag": "third"})  # a next task is leased: a second staging would take it
     eventually(lambda: worker._consumer.buffered() == 1, timeout=30)

@@ -64,6 +64,9 @@ class Staging:
             return None  # (a task done already hands its slot over at once)
         if not worker._slots.all_held():
             return None
+        pool = worker._pool
+        if pool is None or not pool.may_stage_behind(task.future):  # e.g. its result is being read
+            return None  # (without taking the next task from the buffer, only to put it back)
         nxt = _handover.next_run(worker)
         if nxt is None:
             return None
