@@ -23,6 +23,7 @@ from ._exceptions import (
 )
 from ._future import Future
 from ._interrupt import remember
+from ._options import Seconds, to_seconds
 from ._output import capture_origin
 from ._pool_helpers import (
     _apply_chunk,
@@ -117,19 +118,19 @@ class IsolatePool(ProcessLives):
         track_closeable(self)
 
     # ------------------------------------------------------------------ submitting
-    def run(self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+    def run(self, fn: Callable[..., Any], /, *args: Any, timeout: Seconds | None = None,
             debug_name: str | None = None, **kwargs: Any) -> Future:
         """Run ``fn(*args, **kwargs)`` in one of the pool's processes.
 
         Returns a :class:`~stemnb.Future`. ``timeout`` (seconds, counted from when the call starts
         running) is a hard limit: the process is ended and the future raises ``TimeoutError``.
-        Raises TypeError if ``fn`` is not callable, SerializationError if the call cannot be
-        pickled, ClosedError if the pool is closed.
+        Raises TypeError if ``fn`` is not callable or ``timeout`` is not a number of seconds (or
+        a timedelta), ValueError if ``timeout`` is not positive and finite, SerializationError
+        if the call cannot be pickled, ClosedError if the pool is closed.
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+        timeout = to_seconds("timeout", timeout, allow_zero=False)
         return self._submit(fn, args, kwargs, timeout=timeout, debug_name=debug_name)
 
     submit = run

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._future import Future
+from ._options import Seconds
 from ._pool import IsolatePool
 
 _lock = threading.Lock()
@@ -28,7 +29,7 @@ def default_pool() -> IsolatePool:
         return _default
 
 
-def run(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
+def run(fn: Callable[..., Any], /, *args: Any, timeout: Seconds | None = None,
         debug_name: str | None = None, **kwargs: Any) -> Future:
     """Run ``fn(*args, **kwargs)`` in a warm process of the default pool (Dart's ``Isolate.run``).
 
@@ -38,7 +39,8 @@ def run(fn: Callable[..., Any], /, *args: Any, timeout: float | None = None,
     re-raise with their original type and the remote traceback as ``__cause__``.
 
     Raises:
-        TypeError: ``fn`` is not callable.
+        TypeError: ``fn`` is not callable, or ``timeout`` is not seconds (a number or a timedelta).
+        ValueError: ``timeout`` is not positive and finite.
         SerializationError: the function or an argument cannot be pickled.
     """
     return default_pool().run(fn, *args, timeout=timeout, debug_name=debug_name, **kwargs)

@@ -152,10 +152,24 @@ def test_bad_pool_size_is_a_value_error(bad):
         stemnb.IsolatePool(bad)
 
 
-@pytest.mark.parametrize("bad", [0, -3, "1"])
-def test_bad_timeout_is_a_value_error(pool, bad):
+@pytest.mark.parametrize("bad", [0, -3, float("nan"), float("inf")])
+def test_a_timeout_that_is_not_positive_and_finite_is_a_value_error(pool, bad):
     with pytest.raises(ValueError, match="timeout"):
         pool.run(abs, 1, timeout=bad)
+    assert pool.statistics().submitted == 0
+
+
+@pytest.mark.parametrize("bad", ["1", True, [1]])
+def test_a_timeout_that_is_not_a_number_is_a_type_error(pool, bad):
+    with pytest.raises(TypeError, match="timeout"):
+        pool.run(abs, 1, timeout=bad)
+    assert pool.statistics().submitted == 0
+
+
+def test_a_timeout_may_be_a_timedelta(pool):
+    import datetime
+
+    assert pool.run(abs, -2, timeout=datetime.timedelta(seconds=30)).result(30) == 2
 
 
 def test_timeout_ends_the_running_call_and_spares_the_others(pool, port):
