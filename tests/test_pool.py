@@ -355,6 +355,42 @@ def test_max_memory_per_isolate_recycles_by_real_rss():
     assert events[0].reason is IsolateRecycleReason.MEMORY and events[0].memory_bytes > 1
 
 
+def _rss_growth(mb):
+    from stemnb._runtime import rss_bytes
+
+    before = rss_bytes()
+    block = bytearray(mb << 20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
+    return before, rss_bytes(), rss_bytes(os.getpid())
+
+
+def test_a_pool_process_reads_its_own_rss_each_time_it_asks(pool):
+    before, after, by_pid = pool.run(_rss_growth, 64).result(30)
+    assert after - before >= 60 << 20
+    assert abs(by_pid - after) < 8 << 20  # the kept-open statm and a fresh read agree
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_reads_its_own_rss_not_its_parents():
+    from stemnb._runtime import rss_bytes
+
+    parent = rss_bytes()  # opens the parent's statm, which the child inherits
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            _, after, by_pid = _rss_growth(96)
+            os.write(write, f"{after} {by_pid}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    after, by_pid = map(int, os.read(read, 100).split())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert after >= parent + (64 << 20) and abs(after - by_pid) < 8 << 20  # not the parent's figure
+    assert rss_bytes() < after
+
+
 def test_resize_grows_and_shrinks_the_pool(pool):
     pool.resize(3)
     _wait_for(lambda: pool.statistics().idle == 3)
