@@ -116,27 +116,37 @@ def render(results: dict[str, dict[str, Any]], notes: dict[str, Any]) -> list[st
 
 
 def _celery_targets(rounds: Sequence[dict[str, dict[str, Any]]]) -> list[str]:
-    """One line per stemnb system and task kind: its throughput over Celery's, per round."""
+    """One line per stemnb system and task kind: its throughput over Celery's, per round; and,
+    where measured, Celery's CPU per task over its own (the ratio the throughput one tends to
+    once both cores are busy, and one that moves less with the host's load)."""
     out = []
     for subject in SUBJECTS:
         for kind in ("noop", "busy_1ms"):
-            ratios = [
-                mine / theirs
-                for docs in rounds
-                for mine, theirs in [
-                    (docs.get(subject, {}).get(f"{kind}_tps"), docs.get("celery", {}).get(f"{kind}_tps"))
-                ]
-                if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0
-            ]
+            ratios = _ratios(rounds, subject, "celery", f"{kind}_tps")
             if not ratios:
                 continue
             mid = h.median(ratios)
             verdict = "met" if mid >= 2 else "missed"
-            each = "" if len(ratios) == 1 else f" (rounds: {', '.join(f'×{x:.2f}' for x in ratios)})"
-            out.append(
-                f"{subject} {kind}: {mid:.2f}× Celery's throughput{each} (target ≥ 2×: {verdict})"
-            )
+            line = f"{subject} {kind}: {mid:.2f}× Celery's throughput{_each(ratios)} (target ≥ 2×: {verdict})"
+            cpu = _ratios(rounds, "celery", subject, f"{kind}_cpu_us")
+            if cpu:
+                line += f"; Celery's CPU per task ×{h.median(cpu):.2f} its own{_each(cpu)}"
+            out.append(line)
     return out
+
+
+def _ratios(rounds: Sequence[dict[str, dict[str, Any]]], top: str, bottom: str, key: str) -> list[float]:
+    """``top``'s ``key`` over ``bottom``'s, in each round where both were measured."""
+    return [
+        mine / theirs
+        for docs in rounds
+        for mine, theirs in [(docs.get(top, {}).get(key), docs.get(bottom, {}).get(key))]
+        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) and theirs > 0
+    ]
+
+
+def _each(ratios: list[float]) -> str:
+    return "" if len(ratios) == 1 else f" (rounds: {', '.join(f'×{x:.2f}' for x in ratios)})"
 
 
 def _round_table(rounds: Sequence[dict[str, dict[str, Any]]]) -> list[str]:

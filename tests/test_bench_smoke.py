@@ -83,6 +83,19 @@ def test_tasks_bench_takes_celery_ratios_round_by_round_and_reports_their_median
     ]
 
 
+def test_tasks_bench_adds_celerys_cpu_per_task_over_stemnbs_where_both_were_measured():
+    rounds = [
+        {"stemnb-isolate-redis": {"busy_1ms_tps": 900.0, "busy_1ms_cpu_us": 1600.0},
+         "celery": {"busy_1ms_tps": 500.0, "busy_1ms_cpu_us": 3200.0}},
+        {"stemnb-isolate-redis": {"busy_1ms_tps": 950.0, "busy_1ms_cpu_us": 1800.0},
+         "celery": {"busy_1ms_tps": 500.0, "busy_1ms_cpu_us": 3240.0}},
+    ]
+    assert tasks._celery_targets(rounds) == [
+        "stemnb-isolate-redis busy_1ms: 1.85× Celery's throughput (rounds: ×1.80, ×1.90) (target ≥ 2×: missed); "
+        "Celery's CPU per task ×1.90 its own (rounds: ×2.00, ×1.80)"
+    ]
+
+
 def test_median_docs_takes_each_numeric_cell_s_median_over_the_rounds():
     rounds = [
         {"a": {"tps": 1.0, "how": "x", "probes_ms": [5.0]}},
