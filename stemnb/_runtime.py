@@ -134,33 +134,43 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _OwnStatm:
-    """This process's ``/proc/self/statm``, opened once per process (a forked child opens its
-    own: the inherited descriptor reads the parent's) and read again from its start each time."""
+    """This process's ``/proc/self/statm``, opened once per process and read again from its
+    start each time. A forked child closes the inherited descriptor, which reads the parent's,
+    right after the fork, and opens its own on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._fd: int | None = None
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
 
     def rss(self) -> int:
-        fd = self._fd if self._pid == os.getpid() else self._reopen()
+        fd = self._fd if self._pid == os.getpid() else self._open()
         try:
             return _rss_of(os.pread(fd, 256, 0)) if fd is not None else 0
         except (OSError, ValueError, IndexError):
             return 0
 
-    def _reopen(self) -> int | None:
+    def _open(self) -> int | None:
         with self._lock:
             me = os.getpid()
             if self._pid != me:
-                if self._fd is not None:
-                    os.close(self._fd)  # this process's copy of the parent's descriptor
                 try:
                     self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
                 except OSError:  # no /proc (not Linux): every call answers 0
                     self._fd = None
                 self._pid = me
             return self._fd
+
+    def _forget(self) -> None:
+        fd, self._fd, self._pid = self._fd, None, None
+        self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
+        if fd is not None:
+            try:
+                os.close(fd)  # the parent's, inherited: still this child's own copy here
+            except OSError:
+                pass
 
 
 _own_statm = _OwnStatm()
