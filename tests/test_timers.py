@@ -12,6 +12,7 @@ import pytest
 
 from stemnb import _timers
 from stemnb._timers import SWEEP_MIN, Timers, call_later
+from stemnb.testing import eventually
 
 FAR = 3600.0  # a deadline no test reaches
 
@@ -142,6 +143,7 @@ def test_a_busy_worker_keeps_no_finished_task_alive_through_its_timers(h):
     ids = [h.stem.enqueue("echo", args={"blob": "x" * 1000, "i": i}) for i in range(300)]
     for task_id in ids:
         assert h.wait(task_id).state.value == "succeeded"
+    eventually(lambda: len(worker._active) == 0, timeout=30)  # stored first, then acked and released
     gc.collect()
     held = [obj for obj in gc.get_objects() if isinstance(obj, ActiveTask)]
     assert len(held) <= 4, f"{len(held)} finished tasks still referenced"
