@@ -160,6 +160,7 @@ def test_a_worker_settles_every_task_exactly_once_when_reader_threads_go_on_with
     _open_every_gate(port)
     states = [h.wait(tid, timeout=60).state.value for tid in ids]
     assert states.count("succeeded") == 40 and states.count("failed") == 20
+    eventually(lambda: len(worker._active) == 0, timeout=30)  # an outcome is stored before its ack and count
     counters = worker.stats()["counters"]
     assert counters["succeeded"] == 40 and counters["failed"] == 20
     assert h.broker.pending_count("default") == 0 and h.broker.inflight_count("default") == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import stemnb
 from stemnb import TaskHandler, TaskState, WorkerEventType
+from stemnb.testing import eventually
 
 
 class GatedBackend(stemnb.InMemoryResultBackend):
@@ -91,6 +92,7 @@ def test_a_failed_running_write_ends_the_call_sent_ahead_and_the_task_runs_again
     recycled = recorder.wait_for(WorkerEventType.RECYCLED)
     assert recycled[0].data["reason"] is stemnb.IsolateRecycleReason.CANCELLED
     assert worker._pool.statistics().cancelled == 1
+    eventually(lambda: len(worker._active) == 0, timeout=30)  # an outcome is stored before its ack
     assert h.broker.inflight_count("default") == 0 and h.broker.pending_count("default") == 0
 
 
