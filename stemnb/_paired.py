@@ -11,11 +11,14 @@ one round trip instead of two, the same order, and no broker step if the status 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import ResultBackend, TaskStatus
 from ._broker import Broker
 from ._envelope import Delivery, Envelope
+
+if TYPE_CHECKING:
+    from ._backends.memory import InMemoryResultBackend
 
 __all__ = ["PairedWrites", "paired_writes"]
 
@@ -77,9 +80,34 @@ class InProcessPairedWrites(PairedWrites):
     With writes this cheap, settling a finished task and starting the next in its slot from the
     same runner thread (``_worker._handover``) beats freeing the slot for another runner to wake
     and take: the next task starts sooner and no thread hand-off is paid.
+
+    The status's watchers are called once the broker step is done too (as on Redis, where one
+    script does both before the status is published): whoever an outcome wakes finds its
+    delivery acked or dead-lettered already.
     """
 
     fuses_running = True
+    backend: InMemoryResultBackend
+
+    def set_then_publish(self, status: TaskStatus, envelope: Envelope) -> TaskStatus:
+        with self.backend._holding_watchers():
+            return super().set_then_publish(status, envelope)
+
+    def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
+        with self.backend._holding_watchers():
+            return super().set_then_ack(status, delivery)
+
+    def set_then_ack_then_running(
+        self, status: TaskStatus, delivery: Delivery, running: TaskStatus
+    ) -> TaskStatus:
+        with self.backend._holding_watchers():
+            return super().set_then_ack_then_running(status, delivery, running)
+
+    def set_then_dead_letter(
+        self, status: TaskStatus, delivery: Delivery, reason: str, meta: dict[str, Any]
+    ) -> TaskStatus:
+        with self.backend._holding_watchers():
+            return super().set_then_dead_letter(status, delivery, reason, meta)
 
 
 def paired_writes(broker: Broker, backend: ResultBackend) -> PairedWrites:

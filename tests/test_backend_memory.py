@@ -97,3 +97,25 @@ def test_in_memory_backend_expiry_index_stays_bounded_when_statuses_are_rewritte
     clock.now += 86_401
     backend.set("fresh", TaskState.QUEUED)
     assert [s.id for s in backend.list_statuses()] == ["fresh"]
+
+
+def test_watchers_of_statuses_set_while_holding_are_called_when_the_hold_ends_in_order_even_on_error():
+    backend = InMemoryResultBackend()
+    calls = []
+    backend.watch("a", lambda s: calls.append(("a", s.state.value)))
+    backend.watch("b", lambda s: calls.append(("b", s.state.value)))
+    with backend._holding_watchers():
+        backend.set("a", "running")
+        with backend._holding_watchers():  # nested: the outermost hold calls them
+            backend.set("b", "succeeded")
+        assert calls == [] and backend.get("b").state.value == "succeeded"  # stored at once
+        backend.set("a", "succeeded")
+    assert calls == [("a", "running"), ("b", "succeeded"), ("a", "succeeded")]
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        with backend._holding_watchers():
+            backend.set("a", "failed")
+            raise RuntimeError("the broker step failed")
+    assert calls == [("a", "failed")]  # stored, so its watchers hear of it
+    backend.set("b", "failed")
+    assert calls == [("a", "failed"), ("b", "failed")]  # no hold: called at once again

@@ -422,3 +422,27 @@ def test_a_shared_array_in_cloudpickled_args_is_read_again_on_a_retry(h):
     shared = stemnb.shared_array(1000, fill=2.0)
     status = h.wait(h.stem.enqueue("t", {"a": shared}, args_encoder="cloudpickle"), 60)
     assert (status.state, status.attempt, status.payload) == (TaskState.SUCCEEDED, 1, 2000.0)
+
+
+def test_with_the_in_memory_parts_a_waiter_woken_by_an_outcome_finds_its_delivery_settled(h):
+    def boom(ctx, args):
+        raise RuntimeError("boom")
+
+    h.registry.register("ok", TaskHandler.inline(lambda ctx, a: "done"))
+    h.registry.register("bad", TaskHandler.inline(boom))
+    seen = {}
+
+    def note(status):  # runs on the worker's thread, right after the status is stored
+        if status.terminal:
+            seen[status.id] = (h.broker.inflight_count("default"), len(h.dead_letters()))
+
+    for name, settled in (("ok", (0, 0)), ("bad", (0, 1))):
+        tid = h.stem.enqueue(name, {})  # the only task in the queue, watched before a worker starts
+        watch = h.backend.watch(tid, note)
+        worker, _ = h.worker()
+        try:
+            h.wait(tid)
+        finally:
+            watch.close()
+            worker.shutdown().result(30)
+        assert seen[tid] == settled, name  # acked (or dead-lettered) before anyone heard of the outcome

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +52,9 @@ class InMemoryResultBackend(ResultBackend):
     Statuses expire after ``default_ttl`` seconds (1 day), groups after ``group_ttl`` (1 day) and
     worker heartbeats after ``heartbeat_ttl`` (60 s); expired entries read as absent and are
     swept on later writes. ``clock`` (wall-clock seconds) can be replaced for tests. Watch
-    callbacks run, in order, on the thread that called :meth:`set`; a callback may call ``set``
-    again on the same thread, but must not wait for another thread's ``set``.
+    callbacks run, in order, on the thread that called :meth:`set` (when a worker stores an
+    outcome, once it has settled the delivery too); a callback may call ``set`` again on the
+    same thread, but must not wait for another thread's ``set``.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class InMemoryResultBackend(ResultBackend):
         self._clock = clock
         self._lock = threading.Lock()
         self._notify_lock = threading.RLock()  # keeps watcher calls in set() order
+        self._held = threading.local()  # calls: watcher calls held back on this thread (_holding_watchers)
         self._statuses: dict[str, tuple[TaskStatus, float]] = {}
         self._watchers: dict[str, list[Callable[[TaskStatus], None]]] = {}
         self._groups: dict[str, _Group] = {}
@@ -145,8 +148,33 @@ class InMemoryResultBackend(ResultBackend):
                 self._schedule(now + ttl_s, "status", task_id)
                 self._sweep(now)
                 watchers = list(self._watchers.get(task_id, ()))
-            call_watchers(watchers, status)
+            held = getattr(self._held, "calls", None)
+            if held is not None:
+                held.append((watchers, status))
+            else:
+                call_watchers(watchers, status)
         return status
+
+    @contextlib.contextmanager
+    def _holding_watchers(self) -> Iterator[None]:
+        """Statuses set on this thread inside the block are stored at once; their watchers are
+        called when it ends (in order, also when it raises), and other threads' ``set`` waits
+        for that. The worker's paired writes store an outcome and settle its delivery inside
+        one, so whoever a terminal status wakes finds the delivery settled, as on Redis, where
+        one script does both before the status is published."""
+        with self._notify_lock:
+            outer = getattr(self._held, "calls", None)
+            if outer is not None:  # nested: the outermost block calls them all
+                yield
+                return
+            calls: list[tuple[list[Callable[[TaskStatus], None]], TaskStatus]] = []
+            self._held.calls = calls
+            try:
+                yield
+            finally:
+                self._held.calls = None
+                for watchers, status in calls:
+                    call_watchers(watchers, status)
 
     def get(self, task_id: str) -> TaskStatus | None:
         with self._lock:
