@@ -10,6 +10,7 @@ one round trip instead of two, the same order, and no broker step if the status 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +39,15 @@ class PairedWrites:
         self.broker = broker
         self.backend = backend
 
+    def _together(self) -> contextlib.AbstractContextManager[Any]:
+        """The block each pair of writes runs in: nothing here (see InProcessPairedWrites)."""
+        return contextlib.nullcontext()
+
     def set_then_publish(self, status: TaskStatus, envelope: Envelope) -> TaskStatus:
         """Store ``status``, then publish ``envelope`` on ``envelope.queue``."""
-        stored = self.backend.set_status(status)
-        self.broker.publish(envelope, queue=envelope.queue)
+        with self._together():
+            stored = self.backend.set_status(status)
+            self.broker.publish(envelope, queue=envelope.queue)
         return stored
 
     def set_then_publish_many(self, pairs: Sequence[tuple[TaskStatus, Envelope]]) -> None:
@@ -52,8 +58,9 @@ class PairedWrites:
 
     def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
         """Store ``status``, then ack ``delivery`` (a lost lease is not an error)."""
-        stored = self.backend.set_status(status)
-        self.broker.ack(delivery)
+        with self._together():
+            stored = self.backend.set_status(status)
+            self.broker.ack(delivery)
         return stored
 
     def set_then_ack_then_running(
@@ -61,16 +68,18 @@ class PairedWrites:
     ) -> TaskStatus:
         """Store ``status``, ack ``delivery``, then store another task's ``running`` status;
         return the first stored status."""
-        stored = self.set_then_ack(status, delivery)
-        self.backend.set_status(running)
+        with self._together():
+            stored = self.set_then_ack(status, delivery)
+            self.backend.set_status(running)
         return stored
 
     def set_then_dead_letter(
         self, status: TaskStatus, delivery: Delivery, reason: str, meta: dict[str, Any]
     ) -> TaskStatus:
         """Store ``status``, then dead-letter ``delivery`` with ``reason`` and ``meta``."""
-        stored = self.backend.set_status(status)
-        self.broker.dead_letter(delivery, reason, meta)
+        with self._together():
+            stored = self.backend.set_status(status)
+            self.broker.dead_letter(delivery, reason, meta)
         return stored
 
 
@@ -89,25 +98,8 @@ class InProcessPairedWrites(PairedWrites):
     fuses_running = True
     backend: InMemoryResultBackend
 
-    def set_then_publish(self, status: TaskStatus, envelope: Envelope) -> TaskStatus:
-        with self.backend._holding_watchers():
-            return super().set_then_publish(status, envelope)
-
-    def set_then_ack(self, status: TaskStatus, delivery: Delivery) -> TaskStatus:
-        with self.backend._holding_watchers():
-            return super().set_then_ack(status, delivery)
-
-    def set_then_ack_then_running(
-        self, status: TaskStatus, delivery: Delivery, running: TaskStatus
-    ) -> TaskStatus:
-        with self.backend._holding_watchers():
-            return super().set_then_ack_then_running(status, delivery, running)
-
-    def set_then_dead_letter(
-        self, status: TaskStatus, delivery: Delivery, reason: str, meta: dict[str, Any]
-    ) -> TaskStatus:
-        with self.backend._holding_watchers():
-            return super().set_then_dead_letter(status, delivery, reason, meta)
+    def _together(self) -> contextlib.AbstractContextManager[Any]:
+        return self.backend._holding_watchers()
 
 
 def paired_writes(broker: Broker, backend: ResultBackend) -> PairedWrites:
