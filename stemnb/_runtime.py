@@ -134,41 +134,42 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _OwnStatm:
-    """This process's ``/proc/self/statm``, opened once per process and read again from its
-    start each time. A forked child closes the inherited descriptor, which reads the parent's,
-    right after the fork, and opens its own on first use."""
+    """This process's ``/proc/self/statm``, opened on first use and read again from its start
+    each time. A forked child closes the inherited descriptor, which reads the parent's, right
+    after the fork (while it is certainly still its own), and opens its own on first use."""
+
+    _MISSING = -1  # no /proc (not Linux): every call answers 0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._fd: int | None = None
+        self._fd: int | None = None  # None: not opened yet in this process
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._forget)
 
     def rss(self) -> int:
-        fd = self._fd if self._pid == os.getpid() else self._open()
+        fd = self._fd if self._fd is not None else self._open()
+        if fd == self._MISSING:
+            return 0
         try:
-            return _rss_of(os.pread(fd, 256, 0)) if fd is not None else 0
+            return _rss_of(os.pread(fd, 256, 0))
         except (OSError, ValueError, IndexError):
             return 0
 
-    def _open(self) -> int | None:
+    def _open(self) -> int:
         with self._lock:
-            me = os.getpid()
-            if self._pid != me:
+            if self._fd is None:
                 try:
                     self._fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-                except OSError:  # no /proc (not Linux): every call answers 0
-                    self._fd = None
-                self._pid = me
+                except OSError:
+                    self._fd = self._MISSING
             return self._fd
 
     def _forget(self) -> None:
-        fd, self._fd, self._pid = self._fd, None, None
+        fd, self._fd = self._fd, None
         self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
-        if fd is not None:
+        if fd is not None and fd != self._MISSING:
             try:
-                os.close(fd)  # the parent's, inherited: still this child's own copy here
+                os.close(fd)
             except OSError:
                 pass
 
