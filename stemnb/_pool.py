@@ -447,13 +447,15 @@ class IsolatePool(ProcessLives):
         """Close the pool: cancel queued calls, let running ones finish, stop every process.
 
         Running calls still going after ``timeout`` seconds are ended and fail with ClosedError.
-        Idempotent; every future is settled when it returns.
+        Idempotent; every future is settled, and every process's reader thread has ended (its
+        last recycle callbacks run), when it returns.
         """
         with self._lock:
             if self._state == "closed":
                 return
             first = self._state != "closing"
             self._state = "closing"
+            readers = [w.thread for w in self._workers if w.thread is not None]
             pending = list(self._queue) if cancel_pending else []
             if cancel_pending:
                 self._queue.clear()
@@ -480,6 +482,9 @@ class IsolatePool(ProcessLives):
                         worker.child.kill()
                 self._all_stopped.wait_for(lambda: not self._workers, 30.0)
             self._state = "closed"
+        for reader in readers:  # each left the pool before its recycle callbacks: let them finish
+            if reader is not threading.current_thread():
+                reader.join(30.0)
         self._cache.close()
 
     def __enter__(self) -> IsolatePool:

@@ -391,6 +391,16 @@ def test_a_forked_child_reads_its_own_rss_not_its_parents():
     assert rss_bytes() < after
 
 
+def test_close_returns_once_every_reader_thread_has_run_its_last_callbacks():
+    slow = threading.Event()
+    p = stemnb.IsolatePool(1)
+    p.on_disposed(lambda pid: slow.wait(0.3))  # a slow callback, run by the reader after it left
+    assert p.run(abs, -1).result(30) == 1
+    readers = [w.thread for w in p._workers]
+    p.close()
+    assert readers and not any(t.is_alive() for t in readers)
+
+
 def test_resize_grows_and_shrinks_the_pool(pool):
     pool.resize(3)
     _wait_for(lambda: pool.statistics().idle == 3)
