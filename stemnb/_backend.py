@@ -210,6 +210,8 @@ class WorkerHeartbeat:
 class Watch:
     """A subscription returned by :meth:`ResultBackend.watch`; :meth:`close` ends it (idempotent)."""
 
+    __slots__ = ("_cancel",)
+
     def __init__(self, cancel: Callable[[], None]) -> None:
         self._cancel: Callable[[], None] | None = cancel
 
@@ -233,19 +235,57 @@ class Watch:
 def watch_of(lock: Any, watchers: dict[str, list[Callable[[TaskStatus], None]]], task_id: str,
              callback: Callable[[TaskStatus], None]) -> Watch:
     """The Watch for ``callback`` registered in ``watchers[task_id]``: closing it removes that entry under ``lock``."""
+    return Watch(_Unwatch(lock, watchers, task_id, callback))
 
-    def cancel() -> None:
-        with lock:
-            callbacks = watchers.get(task_id)
-            if callbacks and callback in callbacks:
-                callbacks.remove(callback)
+
+class _Unwatch:
+    """Removes one watcher (see :func:`watch_of`): one object where a closure took six, for a
+    producer that holds a watch per task it waits for (see ``_task_wait``)."""
+
+    __slots__ = ("lock", "watchers", "task_id", "callback")
+
+    def __init__(self, lock: Any, watchers: dict[str, list[Callable[[TaskStatus], None]]], task_id: str,
+                 callback: Callable[[TaskStatus], None]) -> None:
+        self.lock, self.watchers, self.task_id, self.callback = lock, watchers, task_id, callback
+
+    def __call__(self) -> None:
+        with self.lock:
+            callbacks = self.watchers.get(self.task_id)
+            if callbacks and self.callback in callbacks:
+                callbacks.remove(self.callback)
                 if not callbacks:
-                    del watchers[task_id]
-
-    return Watch(cancel)
+                    del self.watchers[self.task_id]
 
 
 _CLOSE_HOOKS_LOCK = threading.Lock()  # guards every backend's when_closed() callbacks
+
+
+class _TerminalOnly:
+    """A watcher that passes terminal statuses on to ``callback`` (see :meth:`ResultBackend.watch_terminal`)."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[TaskStatus], None]) -> None:
+        self.callback = callback
+
+    def __call__(self, status: TaskStatus) -> None:
+        if status.terminal:
+            self.callback(status)
+
+
+class _CloseHookKey:
+    """A :meth:`ResultBackend.when_closed` registration's key; calling it drops the registration."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: ResultBackend) -> None:
+        self.backend = backend
+
+    def __call__(self) -> None:
+        with _CLOSE_HOOKS_LOCK:
+            hooks = self.backend.__dict__.get("_close_hooks")
+            if hooks:
+                hooks.pop(self, None)
 
 
 def _call_logged(callback: Callable[[], object]) -> None:
@@ -334,12 +374,7 @@ class ResultBackend(abc.ABC):
         """Like :meth:`watch_status`, but call ``callback`` only with terminal statuses (the
         current one included): all that waiting for a result needs. A backend may then skip
         decoding the others (the Redis backend does)."""
-
-        def on_status(status: TaskStatus) -> None:
-            if status.terminal:
-                callback(status)
-
-        return self.watch_status(task_id, on_status)
+        return self.watch_status(task_id, _TerminalOnly(callback))
 
     def wait_for(
         self,
@@ -464,17 +499,12 @@ class ResultBackend(abc.ABC):
         with _CLOSE_HOOKS_LOCK:
             hooks = self.__dict__.setdefault("_close_hooks", {})
             if hooks is not None:
-                key = object()
+                key = _CloseHookKey(self)
                 hooks[key] = callback
-                return Watch(lambda: self._drop_close_hook(key))
+                return Watch(key)
         _call_logged(callback)
         return Watch(lambda: None)
 
-    def _drop_close_hook(self, key: object) -> None:
-        with _CLOSE_HOOKS_LOCK:
-            hooks = self.__dict__.get("_close_hooks")
-            if hooks:
-                hooks.pop(key, None)
 
     def _run_close_hooks(self) -> None:
         """Run every :meth:`when_closed` callback once (idempotent); later ones run at once."""

@@ -8,11 +8,11 @@ the worker's reply on a ``ReceivePort``). Both talk to a :class:`TaskControl`.
 from __future__ import annotations
 
 import datetime as _dt
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._exceptions import StemnbError, TaskRevokedError
+from ._flag import Flag
 
 
 class TaskRetryRequest(StemnbError):
@@ -203,7 +203,7 @@ class InlineControl(TaskControl):
 
     def __init__(self, sink: Any) -> None:
         self._sink = sink
-        self.terminate = threading.Event()
+        self.terminate = Flag()
         self.reason: str | None = None
 
     def heartbeat(self) -> None:

@@ -61,6 +61,42 @@ def _check_time(name: str, value: Any, *, optional: bool, positive: bool = False
         raise MalformedEnvelopeError(f"envelope {name} must be > 0 seconds, got {value}")
 
 
+def _well_formed(env: Envelope) -> bool:
+    """Whether ``env``'s scalar fields are valid, judged by exact types only (a subclass of
+    ``str`` or ``int``, which may be valid too, goes to the full checks)."""
+    name, task_id, queue, enqueued_at = env.name, env.id, env.queue, env.enqueued_at
+    priority, attempt, max_retries = env.priority, env.attempt, env.max_retries
+    not_before, visibility = env.not_before, env.visibility_timeout
+    return (
+        type(name) is str and name != "" and type(task_id) is str and task_id != ""
+        and type(queue) is str and queue != ""
+        and type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY
+        and type(attempt) is int and attempt >= 0 and type(max_retries) is int and max_retries >= 0
+        and _finite(enqueued_at) and (not_before is None or _finite(not_before))
+        and (visibility is None or (_finite(visibility) and visibility > 0))
+    )
+
+
+def _finite(value: Any) -> bool:
+    kind = type(value)
+    return (kind is float or kind is int) and math.isfinite(value)
+
+
+def _str_keyed_copy(name: str, value: Any) -> dict[str, Any]:
+    """A copy of the mapping ``value`` (envelope field ``name``), whose keys must be str."""
+    if type(value) is dict:
+        copy = value.copy()
+    elif isinstance(value, Mapping):
+        copy = dict(value)
+    else:
+        raise MalformedEnvelopeError(f"envelope {name} must be a dict, got {type(value).__name__}")
+    if not all(type(key) is str for key in copy):
+        bad = [key for key in copy if not isinstance(key, str)]
+        if bad:
+            raise MalformedEnvelopeError(f"envelope {name} keys must be str, got {bad[0]!r}")
+    return copy
+
+
 @dataclass(frozen=True, eq=True)
 class Envelope:
     """One task message: the task's name, its (already encoded) args and routing data.
@@ -85,25 +121,22 @@ class Envelope:
     visibility_timeout: float | None = None
 
     def __post_init__(self) -> None:
+        if not _well_formed(self):  # the common envelope passes in one look; else name the problem
+            self._check_fields()
+        for name in ("args", "headers", "meta"):
+            object.__setattr__(self, name, _str_keyed_copy(name, getattr(self, name)))
+        if not all(type(value) is str for value in self.headers.values()):
+            for key, value in self.headers.items():
+                if not isinstance(value, str):
+                    raise MalformedEnvelopeError(
+                        f"envelope headers must map str to str, got {key!r}: {value!r}"
+                    )
+
+    def _check_fields(self) -> None:
+        """Raise MalformedEnvelopeError naming the first invalid scalar field."""
         _check_str("name", self.name)
         _check_str("id", self.id)
         _check_str("queue", self.queue)
-        for name in ("args", "headers", "meta"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping):
-                raise MalformedEnvelopeError(
-                    f"envelope {name} must be a dict, got {type(value).__name__}"
-                )
-            copy = dict(value)
-            bad = [k for k in copy if not isinstance(k, str)]
-            if bad:
-                raise MalformedEnvelopeError(f"envelope {name} keys must be str, got {bad[0]!r}")
-            object.__setattr__(self, name, copy)
-        for key, value in self.headers.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                raise MalformedEnvelopeError(
-                    f"envelope headers must map str to str, got {key!r}: {value!r}"
-                )
         _check_int("priority", self.priority, MIN_PRIORITY, MAX_PRIORITY)
         _check_int("attempt", self.attempt, 0)
         _check_int("max_retries", self.max_retries, 0)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._backend import ResultBackend, TaskState, TaskStatus, Watch
+from ._backend import ResultBackend, TaskState, TaskStatus
 from ._broker import Broker
 from ._canvas import (
     BatchResult,
@@ -26,7 +26,7 @@ from ._canvas import (
     Signature,
 )
 from ._envelope import Envelope, new_task_id
-from ._exceptions import ClosedError, EncodingError
+from ._exceptions import EncodingError
 from ._future import Future
 from ._middleware import Middleware, run_hook
 from ._options import (
@@ -37,7 +37,7 @@ from ._options import (
     to_seconds,
 )
 from ._paired import PairedWrites, paired_writes
-from ._timers import call_later
+from ._task_wait import TaskWait
 
 EXPIRES_KEY = "stem.expiresAt"
 
@@ -153,7 +153,7 @@ class Stem:
         built: list[_Built] = []
         for index, (name, args, opts, headers, meta, args_encoder) in enumerate(specs):
             handler = self.registry.resolve(name) if self.registry is not None else None
-            task_opts: TaskOptions = handler.options if handler is not None else TaskOptions()
+            task_opts: TaskOptions = handler.options if handler is not None else _DEFAULT_TASK_OPTIONS
             try:
                 envelope = self._build(
                     name, {} if args is None else args, opts, task_opts, handler, headers, meta, args_encoder
@@ -276,31 +276,7 @@ class Stem:
         ``timeout`` that is not a finite number of seconds >= 0 (not a number).
         """
         timeout = to_seconds("timeout", timeout)
-        backend = self._need_backend()
-        future: Future[TaskStatus] = Future(debug_name=f"task {task_id}")
-        ends = [  # each ends the wait one way; the first to settle the future wins
-            backend.when_closed(lambda: future._settle(
-                exception=ClosedError(f"the result backend was closed while waiting for task {task_id}")
-            ))
-        ]
-        if timeout is not None:
-            timer = call_later(timeout, lambda: future._settle(
-                exception=TimeoutError(f"task {task_id} did not finish within {timeout:g} s")
-            ))
-            ends.append(Watch(timer.cancel))
-        try:  # settles at once if the task is terminal already
-            ends.append(backend.watch_terminal(task_id, lambda status: self._settle_with(future, status)))
-        except BaseException:
-            _close_all(ends)
-            raise
-        future.add_done_callback(lambda _: _close_all(ends))
-        return future
-
-    def _settle_with(self, future: Future[TaskStatus], status: TaskStatus) -> None:
-        try:
-            future._settle(self._decoded(status))
-        except Exception as exc:  # undecodable payload
-            future._settle(exception=exc)
+        return TaskWait(self._need_backend(), task_id, timeout, self._decoded).future
 
     def result(self, task_id: str, timeout: float | None = None) -> Any:
         """Block for the task's result; raise TaskError (with the remote error) if it did not succeed."""
@@ -345,6 +321,7 @@ class Stem:
 
 
 _NO_OPTIONS = TaskEnqueueOptions()  # frozen: every enqueue without options shares it
+_DEFAULT_TASK_OPTIONS = TaskOptions()  # an unregistered task's, shared alike
 
 
 def _merge_options(options: Any, kwargs: Mapping[str, Any]) -> TaskEnqueueOptions:
@@ -392,8 +369,3 @@ def _signature(value: Any) -> Signature:
     if isinstance(value, Mapping):
         return Signature.from_dict(value)
     raise TypeError(f"link / link_error entries must be Signatures or task names, got {value!r}")
-
-
-def _close_all(watches: list[Watch]) -> None:
-    for watch in watches:
-        watch.close()

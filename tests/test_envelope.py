@@ -116,3 +116,26 @@ def test_envelopes_are_hashable_by_id():
     env = Envelope("t", {"x": [1]})
     assert {env, env.replace()} == {env}
     assert hash(env) == hash(env.id)
+
+
+def test_fields_of_subclassed_types_and_whole_number_times_are_accepted():
+    class Name(str):
+        pass
+
+    class Level(int):
+        pass
+
+    envelope = Envelope(Name("t"), {}, id=Name("x"), queue=Name("q"), priority=Level(3), enqueued_at=1_700_000_000,
+                        not_before=1_700_000_060, visibility_timeout=30)
+    assert (envelope.name, envelope.priority, envelope.visibility_timeout) == ("t", 3, 30)
+    with pytest.raises(MalformedEnvelopeError, match="priority must be between 0 and 9"):
+        Envelope("t", priority=Level(12))
+    with pytest.raises(MalformedEnvelopeError, match="visibility_timeout must be > 0"):
+        Envelope("t", visibility_timeout=-5)
+
+
+def test_a_header_value_that_is_not_a_string_is_refused_after_the_keys():
+    with pytest.raises(MalformedEnvelopeError, match="headers must map str to str, got 'b': 2"):
+        Envelope("t", headers={"a": "1", "b": 2})
+    with pytest.raises(MalformedEnvelopeError, match="headers keys must be str"):
+        Envelope("t", headers={3: "x"})

@@ -154,3 +154,22 @@ def test_non_dict_args_need_the_cloudpickle_encoder(h):
     with pytest.raises(stemnb.EncodingError, match="args must be a dict for the 'json' encoder, got list"):
         h.stem.enqueue("t", [1, 2, 3])
     assert h.stem.enqueue("t", [1, 2, 3], args_encoder="cloudpickle")
+
+
+def test_a_pending_wait_holds_few_objects_for_the_garbage_collector(h):
+    """A producer waits for thousands of tasks at once; each wait lives until its task ends, and
+    every object it holds is traced by the collector's passes (36 objects before, enough for
+    2,000 waits to set off a full collection of the process)."""
+    import gc
+
+    ids = [h.stem.enqueue("never-run", {}) for _ in range(200)]
+    h.stem.wait_for_task(ids[0], timeout=60).cancel()  # the backend's watch machinery made already
+    gc.collect()
+    before = len(gc.get_objects())
+    waits = [h.stem.wait_for_task(tid, timeout=60) for tid in ids]
+    gc.collect()
+    per_wait = (len(gc.get_objects()) - before) / len(waits)
+    assert per_wait <= 20, per_wait
+    for wait in waits:
+        wait.cancel()
+    assert h.backend.__dict__["_close_hooks"] == {}  # a cancelled wait withdrew everything

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import InlineControl
 from .._envelope import Delivery
+from .._flag import Flag
 
 if TYPE_CHECKING:
     from .._registry import TaskHandler
@@ -36,7 +37,7 @@ class ActiveTask:
         self.remote_port: Any = None  # the isolate's control SendPort, once it announced it
         self.timers: list[TimerHandle] = []
         self.lease_length: float | None = None
-        self.settled = threading.Event()
+        self.settled = Flag()
         self.revoke_reason: str | None = None
         self.slot_held = False  # holds one of the worker's concurrency slots
         self.abandoned = False  # a hard shutdown requeued it: write nothing more

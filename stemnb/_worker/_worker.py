@@ -420,6 +420,9 @@ class Worker:
         return not self.middleware and not self.events.has_callbacks
 
     def _ensure_pool(self) -> Any:
+        pool = self._pool
+        if pool is not None:  # made already: no lock, no import (a call per isolate task)
+            return pool
         from .._task_pool import TaskIsolatePool
 
         with self._pool_lock:
