@@ -29,11 +29,21 @@ try:
 except ImportError:  # pragma: no cover - the redis extra installs it
     _hiredis = None
 
-__all__ = ["Commands", "compact_json", "connect", "database_of"]
+__all__ = ["Commands", "compact_json", "connect", "database_of", "parse_json"]
 
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 """JSON text without spaces, as the broker and backend store it. One encoder, kept:
 ``json.dumps(..., separators=...)`` builds a new one per call (2 of 5.7 µs for a status)."""
+
+_decode = json.JSONDecoder().decode
+
+
+def parse_json(data: bytes | str) -> Any:
+    """The value of JSON ``data`` as the broker and backend store it (UTF-8 bytes, or text).
+
+    ``json.loads`` first guesses the encoding of bytes (UTF-8, -16 or -32): a quarter of the
+    time of decoding a task's envelope. Raises ValueError as ``json.loads`` does."""
+    return _decode(data.decode("utf-8", "surrogatepass") if isinstance(data, (bytes, bytearray)) else data)
 
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:

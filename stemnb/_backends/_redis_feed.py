@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backend import TERMINAL_STATES, TaskState, TaskStatus, Watch, call_watchers, watch_of
+from .._redis_client import parse_json
 from .._redis_watch import ChannelListener
 
 __all__ = ["StatusFeed"]
@@ -134,7 +135,7 @@ class StatusFeed:
         if seen is not None and trusted and listener is not None and listener.alive:
             if terminal_only and not _may_be_terminal(status_head(seen[1])[1]):
                 return
-            status: TaskStatus | None = TaskStatus.from_dict(json.loads(seen[1]))
+            status: TaskStatus | None = TaskStatus.from_dict(parse_json(seen[1]))
         else:
             status = self._fetch(task_id)
         if status is not None and (status.terminal or not terminal_only):
@@ -162,7 +163,7 @@ class StatusFeed:
     def _on_status(self, channel: bytes, data: bytes) -> None:
         task_id, state = status_head(data)
         if task_id is None:  # not written by this backend's set(); decode it whole
-            task_id = TaskStatus.from_dict(json.loads(data)).id
+            task_id = TaskStatus.from_dict(parse_json(data)).id
         self._file_and_hand_over(task_id, data, _may_be_terminal(state), skip_seen=True)
 
     def _file_and_hand_over(self, task_id: str, data: bytes, may_be_terminal: bool, skip_seen: bool) -> None:
@@ -179,7 +180,7 @@ class StatusFeed:
             every = list(self._watchers.get(task_id, ()))
             terminal = list(self._terminal_watchers.get(task_id, ())) if may_be_terminal else []
         if every or terminal:
-            status = TaskStatus.from_dict(json.loads(data))
+            status = TaskStatus.from_dict(parse_json(data))
             call_watchers(every + terminal if status.terminal else every, status)
 
     def _lost(self) -> None:

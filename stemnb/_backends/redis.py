@@ -32,7 +32,7 @@ from .._backend import (
     _coerce_state,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, compact_json, connect, database_of
+from .._redis_client import Commands, compact_json, connect, database_of, parse_json
 from ._redis_feed import StatusFeed
 
 __all__ = ["RedisResultBackend"]
@@ -152,6 +152,8 @@ class RedisResultBackend(ResultBackend):
         self.group_ttl = _check_ttl(group_ttl, DEFAULT_GROUP_TTL)
         self.heartbeat_ttl = _check_ttl(heartbeat_ttl, DEFAULT_HEARTBEAT_TTL)
         self.namespace = namespace
+        self._task_prefix = self._key("task", "")  # a status's key is this and its task id
+        self._index_keys = (self._key("tasks"), self._key("task-expiries"), self._key("task-events"))
         self._client, self._owns_client = connect(url, client, "RedisResultBackend")
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
         self._claim_chord = self._client.register_script(_CLAIM_CHORD)
@@ -214,13 +216,13 @@ class RedisResultBackend(ResultBackend):
             raise EncodingError(f"the status of task {status.id} is not JSON data: {exc}") from exc
         self._check_open()
         task_id = status.id
-        keys = [self._key("task", task_id), self._key("tasks"), self._key("task-expiries"), self._key("task-events")]
+        keys = [self._task_prefix + task_id, *self._index_keys]
         return keys, [text, _ms(ttl_s), task_id, repr(status.updated_at)]
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
         text = self._commands.command("GET", self._key("task", task_id))
-        return None if text is None else TaskStatus.from_dict(json.loads(text))
+        return None if text is None else TaskStatus.from_dict(parse_json(text))
 
     def _stored_many(self, task_ids: list[str]) -> list[bytes | None]:
         """The stored status JSON of each of ``task_ids`` (None where there is none), read

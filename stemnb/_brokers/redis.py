@@ -30,6 +30,7 @@ from .._redis_client import (  # first: its ImportError names the extra to insta
     compact_json,
     connect,
     database_of,
+    parse_json,
 )
 from . import _redis_scripts as lua
 from ._redis_consumer import _RedisConsumer
@@ -127,8 +128,8 @@ class RedisBroker(Broker):
         return list(cached)
 
     def _publish_keys(self, queue: str) -> list[str]:
-        ready, delayed, _, env, info = self._queue_keys(queue)
-        return [ready, delayed, env, info, self._key("q", queue, "wake"), self._key("seq")]
+        ready, delayed, _, env, info, wake = self._queue_keys(queue, "wake")
+        return [ready, delayed, env, info, wake, self._key("seq")]
 
     def _redis_database(self) -> tuple[Any, ...] | None:
         return database_of(self._client)
@@ -164,7 +165,7 @@ class RedisBroker(Broker):
         for index, token, count, expires, text in taken:
             queue, token = consumer.queues[int(index)], token.decode()
             try:
-                envelope = Envelope.from_dict(json.loads(text))
+                envelope = Envelope.from_dict(parse_json(text))
             except (ValueError, TypeError, KeyError) as exc:
                 self._dead_letter_raw(queue, token, count, _malformed(queue, token, text, exc))
                 continue
