@@ -9,7 +9,6 @@ per send and per receive (see ``_redis_socket``).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +21,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     ) from None
 
 from ._redis_socket import is_stale, prepare, timed_out  # noqa: E402 - after the redis check
+from ._redis_wire import direct, request  # noqa: E402
 
 _hiredis: Any
 try:
@@ -29,22 +29,7 @@ try:
 except ImportError:  # pragma: no cover - the redis extra installs it
     _hiredis = None
 
-__all__ = ["Commands", "compact_json", "connect", "database_of", "parse_json"]
-
-compact_json = json.JSONEncoder(separators=(",", ":")).encode
-"""JSON text without spaces, as the broker and backend store it. One encoder, kept:
-``json.dumps(..., separators=...)`` builds a new one per call (2 of 5.7 µs for a status)."""
-
-_decode = json.JSONDecoder().decode
-
-
-def parse_json(data: bytes | str) -> Any:
-    """The value of JSON ``data`` as the broker and backend store it (UTF-8 bytes, or text).
-
-    ``json.loads`` first guesses the encoding of bytes (UTF-8, -16 or -32): a quarter of the
-    time of decoding a task's envelope. Raises ValueError as ``json.loads`` does."""
-    return _decode(data.decode("utf-8", "surrogatepass") if isinstance(data, (bytes, bytearray)) else data)
-
+__all__ = ["Commands", "connect", "database_of"]
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
     """Return ``(client, owned)``: ``client`` if given, else a new one for ``url`` (owned).
@@ -161,18 +146,20 @@ class Commands:
                 raise _redis.TimeoutError(f"Timeout talking to Redis: {exc}") from exc
             raise
         finally:
-            with self._lock:
-                self._idle.append(conn)
+            self._idle.append(conn)
 
     def _borrow(self) -> Any:
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
+        try:
+            conn = self._idle.pop()  # atomic: list.pop and list.append need no lock of ours
+        except IndexError:
+            conn = None
         if conn is not None:
             if is_stale(conn):  # the server closed it: reconnect, as the client's pool would
                 conn.disconnect()
             return conn
         assert self._pool is not None
         conn = self._pool.connection_class(**self._pool.connection_kwargs)
+        conn._stemnb_direct = direct(conn)  # written and read by _redis_wire, or by redis-py
         with self._lock:
             self._every.append(conn)
         return conn
@@ -192,15 +179,25 @@ def _send(conn: Any, args: tuple[Any, ...], pack: bool) -> Any:
     packed = _pack(args) if pack else None
     if packed is None:
         conn.send_command(*args)
-    else:
+        return conn.read_response()
+    if not conn._stemnb_direct:
         conn.send_packed_command(packed)
-    return conn.read_response()
+        return conn.read_response()
+    reply = request(conn, packed[0])
+    if isinstance(reply, _redis.ResponseError):
+        raise reply
+    return reply
 
 
 def _send_many(conn: Any, commands: list[tuple[Any, ...]], pack: bool) -> list[Any]:
+    """Every reply in order, an error reply in its place (the connection stays in step)."""
     packed = [_pack(args) if pack else None for args in commands]
     if all(p is not None for p in packed):
-        conn.send_packed_command([b"".join(p[0] for p in packed)])  # type: ignore[index]
+        joined = b"".join(p[0] for p in packed)  # type: ignore[index]
+        if conn._stemnb_direct:
+            got = request(conn, joined, len(commands))
+            return got if len(commands) > 1 else [got]
+        conn.send_packed_command([joined])
     else:
         conn.send_packed_command(conn.pack_commands(commands))
     replies: list[Any] = []

@@ -16,6 +16,7 @@ handed over. The owner then reads from Redis whatever it may have missed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import threading
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._backoff import backoff
+from ._redis_wire import direct, read_reply
 
 __all__ = ["ChannelListener"]
 
@@ -146,10 +148,13 @@ class ChannelListener:
 
     def _read_direct(self, conn: Any) -> None:
         buffered = _buffered(conn)
+        read = functools.partial(read_reply, conn) if direct(conn) else conn.read_response
         while not self._closed:
-            reply = conn.read_response()
+            reply = read()
             if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
                 self._dispatch(reply[1], reply[2])
+            elif isinstance(reply, Exception):  # an error reply (read_reply returns it): a failed read
+                raise reply
             if buffered is not None and self._idle is not None and not buffered():
                 self._nap(self._idle)
 

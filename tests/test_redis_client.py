@@ -112,17 +112,3 @@ def test_commands_keep_the_clients_socket_timeout_and_reconnect_after_it():
     finally:
         commands.close()
         redis_client.close()
-
-
-
-def test_parse_json_reads_stored_bytes_and_text_alike_and_refuses_bad_input():
-    from stemnb._redis_client import compact_json, parse_json
-
-    value = {"id": "t", "meta": {"name": "caf\u00e9 \u2713"}, "n": [1, 2.5, None, True]}
-    assert parse_json(compact_json(value).encode()) == value
-    assert parse_json(compact_json(value)) == value
-    assert parse_json(bytearray(b'{"a": "\\u00e9"}')) == {"a": "\u00e9"}
-    with pytest.raises(ValueError):
-        parse_json(b'{"a": ')
-    with pytest.raises(ValueError):
-        parse_json(b'\xff\xfe{"a": 1}')  # not UTF-8

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backend import TERMINAL_STATES, TaskState, TaskStatus, Watch, call_watchers, watch_of
-from .._redis_client import parse_json
+from .._json import parse_json
 from .._redis_watch import ChannelListener
 
 __all__ = ["StatusFeed"]

@@ -32,7 +32,8 @@ from .._backend import (
     _coerce_state,
 )
 from .._exceptions import ClosedError, EncodingError
-from .._redis_client import Commands, compact_json, connect, database_of, parse_json
+from .._json import compact_json, parse_json
+from .._redis_client import Commands, connect, database_of
 from ._redis_feed import StatusFeed
 
 __all__ = ["RedisResultBackend"]

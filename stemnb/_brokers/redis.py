@@ -25,12 +25,11 @@ from .._broker import (
 )
 from .._envelope import Delivery, Envelope
 from .._exceptions import ClosedError, EncodingError
+from .._json import compact_json, parse_json
 from .._redis_client import (  # first: its ImportError names the extra to install
     Commands,
-    compact_json,
     connect,
     database_of,
-    parse_json,
 )
 from . import _redis_scripts as lua
 from ._redis_consumer import _RedisConsumer
