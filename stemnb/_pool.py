@@ -136,11 +136,11 @@ class IsolatePool(ProcessLives):
     submit = run
 
     def _submit(self, fn: Callable[..., Any], args: tuple, kwargs: dict, *, timeout: float | None,
-                debug_name: str | None, behind: Future | None = None) -> Future:
+                debug_name: str | None, behind: Future | None = None, plain: bool = False) -> Future:
         """:meth:`run` after its argument checks. With ``behind`` (the Future of a call of this
         pool) the call is sent to the process running that call, to start the moment it ends
         (see :meth:`_pin_locked`); when that process may not take it, the call is not queued at
-        all: the returned Future is cancelled already."""
+        all: the returned Future is cancelled already. ``plain``: see ``dumps_call``."""
         self._check_open()
         name = debug_name or getattr(fn, "__qualname__", None) or type(fn).__name__
         if behind is not None:
@@ -148,7 +148,7 @@ class IsolatePool(ProcessLives):
                 future: Future = Future(debug_name=name)
                 future.cancel()
                 return future
-        payload = self._dump_call(fn, args, kwargs)
+        payload = self._dump_call(fn, args, kwargs, plain)
         future = Future(debug_name=name)
         remember(future, capture_origin())
         call = _Call(next(self._call_ids), future, payload, timeout, name)
@@ -171,9 +171,9 @@ class IsolatePool(ProcessLives):
                 self._pump_locked()
         return future
 
-    def _dump_call(self, fn: Callable, args: tuple, kwargs: dict) -> Payload:
+    def _dump_call(self, fn: Callable, args: tuple, kwargs: dict, plain: bool = False) -> Payload:
         try:
-            return dumps_call(fn, args, kwargs, cache=self._cache)
+            return dumps_call(fn, args, kwargs, cache=self._cache, plain=plain)
         except SerializationError as exc:
             raise _blame(fn, args, kwargs, exc) from exc.__cause__
 

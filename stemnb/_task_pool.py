@@ -20,8 +20,10 @@ from typing import Any
 
 from ._context import TaskContext, TaskControl
 from ._future import Future
+from ._plain import is_plain
 from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
+from ._ports import SendPort
 from ._serialize import plain_function, received_function
 
 ENQUEUE_REPLY_TIMEOUT = 60.0
@@ -82,12 +84,10 @@ class TaskIsolatePool:
         cannot be sent, and ClosedError when the pool is closed.
         """
         sent = plain_function(fn)  # a notebook handler as its blob: the request stays plain
-        request = (
-            fn if sent is None else sent, args, task_id, name, attempt, dict(headers or {}), dict(meta or {}),
-            queue, control_port,
-        )
+        headers, meta = dict(headers or {}), dict(meta or {})
+        request = (fn if sent is None else sent, args, task_id, name, attempt, headers, meta, queue, control_port)
         return self._pool._submit(run_task, (request,), {}, timeout=timeout, debug_name=f"{name}[{task_id}]",
-                                  behind=behind)
+                                  behind=behind, plain=sent is not None and _plain_request(request))
 
     def may_stage_behind(self, future: Future) -> bool:
         """Whether a task sent ``behind=future`` now would be taken: that task's process runs it
@@ -175,6 +175,16 @@ class TaskIsolatePool:
 
 
 # -- inside the pool process ----------------------------------------------------------------------
+def _plain_request(request: tuple) -> bool:
+    """Whether a task's request (its function already sent plain) is plain (see ``_plain``):
+    only its args, headers and meta are looked at; the rest are strings, an int and a port."""
+    _, args, task_id, name, attempt, headers, meta, queue, port = request
+    return (
+        type(task_id) is str and type(name) is str and type(queue) is str and type(attempt) is int
+        and (port is None or type(port) is SendPort) and is_plain((args, headers, meta))
+    )
+
+
 def run_task(request: tuple) -> Any:
     """The pool call: build the remote context and run the handler (async handlers to completion)."""
     fn, args, task_id, name, attempt, headers, meta, queue, control_port = request

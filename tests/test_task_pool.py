@@ -148,3 +148,35 @@ def test_extend_lease_from_inside_an_isolate_renews_the_delivery():
         assert worker._leases.renewals >= 1
     finally:
         h.close()
+
+
+class Tenant(str):
+    """A str subclass: not plain (pickled by reference to this test module)."""
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def echo_fields(ctx, args):
+    return [type(ctx.headers["tenant"]).__name__, args["p"].x if "p" in args else args, ctx.id]
+
+
+def test_plain_and_non_plain_requests_both_arrive_whole():
+    from stemnb._task_pool import _plain_request
+
+    port = stemnb.ReceivePort()
+    try:
+        plain = (echo_fields, {"a": [1, 2.5]}, "id", "t", 0, {"tenant": "acme"}, {"k": [1]}, "q", port.send_port)
+        assert _plain_request(plain)
+        assert not _plain_request((*plain[:5], {"tenant": Tenant("acme")}, *plain[6:]))
+        assert not _plain_request((plain[0], {"p": Point(3)}, *plain[2:]))
+        assert not _plain_request((*plain[:4], True, *plain[5:]))  # a bool attempt is no plain int
+    finally:
+        port.close()
+    with TaskIsolatePool(1) as pool:
+        assert pool.execute(echo_fields, {"a": 1}, task_id="i1", name="t", headers={"tenant": "acme"}).result(60) == [
+            "str", {"a": 1}, "i1"]
+        assert pool.execute(echo_fields, {"p": Point(7)}, task_id="i2", name="t",
+                            headers={"tenant": Tenant("acme")}).result(60) == ["Tenant", 7, "i2"]

@@ -528,3 +528,18 @@ def test_settled_tasks_leave_no_reference_cycles_for_the_garbage_collector(h):
         gc.garbage.clear()
         gc.enable()
     assert left == [], f"{len(left)} settled tasks were freed only by the garbage collector"
+
+
+def test_each_status_of_a_task_gets_its_own_meta_with_the_same_fields(h):
+    h.registry.register("add", TaskHandler.inline(lambda ctx, a: a["a"] + a["b"]))
+    seen: list[stemnb.TaskStatus] = []
+    tid = h.stem.enqueue("add", {"a": 2, "b": 3})
+    watch = h.backend.watch(tid, seen.append)
+    h.worker()
+    h.wait(tid)
+    watch.close()
+    running, done = [s for s in seen if s.state is TaskState.RUNNING][0], seen[-1]
+    assert done.state is TaskState.SUCCEEDED
+    assert running.meta == done.meta and running.meta["worker"] and running.meta["task"] == "add"
+    running.meta["changed"] = True  # a watcher that changes one status's meta changes no other's
+    assert "changed" not in done.meta

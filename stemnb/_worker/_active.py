@@ -30,6 +30,7 @@ class ActiveTask:
         self.received_at = time.time()
         self.started_at: float | None = None
         self.handler: TaskHandler | None = None
+        self.status_meta: tuple[Any, dict[str, Any]] | None = None  # (handler, meta): see _outcome.status_meta
         self.control = InlineControl(self)
         self.future: Any = None  # the pool call's future, for isolate tasks
         self.checked: Any = None  # its _pipeline.Run once its checks passed, until it is started

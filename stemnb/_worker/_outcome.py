@@ -48,13 +48,19 @@ def error_info(exc: BaseException) -> dict[str, Any]:
 
 
 def status_meta(worker: Worker, task: ActiveTask, **extra: Any) -> dict[str, Any]:
-    """Meta for every status the worker writes: task name, queue, worker id, encoder id."""
-    meta: dict[str, Any] = {"task": task.envelope.name, "queue": task.delivery.queue, "worker": worker.worker_id}
-    meta.update(worker.codecs.result_meta(task.handler))
-    for key in ("stem.parentTaskId", "stem.rootTaskId", "chordResults"):
-        if key in task.envelope.meta:
-            meta[key] = task.envelope.meta[key]
-    meta.update(extra)
+    """Meta for every status the worker writes: task name, queue, worker id, encoder id (a new
+    dict each time; what it is made from is worked out once per task and handler)."""
+    made = task.status_meta
+    if made is None or made[0] is not task.handler:
+        meta: dict[str, Any] = {"task": task.envelope.name, "queue": task.delivery.queue, "worker": worker.worker_id}
+        meta.update(worker.codecs.result_meta(task.handler))
+        for key in ("stem.parentTaskId", "stem.rootTaskId", "chordResults"):
+            if key in task.envelope.meta:
+                meta[key] = task.envelope.meta[key]
+        made = task.status_meta = (task.handler, meta)
+    meta = made[1].copy()
+    if extra:
+        meta.update(extra)
     return meta
 
 
