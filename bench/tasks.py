@@ -212,7 +212,9 @@ def run(systems: Sequence[str], quick: bool = False, rounds: int = 1) -> tuple[d
             "throughput once both cores are busy.",
             "Every worker has concurrency 2 (the machine's cores). Celery: prefork pool (processes, like stemnb "
             "isolates), default prefetch multiplier. Dramatiq: 2 worker processes × 1 thread. The 1 ms task "
-            "spins on the CPU (not a sleep).",
+            "spins on the CPU (not a sleep). Every system runs with its defaults: stemnb's isolates 5 steps "
+            "below their worker's CPU priority (`WorkerLifecycleConfig.isolate_nice`), Celery's and "
+            "Dramatiq's processes at their worker's.",
             f"Celery, Dramatiq, stemnb-isolate-redis and stemnb-redis-worker-process use Redis on "
             f"127.0.0.1:6379, database {REDIS_DB} (flushed before and after each); stemnb-isolate and "
             "stemnb-inline use the in-memory broker and backend. stemnb's worker runs in the producer's "

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._exceptions import ClosedError
+from ._priority import DEFAULT_NICE, check_nice
 
 if TYPE_CHECKING:
     from ._registry import TaskRegistry
@@ -47,6 +48,7 @@ BUILD_OPTIONS = (
     "prefetch_multiplier",
     "max_tasks_per_isolate",
     "max_memory_per_isolate",
+    "isolate_nice",
     "autoscale",
     "name",
 )
@@ -128,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="MIB",
         help="replace an isolate process once its real RSS passes MIB mebibytes, after its task",
+    )
+    worker.add_argument(
+        "--isolate-nice",
+        type=_nice,
+        metavar="N",
+        help="run the isolates N steps below the worker's CPU priority, 0-19 (default: 5; 0 keeps the worker's)",
     )
     worker.add_argument(
         "--autoscale",
@@ -360,6 +368,7 @@ def _build_worker(
             max_memory_per_isolate_bytes=None
             if args.max_memory_per_isolate is None
             else args.max_memory_per_isolate * MIB,
+            isolate_nice=DEFAULT_NICE if args.isolate_nice is None else args.isolate_nice,
         ),
         autoscale=None
         if args.autoscale is None
@@ -473,6 +482,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
+
+
+def _nice(text: str) -> int:
+    try:
+        return check_nice(int(text))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 19, got {text!r}") from None
 
 
 def _positive_float(text: str) -> float:

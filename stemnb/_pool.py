@@ -38,6 +38,7 @@ from ._pool_helpers import (
 from ._pool_lives import ProcessLives
 from ._pool_records import _Call, _Worker
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, IsolateRecycleReason, PoolStatistics
+from ._priority import DEFAULT_NICE, check_nice
 from ._runtime import ensure_started, track_closeable
 from ._serialize import Payload, discard, dumps_call
 from ._shm import SegmentCache, SegmentRef
@@ -65,9 +66,13 @@ class IsolatePool(ProcessLives):
             use; default the usable cores divided by ``size``, at least 1, so the processes do not
             oversubscribe the cores. A variable such as ``OMP_NUM_THREADS`` set in the caller's
             environment is kept as it is.
+        nice: how many steps below the caller's CPU priority the processes run (0-19, default
+            5): when calls saturate the cores, the caller still gets a core at once to feed
+            them (see ``stemnb._priority``). 0 keeps the caller's priority.
 
     Raises:
-        ValueError: for a size, limit or ``inner_threads`` below 1.
+        ValueError: for a size, limit or ``inner_threads`` below 1, or ``nice`` outside 0-19.
+        TypeError: ``nice`` is not an int.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class IsolatePool(ProcessLives):
         max_memory_per_isolate: int | None = None,
         writable_arrays: bool = False,
         inner_threads: int | None = None,
+        nice: int = DEFAULT_NICE,
     ) -> None:
         # the cores are read once, here in the caller's thread: importing loky from the per-process
         # threads could deadlock with another thread importing it (loky's package imports are circular)
@@ -96,7 +102,9 @@ class IsolatePool(ProcessLives):
         self.debug_name = debug_name or f"pool{next(_pool_ids)}"
         self.max_tasks_per_isolate = max_tasks_per_isolate
         self.max_memory_per_isolate = max_memory_per_isolate
-        self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None}
+        self.nice = check_nice(nice)
+        self._config = {"writable_arrays": writable_arrays, "track_rss": max_memory_per_isolate is not None,
+                        "nice": self.nice}
         self._inner_threads = inner_threads
         self._cores = cores
         self._lock = threading.RLock()

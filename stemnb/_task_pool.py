@@ -24,6 +24,7 @@ from ._plain import is_plain
 from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
 from ._ports import SendPort
+from ._priority import DEFAULT_NICE
 from ._serialize import plain_function, received_function
 
 ENQUEUE_REPLY_TIMEOUT = 60.0
@@ -31,9 +32,10 @@ FLUSH_TIMEOUT = 10.0
 
 
 class TaskIsolatePool:
-    """A pool of ``size`` processes for task handlers (Stem's TaskIsolatePool).
+    """A pool of ``size`` processes for task handlers (Stem's TaskIsolatePool), ``nice`` steps
+    below the caller's CPU priority (see :class:`stemnb.IsolatePool`).
 
-    Raises ValueError for a size or limit below 1.
+    Raises ValueError for a size or limit below 1, or ``nice`` outside 0-19.
     """
 
     def __init__(
@@ -46,12 +48,14 @@ class TaskIsolatePool:
         on_recycle: Callable[[IsolateRecycleEvent], Any] | None = None,
         on_spawned: Callable[[int], Any] | None = None,
         on_disposed: Callable[[int], Any] | None = None,
+        nice: int = DEFAULT_NICE,
     ) -> None:
         self._pool = IsolatePool(
             max(1, size),
             debug_name=debug_name,
             max_tasks_per_isolate=max_tasks_per_isolate,
             max_memory_per_isolate=max_memory_per_isolate,
+            nice=nice,
         )
         for kind, callback in (("recycle", on_recycle), ("spawned", on_spawned), ("disposed", on_disposed)):
             if callback is not None:

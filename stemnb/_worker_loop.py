@@ -27,6 +27,7 @@ import cloudpickle
 from ._exceptions import SerializationError
 from ._frames import FrameReader
 from ._output import ForwardStream
+from ._priority import lower_priority
 from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads_call
 from ._shm import SegmentCache
@@ -68,6 +69,7 @@ def serve(conn: Connection, config: dict[str, Any]) -> None:
     pending: collections.deque = collections.deque()
     writable = bool(config.get("writable_arrays"))
     track_rss = bool(config.get("track_rss"))
+    lower_priority(int(config.get("nice") or 0))
     sys.stdout = ForwardStream("stdout", channel.output)
     sys.stderr = ForwardStream("stderr", channel.output)
     try:

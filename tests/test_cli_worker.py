@@ -439,6 +439,8 @@ def test_broker_url_comes_from_the_environment_when_not_given(cluster, monkeypat
         (["cliapp:registry", "--autoscale", "many"], "argument --autoscale: must be MAX or MAX,MIN"),
         (["cliapp:registry", "--max-tasks-per-isolate", "0"], "argument --max-tasks-per-isolate: must be an integer >= 1"),
         (["cliapp:registry", "--max-memory-per-isolate", "-5"], "argument --max-memory-per-isolate: must be an integer >= 1"),
+        (["cliapp:registry", "--isolate-nice", "20"], "argument --isolate-nice: must be an integer from 0 to 19"),
+        (["cliapp:registry", "--isolate-nice", "low"], "argument --isolate-nice: must be an integer from 0 to 19"),
         (["cliapp:stopped_worker"], "APP 'cliapp:stopped_worker' is a Worker that is stopped"),
     ],
 )

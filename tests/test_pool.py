@@ -615,3 +615,21 @@ def test_a_broken_stdout_in_the_caller_loses_output_but_not_the_call(pool, monke
     assert pool.run(chatty).result(30) == "kept"
     monkeypatch.undo()
     assert pool.run(abs, -7).result(30) == 7
+
+
+def _niceness() -> int:
+    return os.nice(0)
+
+
+def test_pool_processes_run_nice_steps_below_their_caller_and_zero_keeps_its_priority():
+    mine = os.nice(0)
+    with stemnb.IsolatePool(1) as default, stemnb.IsolatePool(1, nice=0) as same, stemnb.IsolatePool(1, nice=12) as low:
+        assert default.nice == 5 and default.run(_niceness).result(60) == min(19, mine + 5)
+        assert same.run(_niceness).result(60) == mine
+        assert low.run(_niceness).result(60) == min(19, mine + 12)
+
+
+@pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), (20, ValueError), (2.5, TypeError), (True, TypeError), ("5", TypeError)])
+def test_a_nice_outside_zero_to_nineteen_is_refused_naming_it(bad, error):
+    with pytest.raises(error, match="nice"):
+        stemnb.IsolatePool(1, nice=bad)

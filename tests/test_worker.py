@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import pytest
 from worker_support import FAST_LIFECYCLE
 
 import stemnb
@@ -543,3 +544,24 @@ def test_each_status_of_a_task_gets_its_own_meta_with_the_same_fields(h):
     assert running.meta == done.meta and running.meta["worker"] and running.meta["task"] == "add"
     running.meta["changed"] = True  # a watcher that changes one status's meta changes no other's
     assert "changed" not in done.meta
+
+
+def _isolate_niceness(ctx, args):
+    return os.nice(0)
+
+
+@pytest.mark.parametrize("nice", [None, 0, 9])
+def test_a_workers_isolates_run_isolate_nice_steps_below_the_worker(h, nice):
+    mine = os.nice(0)
+    lifecycle = FAST_LIFECYCLE if nice is None else FAST_LIFECYCLE.replace(isolate_nice=nice)
+    steps = 5 if nice is None else nice  # the default
+    h.registry.register("niceness", TaskHandler(_isolate_niceness, isolate=True))
+    h.worker(lifecycle=lifecycle)
+    assert h.wait(h.stem.enqueue("niceness", {}), timeout=60).payload == min(19, mine + steps)
+
+
+def test_an_isolate_nice_outside_zero_to_nineteen_is_refused():
+    with pytest.raises(ValueError, match="nice"):
+        stemnb.WorkerLifecycleConfig(isolate_nice=20)
+    with pytest.raises(TypeError, match="nice"):
+        stemnb.WorkerLifecycleConfig(isolate_nice="5")

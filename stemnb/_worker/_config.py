@@ -7,6 +7,7 @@ import enum
 from typing import Any
 
 from .._options import to_seconds
+from .._priority import DEFAULT_NICE, check_nice
 
 
 class WorkerShutdownMode(str, enum.Enum):
@@ -90,7 +91,10 @@ class WorkerLifecycleConfig:
     ``soft_grace_period`` bounds a soft shutdown before it turns hard. ``force_shutdown_after``
     (unused in Stem) is how long a terminate-revoked isolate task may take to stop cooperatively
     before its process is ended. Recycling: after ``max_tasks_per_isolate`` tasks or once the
-    process's real RSS reaches ``max_memory_per_isolate_bytes``.
+    process's real RSS reaches ``max_memory_per_isolate_bytes``. ``isolate_nice`` (a stemnb
+    addition): how many steps below the worker's CPU priority its isolates run, so that the
+    worker gets a core at once to store results and feed them when they saturate the cores
+    (0 keeps the worker's; see :class:`stemnb.IsolatePool`).
     """
 
     install_signal_handlers: bool = True
@@ -98,8 +102,10 @@ class WorkerLifecycleConfig:
     force_shutdown_after: float = 10.0
     max_tasks_per_isolate: int | None = None
     max_memory_per_isolate_bytes: int | None = None
+    isolate_nice: int = DEFAULT_NICE
 
     def __post_init__(self) -> None:
+        check_nice(self.isolate_nice)
         object.__setattr__(self, "soft_grace_period", to_seconds("soft_grace_period", self.soft_grace_period))
         object.__setattr__(
             self, "force_shutdown_after", to_seconds("force_shutdown_after", self.force_shutdown_after)

@@ -436,6 +436,7 @@ class Worker:
                     max_tasks_per_isolate=self.lifecycle_config.max_tasks_per_isolate,
                     max_memory_per_isolate=self.lifecycle_config.max_memory_per_isolate_bytes,
                     debug_name=self.worker_id,
+                    nice=self.lifecycle_config.isolate_nice,
                 )
                 _autoscale.watch_pool(self, self._pool)
             return self._pool
