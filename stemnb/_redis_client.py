@@ -4,7 +4,8 @@
 from a small free list instead of the client's pool: the pool's bookkeeping on every command
 (fork check, lock, metrics, events) cost about as much CPU as the command itself, and a worker
 sharing its process with the producer is bound by that CPU. Their sockets make one system call
-per send and per receive (see ``_redis_socket``).
+per send and per receive (see ``_redis_socket``), and commands and replies go straight through
+them, parsed by the connection's own hiredis reader (see ``_redis_wire``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover - the redis extra installs it
     _hiredis = None
 
 __all__ = ["Commands", "connect", "database_of"]
+
 
 def connect(url: str, client: Any, what: str) -> tuple[Any, bool]:
     """Return ``(client, owned)``: ``client`` if given, else a new one for ``url`` (owned).

@@ -78,24 +78,26 @@ def _slow(conn: Any) -> Any:
 
 def _read(conn: Any, sock: socket.socket) -> Any:
     parser = conn._parser
-    reader = parser._reader
-    if reader is None:  # disconnected meanwhile (the connection's owner closed it)
-        raise redis.ConnectionError("Connection closed by server.")
-    reply = reader.gets()
-    while reply is _MORE:
-        try:
-            size = sock.recv_into(parser._buffer)
-        except OSError as exc:
-            raise redis.ConnectionError(f"Error while reading from the Redis socket: {exc.args}") from exc
-        if not size:
+    while True:
+        reader = parser._reader
+        if reader is None:  # disconnected meanwhile (the connection's owner closed it)
             raise redis.ConnectionError("Connection closed by server.")
-        reader.feed(parser._buffer, 0, size)
         reply = reader.gets()
-    if reply.__class__ is not bytes and reply.__class__ is not list:
+        while reply is _MORE:
+            try:
+                size = sock.recv_into(parser._buffer)
+            except OSError as exc:
+                raise redis.ConnectionError(f"Error while reading from the Redis socket: {exc.args}") from exc
+            if not size:
+                raise redis.ConnectionError("Connection closed by server.")
+            reader.feed(parser._buffer, 0, size)
+            reply = reader.gets()
+        if reply.__class__ is bytes or reply.__class__ is list:
+            return reply
         push = getattr(parser, "_hiredis_PushNotificationType", None)
-        if push is not None and isinstance(reply, push):  # a RESP3 push between replies: as redis-py
-            parser.handle_push_response(reply)
-            return _read(conn, sock)
-        if isinstance(reply, redis.ConnectionError):
-            raise reply
+        if push is None or not isinstance(reply, push):
+            break
+        parser.handle_push_response(reply)  # a RESP3 push between replies: handled as redis-py does
+    if isinstance(reply, redis.ConnectionError):
+        raise reply
     return reply

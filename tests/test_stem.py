@@ -159,7 +159,7 @@ def test_non_dict_args_need_the_cloudpickle_encoder(h):
 def test_a_pending_wait_holds_few_objects_for_the_garbage_collector(h):
     """A producer waits for thousands of tasks at once; each wait lives until its task ends, and
     every object it holds is traced by the collector's passes (36 objects before, enough for
-    2,000 waits to set off a full collection of the process)."""
+    1,000 waits to set off a full collection of the process)."""
     import gc
 
     ids = [h.stem.enqueue("never-run", {}) for _ in range(200)]
