@@ -204,6 +204,12 @@ def test_a_published_status_reads_its_id_and_state_without_being_decoded():
     assert status_head(b'{"id":"t-2","payload":1,"state":"running"}') == ("t-2", None)  # not set()'s order
     assert status_head(b'{"state":"running","id":"t-3"}') == (None, None)
     assert status_head(b'{"id":7,"state":"running"}') == (None, None)
+    for task_id in ("plain-id", 'with "quotes"', "back\\slash", "caf\u00e9 \u2713", ""):
+        for state in TaskState:
+            stored = json.dumps(TaskStatus(task_id, state).to_dict(), separators=(",", ":")).encode()
+            assert status_head(stored) == (task_id, state.value), stored
+    assert status_head(b'{"id":"unterminated') == (None, None)
+    assert status_head(b'{"id":"t-4","state":"') == ("t-4", None)
 
 
 def test_a_terminal_only_watch_decodes_no_status_that_is_not_terminal(backend, monkeypatch):
