@@ -505,7 +505,6 @@ class ResultBackend(abc.ABC):
         _call_logged(callback)
         return Watch(lambda: None)
 
-
     def _run_close_hooks(self) -> None:
         """Run every :meth:`when_closed` callback once (idempotent); later ones run at once."""
         with _CLOSE_HOOKS_LOCK:

@@ -23,7 +23,6 @@ from ._future import Future
 from ._plain import is_plain
 from ._pool import IsolatePool
 from ._pool_types import IsolateInfo, IsolateRecycleEvent, PoolStatistics
-from ._ports import SendPort
 from ._priority import DEFAULT_NICE
 from ._serialize import plain_function, received_function
 
@@ -178,17 +177,17 @@ class TaskIsolatePool:
         return f"<stemnb.TaskIsolatePool size={self.size} closed={self.closed}>"
 
 
-# -- inside the pool process ----------------------------------------------------------------------
 def _plain_request(request: tuple) -> bool:
     """Whether a task's request (its function already sent plain) is plain (see ``_plain``):
-    only its args, headers and meta are looked at; the rest are strings, an int and a port."""
+    its ids, name and queue are checked by type, the rest by the plain-object walk."""
     _, args, task_id, name, attempt, headers, meta, queue, port = request
     return (
         type(task_id) is str and type(name) is str and type(queue) is str and type(attempt) is int
-        and (port is None or type(port) is SendPort) and is_plain((args, headers, meta))
+        and is_plain((args, headers, meta, port))
     )
 
 
+# -- inside the pool process ----------------------------------------------------------------------
 def run_task(request: tuple) -> Any:
     """The pool call: build the remote context and run the handler (async handlers to completion)."""
     fn, args, task_id, name, attempt, headers, meta, queue, control_port = request

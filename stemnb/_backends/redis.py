@@ -153,7 +153,7 @@ class RedisResultBackend(ResultBackend):
         self.group_ttl = _check_ttl(group_ttl, DEFAULT_GROUP_TTL)
         self.heartbeat_ttl = _check_ttl(heartbeat_ttl, DEFAULT_HEARTBEAT_TTL)
         self.namespace = namespace
-        self._task_prefix = self._key("task", "")  # a status's key is this and its task id
+        self._task_prefix = self._key("task", "")  # see _task_key
         self._index_keys = (self._key("tasks"), self._key("task-expiries"), self._key("task-events"))
         self._client, self._owns_client = connect(url, client, "RedisResultBackend")
         self._add_group_result = self._client.register_script(_ADD_GROUP_RESULT)
@@ -175,6 +175,10 @@ class RedisResultBackend(ResultBackend):
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
+
+    def _task_key(self, task_id: str) -> str:
+        """The key of ``task_id``'s status (made from a prefix kept: it is on every status write)."""
+        return self._task_prefix + task_id
 
     def _redis_database(self) -> tuple[Any, ...] | None:
         return database_of(self._client)
@@ -217,12 +221,12 @@ class RedisResultBackend(ResultBackend):
             raise EncodingError(f"the status of task {status.id} is not JSON data: {exc}") from exc
         self._check_open()
         task_id = status.id
-        keys = [self._task_prefix + task_id, *self._index_keys]
+        keys = [self._task_key(task_id), *self._index_keys]
         return keys, [text, _ms(ttl_s), task_id, repr(status.updated_at)]
 
     def get(self, task_id: str) -> TaskStatus | None:
         self._check_open()
-        text = self._commands.command("GET", self._key("task", task_id))
+        text = self._commands.command("GET", self._task_key(task_id))
         return None if text is None else TaskStatus.from_dict(parse_json(text))
 
     def _stored_many(self, task_ids: list[str]) -> list[bytes | None]:
@@ -230,7 +234,7 @@ class RedisResultBackend(ResultBackend):
         :data:`LIST_PAGE` at a time."""
         found: list[bytes | None] = []
         for start in range(0, len(task_ids), LIST_PAGE):
-            keys = [self._key("task", task_id) for task_id in task_ids[start : start + LIST_PAGE]]
+            keys = [self._task_key(task_id) for task_id in task_ids[start : start + LIST_PAGE]]
             found.extend(self._commands.command("MGET", *keys))
         return found
 
@@ -275,7 +279,7 @@ class RedisResultBackend(ResultBackend):
             if not ids:
                 break
             start += LIST_PAGE
-            texts = self._client.mget([self._key("task", i) for i in ids])
+            texts = self._client.mget([self._task_key(i) for i in ids])
             gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
             if gone:  # expired or forgotten since the last write trimmed the index
                 self._client.zrem(index, *gone)
@@ -296,13 +300,13 @@ class RedisResultBackend(ResultBackend):
     def expire(self, task_id: str, ttl: float) -> bool:
         ttl_s = _check_ttl(ttl, self.default_ttl)
         self._check_open()
-        keys = [self._key("task", task_id), self._key("task-expiries")]
+        keys = [self._task_key(task_id), self._key("task-expiries")]
         return bool(self._commands.script(self._expire, keys, [_ms(ttl_s), task_id]))
 
     def forget(self, task_id: str) -> bool:
         self._check_open()
         pipe = self._client.pipeline(transaction=True)
-        pipe.delete(self._key("task", task_id))
+        pipe.delete(self._task_key(task_id))
         pipe.zrem(self._key("tasks"), task_id)
         pipe.zrem(self._key("task-expiries"), task_id)
         self._feed.forget(task_id)
