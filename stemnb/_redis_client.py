@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     ) from None
 
 from ._redis_socket import is_stale, prepare, timed_out  # noqa: E402 - after the redis check
-from ._redis_wire import direct, request  # noqa: E402
+from ._redis_wire import direct, redis_py_reply, request, request_many  # noqa: E402
 
 _hiredis: Any
 try:
@@ -197,18 +197,11 @@ def _send_many(conn: Any, commands: list[tuple[Any, ...]], pack: bool) -> list[A
     if all(p is not None for p in packed):
         joined = b"".join(p[0] for p in packed)  # type: ignore[index]
         if conn._stemnb_direct:
-            got = request(conn, joined, len(commands))
-            return got if len(commands) > 1 else [got]
+            return request_many(conn, joined, len(commands))
         conn.send_packed_command([joined])
     else:
         conn.send_packed_command(conn.pack_commands(commands))
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(conn.read_response())
-        except _redis.ResponseError as exc:  # read whole: the next reply follows
-            replies.append(exc)
-    return replies
+    return [redis_py_reply(conn) for _ in commands]
 
 
 def _pack(args: tuple[Any, ...]) -> list[bytes] | None:

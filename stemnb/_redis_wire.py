@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - another redis-py layout: every connection is left to redis-py
     _MORE = _HIREDIS_PARSER = None
 
-__all__ = ["direct", "read_reply", "request"]
+__all__ = ["direct", "read_reply", "redis_py_reply", "request", "request_many"]
 
 
 def direct(conn: Any) -> bool:
@@ -44,32 +44,46 @@ def direct(conn: Any) -> bool:
     )
 
 
-def request(conn: Any, packed: bytes, count: int = 1) -> Any:
-    """Send ``packed`` (``count`` commands in the Redis protocol) on ``conn`` and read the
-    replies: the one reply, or with ``count`` > 1 a list of them. Falls back to redis-py for a
-    socket that is not a plain one (``conn`` must be :func:`direct`)."""
+def request(conn: Any, packed: bytes) -> Any:
+    """Send ``packed`` (one command in the Redis protocol) on ``conn`` and return its reply.
+    Falls back to redis-py for a socket that is not a plain one (``conn`` must be :func:`direct`)."""
+    sock = _send(conn, packed)
+    return redis_py_reply(conn) if sock is None else _read(conn, sock)
+
+
+def request_many(conn: Any, packed: bytes, count: int) -> list[Any]:
+    """Send ``packed`` (``count`` commands in the Redis protocol) on ``conn`` and return their
+    replies in order (``conn`` must be :func:`direct`)."""
+    sock = _send(conn, packed)
+    if sock is None:
+        return [redis_py_reply(conn) for _ in range(count)]
+    return [_read(conn, sock) for _ in range(count)]
+
+
+def _send(conn: Any, packed: bytes) -> socket.socket | None:
+    """Write ``packed`` on ``conn``; return the plain socket to read the replies from, or None
+    when redis-py sent it (e.g. TLS, or not connected yet: redis-py connects)."""
     sock = conn._sock
-    if type(sock) is not socket.socket:  # e.g. TLS, or not connected: redis-py connects
+    if type(sock) is not socket.socket:
         conn.send_packed_command([packed])
-        return _slow(conn) if count == 1 else [_slow(conn) for _ in range(count)]
+        return None
     try:
         sock.sendall(packed)
     except OSError as exc:
         raise redis.ConnectionError(f"Error while writing to the Redis socket: {exc.args}") from exc
-    if count == 1:
-        return _read(conn, sock)
-    return [_read(conn, sock) for _ in range(count)]
+    return sock
 
 
 def read_reply(conn: Any) -> Any:
     """The next reply (or pub/sub message) on the connected, :func:`direct` ``conn``."""
     sock = conn._sock
     if type(sock) is not socket.socket:
-        return _slow(conn)
+        return redis_py_reply(conn)
     return _read(conn, sock)
 
 
-def _slow(conn: Any) -> Any:
+def redis_py_reply(conn: Any) -> Any:
+    """The next reply on ``conn`` read by redis-py, an error reply returned as on this module's path."""
     try:
         return conn.read_response()
     except redis.ResponseError as exc:  # read whole: the connection is still in step

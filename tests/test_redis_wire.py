@@ -9,7 +9,7 @@ from redis_support import REDIS_URL
 
 from stemnb._redis_client import Commands
 from stemnb._redis_socket import prepare
-from stemnb._redis_wire import direct, read_reply, request
+from stemnb._redis_wire import direct, read_reply, request, request_many
 
 redis = pytest.importorskip("redis")
 hiredis = pytest.importorskip("hiredis")
@@ -48,7 +48,7 @@ def test_replies_come_back_in_order_with_error_replies_in_their_place(redis_clie
     key = f"stemnb-test-{uuid.uuid4().hex[:8]}:k"
     try:
         packed = b"".join(hiredis.pack_command(c) for c in (("SET", key, "v"), ("NO-SUCH-COMMAND",), ("GET", key)))
-        ok, error, value = request(conn, packed, 3)
+        ok, error, value = request_many(conn, packed, 3)
         assert (ok, value) == (b"OK", b"v")
         assert isinstance(error, redis.ResponseError)
         assert request(conn, hiredis.pack_command(("DEL", key))) == 1  # still in step
