@@ -99,13 +99,8 @@ class Origin:
     def __init__(self, parent: Any, shell: Any) -> None:
         self.parent = parent
         self.shell = shell
-
-    @property
-    def cell_id(self) -> Any:
-        """An id of the cell that submitted the work (its message id), or None outside a kernel."""
-        if isinstance(self.parent, dict):
-            return self.parent.get("header", {}).get("msg_id")
-        return None
+        #: an id of the cell that submitted the work (its message id), or None outside a kernel
+        self.cell_id: Any = parent.get("header", {}).get("msg_id") if isinstance(parent, dict) else None
 
     def write(self, stream: str, text: str) -> None:
         """Write ``text`` to ``stream`` ("stdout"/"stderr") of the originating cell."""

@@ -64,6 +64,13 @@ def is_plain(obj: Any, budget: int = PLAIN_BUDGET) -> bool:
     return True
 
 
+def plain_args(args: tuple, kwargs: dict) -> bool:
+    """:func:`is_plain` of a call's arguments; positional builtin scalars alone are seen in one look."""
+    if not kwargs and _LEAVES.issuperset(map(type, args)):
+        return True
+    return is_plain((args, kwargs))
+
+
 def importable(fn: types.FunctionType) -> bool:
     """Whether ``fn`` is a module-level function found by its name in its imported module (and
     that module is not registered with cloudpickle to be pickled by value)."""

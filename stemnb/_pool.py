@@ -10,11 +10,11 @@ shared-memory segments the pool and its processes reuse.
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from typing import Any
 
 from ._exceptions import (
@@ -46,6 +46,8 @@ from ._threads import inner_thread_env, usable_cores
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)  # a future's states once cancelled (read without its lock:
+# set_running_or_notify_cancel decides under it)
 PIPELINE_DEPTH = 32  #: calls a busy worker may hold while the pool has a backlog
 
 
@@ -138,7 +140,8 @@ class IsolatePool(ProcessLives):
         """
         if not callable(fn):
             raise TypeError(f"fn must be callable, not {type(fn).__name__}")
-        timeout = to_seconds("timeout", timeout, allow_zero=False)
+        if timeout is not None:
+            timeout = to_seconds("timeout", timeout, allow_zero=False)
         return self._submit(fn, args, kwargs, timeout=timeout, debug_name=debug_name)
 
     submit = run
@@ -159,7 +162,7 @@ class IsolatePool(ProcessLives):
         payload = self._dump_call(fn, args, kwargs, plain)
         future = Future(debug_name=name)
         remember(future, capture_origin())
-        call = _Call(next(self._call_ids), future, payload, timeout, name)
+        call = _Call(next(self._call_ids), future, payload, timeout, name, self)
         with self._lock:
             if self._state != "running" and self._state != "paused":
                 discard(payload, self._cache)
@@ -215,7 +218,7 @@ class IsolatePool(ProcessLives):
         ready: list[_Worker] = []  # busy workers that may take more, found once per pump
         while self._queue and self._state in ("running", "closing"):
             call = self._queue[0]
-            if not call.started and call.future.cancelled():  # cancelled while queued: drop it
+            if not call.started and call.future._state in _CANCELLED:  # cancelled while queued: drop it
                 self._queue.popleft()
                 self._drop_cancelled_locked(call)
                 continue
@@ -333,7 +336,8 @@ class IsolatePool(ProcessLives):
         worker.inflight.append(call)
         if call.payload.buffers:
             worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
-        call.future._set_stopper(functools.partial(self._stop_call, worker, call))
+        call.worker = worker
+        call.future._set_stopper(call)
         self._start_timer_locked(worker)
 
     def _start_timer_locked(self, worker: _Worker) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import pickle
 import threading
+from typing import TYPE_CHECKING
 
 from ._claim import ClaimBoard
 from ._future import Future
@@ -13,12 +14,22 @@ from ._process import ChildProcess
 from ._serialize import Payload
 from ._timers import TimerHandle
 
+if TYPE_CHECKING:
+    from ._pool import IsolatePool
+
 
 class _Call:
-    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
-                 "cancelled", "pinned")
+    """One call of a pool, from its submission to its outcome.
 
-    def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str) -> None:
+    Once sent to a worker it is also its future's stopper (``Future.cancel()`` calls it), so a
+    call costs no separate callable for the garbage collector to trace.
+    """
+
+    __slots__ = ("id", "future", "payload", "timeout", "name", "timer", "origin", "seq", "started",
+                 "cancelled", "pinned", "pool", "worker")
+
+    def __init__(self, cid: int, future: Future, payload: Payload, timeout: float | None, name: str,
+                 pool: IsolatePool) -> None:
         self.id = cid
         self.future = future
         self.payload = payload
@@ -30,6 +41,13 @@ class _Call:
         self.started = False  # set_running_or_notify_cancel() has been called
         self.cancelled = False  # stopped by cancel(): nobody else settles it
         self.pinned = False  # queued behind a given call (see IsolatePool._pin_locked): never stolen
+        self.pool = pool
+        self.worker: _Worker | None = None  # the worker it was last sent to
+
+    def __call__(self) -> bool:
+        """Stop this call (its future's stopper): see ``IsolatePool._stop_call``."""
+        assert self.worker is not None, "a call is a stopper only once sent to a worker"
+        return self.pool._stop_call(self.worker, self)
 
 
 class _Worker:

@@ -24,7 +24,7 @@ import cloudpickle
 
 from ._exceptions import SerializationError, SharedMemoryError, SharedMemoryWarning
 from ._fnpickle import _rebuild, function_blob, reduce_function
-from ._plain import importable, is_plain
+from ._plain import importable, is_plain, plain_args
 from ._shm import Segment, SegmentCache, SegmentRef, attach, unlink_foreign
 
 SHM_THRESHOLD = 256 * 1024
@@ -176,7 +176,7 @@ def dumps_call(fn: Callable, args: tuple, kwargs: dict, *, cache: SegmentCache |
     """
     if plain:
         return Payload(pickle.dumps((fn, args, kwargs), protocol=5))
-    if type(fn) is types.FunctionType and is_plain((args, kwargs)):
+    if type(fn) is types.FunctionType and plain_args(args, kwargs):
         sent = plain_function(fn)
         if sent is not None:
             return Payload(pickle.dumps((sent, args, kwargs), protocol=5))

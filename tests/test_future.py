@@ -112,3 +112,41 @@ def test_a_settled_pool_future_is_freed_by_reference_counting_alone():
         assert [ref() for ref in refs] == [None, None, None]
     finally:
         gc.enable()
+
+
+def test_a_future_waited_on_only_by_result_is_two_objects_for_the_garbage_collector():
+    """Thousands of futures are in flight at once in a pool's burst: each object the collector traces
+    per future is paid again in every collection while they live."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        futures = [Future(debug_name="f") for _ in range(1000)]
+        for i, future in enumerate(futures):
+            future._settle(i)
+        assert [f.result() for f in futures] == list(range(1000))
+        assert len(gc.get_objects()) - before <= 2 * 1000 + 10  # the future and its condition (an RLock)
+    finally:
+        gc.enable()
+
+
+def test_a_cancel_wakes_as_completed_and_a_done_callback_added_before_it():
+    future: Future = Future()
+    seen: list[bool] = []
+    future.add_done_callback(lambda f: seen.append(f.cancelled()))
+    gate = threading.Event()
+    finished: list[cf.Future] = []
+
+    def collect() -> None:
+        gate.set()
+        finished.extend(cf.as_completed([future]))
+
+    thread = threading.Thread(target=collect)
+    thread.start()
+    gate.wait()
+    assert future.cancel()
+    assert future.set_running_or_notify_cancel() is False  # tells the waiters, as an executor would
+    thread.join()
+    assert finished == [future] and seen == [True]

@@ -13,7 +13,7 @@ import cloudpickle
 import pytest
 
 from stemnb import _serialize
-from stemnb._plain import PLAIN_BUDGET, importable, is_plain
+from stemnb._plain import PLAIN_BUDGET, importable, is_plain, plain_args
 from stemnb._ports import SendPort
 from stemnb._serialize import dumps, dumps_call, loads, loads_call
 
@@ -49,6 +49,21 @@ def test_a_call_of_an_importable_function_with_plain_arguments_loads_back_as_the
     assert fn is os.path.join
     assert fn(*args, **kwargs) == os.path.join("a", "b")
     assert dumps_call(os.path.join, ("a", ["b"]), {}).data == cloudpickled((os.path.join, ("a", ["b"]), {}))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "plain"),
+    [
+        pytest.param((1, 2.5, "s", b"b", None, True, 3j), {}, True, id="positional scalars"),
+        pytest.param((1,), {"key": "value"}, True, id="a plain keyword argument"),
+        pytest.param((1, [2, (3,)]), {}, True, id="plain containers"),
+        pytest.param((1, {2}), {}, False, id="a set"),
+        pytest.param((), {"fn": lambda: 1}, False, id="a lambda as keyword argument"),
+        pytest.param((bytearray(b"x"),), {}, False, id="a bytearray"),
+    ],
+)
+def test_plain_args_judges_a_call_as_is_plain_does(args: tuple, kwargs: dict, plain: bool):
+    assert plain_args(args, kwargs) is plain is is_plain((args, kwargs))
 
 
 @pytest.mark.parametrize(
