@@ -24,7 +24,7 @@ from ._share import by_value
 
 PLAIN_BUDGET = 64
 
-_LEAVES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+SCALARS = frozenset({int, float, complex, bool, str, bytes, type(None)})  #: the builtin scalar types
 _SEQUENCES = frozenset({tuple, list})
 _plain_types: set[type] = set()
 
@@ -39,7 +39,7 @@ def register_plain_type(cls: type) -> type:
 def is_plain(obj: Any, budget: int = PLAIN_BUDGET) -> bool:
     """Whether ``pickle.dumps(obj)`` equals cloudpickle's pickle of ``obj``, judged from at most
     ``budget`` objects (a larger or self-containing object is not plain)."""
-    if type(obj) in _LEAVES:  # the common small result, without building a stack
+    if type(obj) in SCALARS:  # the common small result, without building a stack
         return True
     stack = [obj]
     while stack:
@@ -48,7 +48,7 @@ def is_plain(obj: Any, budget: int = PLAIN_BUDGET) -> bool:
             return False
         item = stack.pop()
         kind = type(item)
-        if kind in _LEAVES or kind in _plain_types:
+        if kind in SCALARS or kind in _plain_types:
             continue
         if kind in _SEQUENCES:
             if len(item) > budget:
@@ -66,7 +66,7 @@ def is_plain(obj: Any, budget: int = PLAIN_BUDGET) -> bool:
 
 def plain_args(args: tuple, kwargs: dict) -> bool:
     """:func:`is_plain` of a call's arguments; positional builtin scalars alone are seen in one look."""
-    if not kwargs and _LEAVES.issuperset(map(type, args)):
+    if not kwargs and SCALARS.issuperset(map(type, args)):
         return True
     return is_plain((args, kwargs))
 

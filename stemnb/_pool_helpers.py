@@ -72,6 +72,8 @@ def _unordered(futures: list[Future]) -> Iterator[Any]:
 
 def _outcome(msg: tuple, writable: bool, on_release: Callable[[str], None]) -> tuple[Any, bool]:
     """``(value, failed)`` of a worker's outcome message: the result, or the exception to raise."""
+    if msg[0] == "val":
+        return msg[2], False
     if msg[0] == "ok":
         try:
             return loads(msg[2], what="result", writable=writable, on_release=on_release), False

@@ -164,7 +164,7 @@ class ProcessLives:
                 if kind == "skipped":
                     continue
                 worker.tasks_done += 1
-                worker.rss = (msg[3] if kind == "ok" else msg[6]) or worker.rss
+                worker.rss = (msg[6] if kind == "err" else msg[3]) or worker.rss
                 what = "failed" if failed else "completed"
                 self._counts[what] += 1  # counted before the future wakes its waiter
                 settle.append((call, value, failed, what))

@@ -5,7 +5,8 @@ Messages on the connection are pickled tuples:
 * parent -> worker: ``("calls", [(call_id, seq, payload), ...], released)`` and ``("stop",)``;
   ``seq`` numbers the worker's calls for the claim board (see ``_claim``); ``released`` names
   this worker's result segments the parent no longer maps, so they can be reused.
-* worker -> parent: ``("ok", call_id, payload, rss, released)``, ``("err", call_id, exc_payload,
+* worker -> parent: ``("ok", call_id, payload, rss, released)`` (``("val", ...)`` with the result
+  itself in place of its payload when it is a builtin scalar), ``("err", call_id, exc_payload,
   type_name, message, traceback, rss, released)``, ``("skipped", call_id, released)`` and
   ``("out", call_id, stream, text)``;
   ``released`` names the parent's argument segments this worker no longer maps.
@@ -27,6 +28,7 @@ import cloudpickle
 from ._exceptions import SerializationError
 from ._frames import FrameReader
 from ._output import ForwardStream
+from ._plain import SCALARS
 from ._priority import lower_priority
 from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads_call
@@ -128,6 +130,8 @@ def _run_call(payload: Payload, cache: SegmentCache, released: list[str], writab
     except BaseException as exc:  # noqa: BLE001 - every failure travels back
         return error_reply(exc)
     rss = rss_bytes() if track_rss else 0
+    if type(result) in SCALARS:  # travels inside the reply itself: one pickling, not two, each way
+        return ("val", result, rss)
     try:
         out = dumps(result, what="result", cache=cache)
     except SerializationError as exc:

@@ -29,6 +29,17 @@ def test_run_returns_the_result_of_a_lambda(pool):
     assert pool.run(lambda x, y=1: x * 10 + y, 4, y=2).result(30) == 42
 
 
+def _echo(value):
+    return value
+
+
+def test_results_of_every_builtin_scalar_type_and_of_their_subclasses_come_back_as_themselves(pool):
+    values = [7, 2.5, 1j, True, "text", b"raw", None, 10**40, signal.Signals.SIGTERM, os.sep]
+    results = [pool.run(_echo, v).result(30) for v in values]
+    assert results == values
+    assert [type(r) for r in results] == [type(v) for v in values]  # the enum stays an enum
+
+
 def test_run_returns_a_stemnb_future_that_is_a_concurrent_future(pool):
     fut = pool.run(abs, -3)
     assert isinstance(fut, stemnb.Future) and isinstance(fut, cf.Future)
