@@ -167,6 +167,8 @@ class Future(cf.Future, Generic[T]):
     # -- waiting -------------------------------------------------------------------------------
     def result(self, timeout: float | None = None) -> T:
         """Wait for and return the result; raise the work's exception, TimeoutError or CancelledError."""
+        if self._state == FINISHED and self._exception is None:  # FINISHED is final: no lock to take
+            return self._result  # type: ignore[return-value]
         try:
             return super().result(timeout)
         except KeyboardInterrupt:

@@ -215,46 +215,42 @@ class IsolatePool(ProcessLives):
     def _pump_locked(self) -> None:
         """Hand queued calls to workers; the calls one worker gets travel in one message."""
         batches: dict[_Worker, list[_Call]] = {}
-        ready: list[_Worker] = []  # busy workers that may take more, found once per pump
-        while self._queue and self._state in ("running", "closing"):
-            call = self._queue[0]
+        ready: dict[_Worker, int] | None = None  # busy workers that may take more, and how many: found once
+        queue = self._queue
+        while queue and (self._state == "running" or self._state == "closing"):
+            call = queue[0]
             if not call.started and call.future._state in _CANCELLED:  # cancelled while queued: drop it
-                self._queue.popleft()
+                queue.popleft()
                 self._drop_cancelled_locked(call)
                 continue
-            worker = self._pick_worker(call, ready)
-            if worker is None:
-                break
-            self._queue.popleft()
+            if self._idle:
+                worker = self._idle.pop()
+            else:
+                if call.timeout is not None or len(queue) < 2:
+                    break  # sent ahead only from a backlog, and never a call with a time limit
+                if ready is None:
+                    ready = {w: room for w in self._workers if w.state == "busy" and (room := self._room(w)) > 0}
+                if not ready:
+                    break
+                worker = min(ready, key=_load)
+                if ready[worker] == 1:  # full once it has this call
+                    del ready[worker]
+                else:
+                    ready[worker] -= 1
+            queue.popleft()
             if not call.started:
                 if not call.future.set_running_or_notify_cancel():  # cancelled just now: keep the worker
                     self._drop_cancelled_locked(call)
                     if worker.state != "busy":
                         self._idle.append(worker)
+                    elif ready is not None:  # a busy worker came from ready: its room is back
+                        ready[worker] = ready.get(worker, 0) + 1
                     continue
                 call.started = True
             self._assign_locked(worker, call)
             batches.setdefault(worker, []).append(call)
         for worker, calls in batches.items():
             self._send_calls_locked(worker, calls)
-
-    def _pick_worker(self, call: _Call, ready: list[_Worker]) -> _Worker | None:
-        """An idle worker; or, with a backlog, the least-loaded busy one that may take more.
-
-        ``ready`` caches the busy workers that may take more for the rest of one pump.
-        """
-        if self._idle:
-            return self._idle.pop()
-        if call.timeout is not None or len(self._queue) < 2:
-            return None  # sent ahead only from a backlog, and never a call with a time limit
-        if not ready:
-            ready += [w for w in self._workers if w.state == "busy" and self._room(w) > 0]
-        if not ready:
-            return None
-        worker = min(ready, key=_load)
-        if self._room(worker) <= 1:  # full once it has this call
-            ready.remove(worker)
-        return worker
 
     def _room(self, worker: _Worker) -> int:
         """How many more calls a busy worker may be sent now: none once it is stopping; else as
@@ -328,17 +324,20 @@ class IsolatePool(ProcessLives):
 
     def _assign_locked(self, worker: _Worker, call: _Call) -> None:
         """Make ``call`` the worker's (book-keeping only: :meth:`_send_calls_locked` sends it)."""
-        if not worker.inflight:
+        inflight = worker.inflight
+        head = not inflight  # it runs first: its time limit starts now
+        if head:
             worker.started = time.time()
         worker.state = "busy"
         worker.seq += 1
         call.seq = worker.seq
-        worker.inflight.append(call)
+        inflight.append(call)
         if call.payload.buffers:
             worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
         call.worker = worker
         call.future._set_stopper(call)
-        self._start_timer_locked(worker)
+        if head and call.timeout is not None:
+            self._start_timer_locked(worker)
 
     def _start_timer_locked(self, worker: _Worker) -> None:
         """Start the time limit of the worker's head call, the one it runs now, if not started."""
