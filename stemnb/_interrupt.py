@@ -18,6 +18,7 @@ from ._output import Origin
 _lock = threading.Lock()
 _by_cell: dict[Any, weakref.WeakSet] = {}
 _hooked_shells: weakref.WeakSet = weakref.WeakSet()
+_last_hooked: weakref.ref | None = None  # the shell hooked last: the common case, checked without a new weakref
 
 
 def remember(future: Any, origin: Origin) -> None:
@@ -27,9 +28,13 @@ def remember(future: Any, origin: Origin) -> None:
     if cell is None:
         return
     with _lock:
-        _by_cell.setdefault(cell, weakref.WeakSet()).add(future)
-    if origin.shell is not None and origin.shell not in _hooked_shells:
-        _install_hook(origin.shell)
+        futures = _by_cell.get(cell)
+        if futures is None:
+            futures = _by_cell[cell] = weakref.WeakSet()
+        futures.add(future)
+    shell = origin.shell
+    if shell is not None and (_last_hooked is None or _last_hooked() is not shell) and shell not in _hooked_shells:
+        _install_hook(shell)
 
 
 def cancel_origin(origin: Origin | None) -> int:
@@ -46,10 +51,12 @@ def cancel_cell(cell_id: Any) -> int:
 
 
 def _install_hook(shell: Any) -> None:
+    global _last_hooked
     with _lock:
         if shell in _hooked_shells:
             return
         _hooked_shells.add(shell)
+        _last_hooked = weakref.ref(shell)
 
     def post_run_cell(result: Any) -> None:
         cell = _current_cell(shell)

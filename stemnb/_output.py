@@ -127,26 +127,50 @@ class Origin:
 _NOWHERE = Origin(None, None)  # outside a kernel every submission has the same origin
 
 
+class _Seen:
+    """What :func:`capture_origin` keeps between calls, so a submission in a loop costs a microsecond
+    or two where asking IPython afresh (an import, the shell's ``kernel`` trait) cost five. Each
+    field is replaced whole, so threads reading it meanwhile see one state or the other."""
+
+    get_ipython: Callable[[], Any] | None = None  # IPython's, once IPython is imported
+    kernel: tuple[Any, Any] = (None, None)  # the last shell seen, and its kernel (None if it has none)
+    origin: Origin = _NOWHERE  # the origin made for the last cell seen
+
+
 def capture_origin() -> Origin:
-    """Remember where output of work submitted now belongs."""
-    shell = _kernel_shell()
-    if shell is None:
+    """Remember where output of work submitted now belongs.
+
+    Every submission from one cell gets the same :class:`Origin` (a cell is one parent message).
+    """
+    shell, kernel = _kernel()
+    if kernel is None:
         return _NOWHERE
     try:
-        parent = shell.kernel.get_parent()
+        parent = kernel.get_parent()
     except Exception:  # noqa: BLE001
         parent = getattr(shell, "parent_header", None)
-    return Origin(parent, shell)
+    origin = _Seen.origin
+    if origin.parent is not parent or origin.shell is not shell:
+        origin = _Seen.origin = Origin(parent, shell)
+    return origin
 
 
-def _kernel_shell() -> Any:
-    """The IPython kernel shell if this process is a Jupyter kernel (without importing IPython)."""
-    if "IPython" not in sys.modules:
-        return None
+def _kernel() -> tuple[Any, Any]:
+    """The IPython shell and its kernel if this process is a Jupyter kernel (without importing
+    IPython); else a ``None`` kernel."""
+    if _Seen.get_ipython is None:
+        if "IPython" not in sys.modules:
+            return None, None
+        try:
+            from IPython import get_ipython
+        except Exception:  # noqa: BLE001
+            return None, None
+        _Seen.get_ipython = get_ipython
     try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
+        shell = _Seen.get_ipython()
     except Exception:  # noqa: BLE001
-        return None
-    return shell if shell is not None and hasattr(shell, "kernel") else None
+        return None, None
+    seen = _Seen.kernel
+    if shell is not seen[0]:
+        seen = _Seen.kernel = (shell, getattr(shell, "kernel", None))  # a terminal IPython has no kernel
+    return seen

@@ -53,9 +53,14 @@ def report_then_sleep(started: stemnb.SendPort, seconds: float) -> None:
 
 @pytest.fixture
 def kernel():
-    """An in-process IPython kernel (manager, client); the shell singleton is cleared around it."""
+    """An in-process IPython kernel (manager, client); the shell singleton is cleared around it.
+
+    It is cleared through the in-process shell's class: clearing ``InteractiveShell``'s alone
+    leaves the subclass holding the last kernel's shell, which the next kernel would then reuse
+    while ``get_ipython()`` answers None.
+    """
     inprocess = pytest.importorskip("ipykernel.inprocess.manager")
-    from IPython.core.interactiveshell import InteractiveShell
+    from ipykernel.inprocess.ipkernel import InProcessInteractiveShell as InteractiveShell
 
     InteractiveShell.clear_instance()
     km = inprocess.InProcessKernelManager()
@@ -96,6 +101,49 @@ def test_interrupting_a_cell_blocked_on_run_ends_the_remote_process_and_the_pool
     assert pool.statistics().cancelled == before.cancelled + 1
     assert pool.run(square, 12).result(WAIT) == 144
     assert running[0] not in {i.pid for i in pool.isolates()}
+
+
+def _run_cell(kc, code: str) -> str:
+    """Execute ``code`` in the kernel, wait for its reply, and return the cell's message id."""
+    msg_id = kc.execute(code)
+    reply = kc.get_shell_msg(timeout=WAIT)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return msg_id
+
+
+def test_submissions_from_one_cell_share_its_origin_and_the_next_cell_gets_its_own(kernel):
+    km, kc = kernel
+    first = _run_cell(kc, "from stemnb._output import capture_origin\na, b = capture_origin(), capture_origin()")
+    second = _run_cell(kc, "c = capture_origin()")
+    a, b, c = (km.kernel.shell.user_ns[name] for name in "abc")
+    assert a is b and a.cell_id == first
+    assert c is not a and c.cell_id == second
+    assert c.shell is km.kernel.shell
+
+
+def test_interrupting_a_cell_leaves_the_work_of_an_earlier_cell_running(kernel, port):
+    km, kc = kernel
+    km.kernel.shell.push({"wait_for_go": wait_for_go, "parent": port.send_port})
+    _run_cell(kc, "import stemnb\nearlier = stemnb.run(wait_for_go, parent)")
+    pid, go = port.receive(timeout=WAIT)
+    main = threading.main_thread().ident
+    later: list[int] = []
+
+    def interrupt_once_running() -> None:
+        later.append(port.receive(timeout=WAIT)[0])  # the second cell's call runs now
+        signal.pthread_kill(main, signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_running)
+    timer.start()
+    kc.execute("stemnb.run(wait_for_go, parent).result()")
+    reply = kc.get_shell_msg(timeout=WAIT)
+    timer.join(WAIT)
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    wait_until(lambda: not pid_is_alive(later[0]), what=f"the interrupted cell's worker {later[0]} ended")
+    earlier = km.kernel.shell.user_ns["earlier"]
+    assert not earlier.done()
+    go.send("go")
+    assert earlier.result(WAIT) == ("completed", pid)
 
 
 def test_a_worker_ignores_sigint_and_its_call_completes(pool, port):
