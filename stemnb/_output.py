@@ -13,6 +13,7 @@ import io
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -129,18 +130,20 @@ _NOWHERE = Origin(None, None)  # outside a kernel every submission has the same 
 
 class _Seen:
     """What :func:`capture_origin` keeps between calls, so a submission in a loop costs a microsecond
-    or two where asking IPython afresh (an import, the shell's ``kernel`` trait) cost five. Each
-    field is replaced whole, so threads reading it meanwhile see one state or the other."""
+    or two where asking IPython afresh (an import, the shell's ``kernel`` trait) cost five. Shells,
+    kernels and origins are held weakly: a shut-down kernel is not kept alive here. Each field is
+    replaced whole, so threads reading it meanwhile see one state or the other."""
 
     get_ipython: Callable[[], Any] | None = None  # IPython's, once IPython is imported
-    kernel: tuple[Any, Any] = (None, None)  # the last shell seen, and its kernel (None if it has none)
-    origin: Origin = _NOWHERE  # the origin made for the last cell seen
+    kernel: tuple[Any, Any] = (None, None)  # weak references to the last shell seen and its kernel
+    origin: Callable[[], Origin | None] = staticmethod(lambda: None)  # the origin of the last cell seen
 
 
 def capture_origin() -> Origin:
     """Remember where output of work submitted now belongs.
 
-    Every submission from one cell gets the same :class:`Origin` (a cell is one parent message).
+    Every submission from one cell gets the same :class:`Origin` (a cell is one parent message)
+    while any of its work is remembered.
     """
     shell, kernel = _kernel()
     if kernel is None:
@@ -149,9 +152,10 @@ def capture_origin() -> Origin:
         parent = kernel.get_parent()
     except Exception:  # noqa: BLE001
         parent = getattr(shell, "parent_header", None)
-    origin = _Seen.origin
-    if origin.parent is not parent or origin.shell is not shell:
-        origin = _Seen.origin = Origin(parent, shell)
+    origin = _Seen.origin()
+    if origin is None or origin.parent is not parent or origin.shell is not shell:
+        origin = Origin(parent, shell)
+        _Seen.origin = weakref.ref(origin)
     return origin
 
 
@@ -170,7 +174,15 @@ def _kernel() -> tuple[Any, Any]:
         shell = _Seen.get_ipython()
     except Exception:  # noqa: BLE001
         return None, None
-    seen = _Seen.kernel
-    if shell is not seen[0]:
-        seen = _Seen.kernel = (shell, getattr(shell, "kernel", None))  # a terminal IPython has no kernel
-    return seen
+    if shell is None:
+        return None, None
+    shell_ref, kernel_ref = _Seen.kernel
+    if shell_ref is None or shell_ref() is not shell:
+        kernel = getattr(shell, "kernel", None)  # a terminal IPython has none
+        kernel_ref = weakref.ref(kernel) if kernel is not None else _none
+        _Seen.kernel = (weakref.ref(shell), kernel_ref)
+    return shell, kernel_ref()
+
+
+def _none() -> None:
+    return None

@@ -48,7 +48,9 @@ from ._timers import call_later
 _pool_ids = itertools.count(1)
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)  # a future's states once cancelled (read without its lock:
 # set_running_or_notify_cancel decides under it)
-PIPELINE_DEPTH = 32  #: calls a busy worker may hold while the pool has a backlog
+PIPELINE_DEPTH = 256  #: calls a busy worker may hold while the pool has a backlog
+REFILL_AT = PIPELINE_DEPTH // 2  #: a busy worker is topped up once it holds this many calls or fewer
+# (not after each result: one message, and one system call, then carries many calls, not a few)
 
 
 def _load(worker: _Worker) -> int:
@@ -213,7 +215,17 @@ class IsolatePool(ProcessLives):
 
     # ------------------------------------------------------------------ dispatching
     def _pump_locked(self) -> None:
-        """Hand queued calls to workers; the calls one worker gets travel in one message."""
+        """Hand queued calls to workers; the calls one worker gets travel in one message.
+
+        Messages are written under the pool's lock, so a write must never wait for long: an idle
+        worker reads what it is sent, but a busy one reads its calls only between them, and it may
+        itself be waiting for this pool's reader, which waits for the lock, to take its results.
+        So a busy worker is sent ahead no more than its connection's buffer surely holds (calls
+        it has not finished of at most half that buffer: 104 KiB on Linux), and a call too large
+        for that waits for an idle worker. Deep pipelines matter: a submitting thread holds the
+        GIL for up to ``sys.getswitchinterval()`` (5 ms) at a time, and the pool's readers can
+        feed the workers only in between.
+        """
         batches: dict[_Worker, list[_Call]] = {}
         ready: dict[_Worker, int] | None = None  # busy workers that may take more, and how many: found once
         queue = self._queue
@@ -229,10 +241,12 @@ class IsolatePool(ProcessLives):
                 if call.timeout is not None or len(queue) < 2:
                     break  # sent ahead only from a backlog, and never a call with a time limit
                 if ready is None:
-                    ready = {w: room for w in self._workers if w.state == "busy" and (room := self._room(w)) > 0}
-                if not ready:
+                    ready = {w: room for w in self._workers
+                             if w.state == "busy" and len(w.inflight) <= REFILL_AT and (room := self._room(w)) > 0}
+                ahead = self._ahead_worker(call, ready)
+                if ahead is None:
                     break
-                worker = min(ready, key=_load)
+                worker = ahead
                 if ready[worker] == 1:  # full once it has this call
                     del ready[worker]
                 else:
@@ -251,6 +265,18 @@ class IsolatePool(ProcessLives):
             batches.setdefault(worker, []).append(call)
         for worker, calls in batches.items():
             self._send_calls_locked(worker, calls)
+
+    @staticmethod
+    def _ahead_worker(call: _Call, ready: dict[_Worker, int]) -> _Worker | None:
+        """The least-loaded worker of ``ready`` whose pipeline has the bytes for ``call``; the
+        ones that have not are dropped from ``ready``."""
+        size = len(call.payload.data)
+        while ready:
+            worker = min(ready, key=_load)
+            if worker.queued_bytes + size <= worker.ahead_limit:
+                return worker
+            del ready[worker]
+        return None
 
     def _room(self, worker: _Worker) -> int:
         """How many more calls a busy worker may be sent now: none once it is stopping; else as
@@ -271,7 +297,7 @@ class IsolatePool(ProcessLives):
         :meth:`_withdraw`); its time limit counts from its start, as every call's.
         """
         worker = self._pinnable(behind)
-        if worker is None:
+        if worker is None or worker.queued_bytes + len(call.payload.data) > worker.ahead_limit:
             return False
         call.future.set_running_or_notify_cancel()  # a new future: nobody could cancel it yet
         call.started = call.pinned = True
@@ -332,6 +358,7 @@ class IsolatePool(ProcessLives):
         worker.seq += 1
         call.seq = worker.seq
         inflight.append(call)
+        worker.queued_bytes += len(call.payload.data)
         if call.payload.buffers:
             worker.lent.update(b.name for b in call.payload.buffers if isinstance(b, SegmentRef) and not b.oneshot)
         call.worker = worker
@@ -382,6 +409,7 @@ class IsolatePool(ProcessLives):
 
     def _take_back_locked(self, worker: _Worker, call: _Call) -> None:
         worker.inflight.remove(call)
+        worker.queued_bytes -= len(call.payload.data)
         worker.stolen.add(call.id)
 
     def _steal_locked(self, idle: _Worker) -> bool:

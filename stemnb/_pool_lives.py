@@ -20,7 +20,7 @@ from ._exceptions import ClosedError, IsolateExitedError
 from ._frames import FrameReader
 from ._output import capture_origin
 from ._pool_helpers import _outcome
-from ._pool_records import _Call, _Worker
+from ._pool_records import _Call, _Worker, send_buffer_bytes
 from ._pool_types import IsolateRecycleEvent, IsolateRecycleReason
 from ._process import start_child, wait_connected
 from ._shm import SegmentCache, sweep_pid
@@ -85,7 +85,7 @@ class ProcessLives:
         try:
             config = {**self._config, "claim": worker.board.for_child()}
             worker.child = start_child("pool", config, name=worker.name, env=self._child_env()).result()
-            wait_connected(worker.child)
+            worker.ahead_limit = send_buffer_bytes(wait_connected(worker.child)) // 2
         except BaseException as exc:  # noqa: BLE001
             self._spawn_failed(worker, exc)
             return
@@ -161,6 +161,7 @@ class ProcessLives:
                     if call is not None:
                         worker.inflight.appendleft(call)  # leave it to the worker's end to settle or requeue
                     raise RuntimeError(f"pool {self.debug_name!r} lost track of call {call_id}")  # a bug, loudly
+                worker.queued_bytes -= len(call.payload.data)
                 if kind == "skipped":
                     continue
                 worker.tasks_done += 1
@@ -232,6 +233,7 @@ class ProcessLives:
         with self._lock:
             calls = list(worker.inflight)
             worker.inflight.clear()
+            worker.queued_bytes = 0
             if worker in self._idle:
                 self._idle.remove(worker)
             for name in worker.lent:

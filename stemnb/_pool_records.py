@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import pickle
+import socket
 import threading
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from ._claim import ClaimBoard
@@ -51,8 +53,8 @@ class _Call:
 
 
 class _Worker:
-    __slots__ = ("name", "child", "state", "tasks_done", "rss", "inflight", "started", "stop_reason",
-                 "kill_reason", "lent", "released", "send_lock", "thread", "board", "seq", "stolen")
+    __slots__ = ("name", "child", "state", "tasks_done", "rss", "inflight", "queued_bytes", "ahead_limit", "started",
+                 "stop_reason", "kill_reason", "lent", "released", "send_lock", "thread", "board", "seq", "stolen")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -61,6 +63,8 @@ class _Worker:
         self.tasks_done = 0
         self.rss = 0
         self.inflight: collections.deque[_Call] = collections.deque()  # head runs, the rest wait
+        self.queued_bytes = 0  # pickled bytes of the calls in inflight
+        self.ahead_limit = 0  # queued_bytes it may hold while busy: half its connection's send buffer
         self.started: float | None = None
         self.stop_reason: IsolateRecycleReason | None = None  # stop after the current call
         self.kill_reason: IsolateRecycleReason | None = None  # we killed it
@@ -86,3 +90,18 @@ class _Worker:
         data = pickle.dumps(msg, protocol=5)
         with self.send_lock:
             self.child.conn.send_bytes(data)
+
+
+def send_buffer_bytes(conn: Connection) -> int:
+    """The size of the kernel's send buffer of ``conn``'s socket (``SO_SNDBUF``); 8 KiB, the
+    smallest common default, if it cannot be read."""
+    try:
+        sock = socket.socket(fileno=conn.fileno())
+    except OSError:
+        return 8192
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    except OSError:
+        return 8192
+    finally:
+        sock.detach()  # the connection keeps its descriptor

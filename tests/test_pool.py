@@ -644,3 +644,34 @@ def test_pool_processes_run_nice_steps_below_their_caller_and_zero_keeps_its_pri
 def test_a_nice_outside_zero_to_nineteen_is_refused_naming_it(bad, error):
     with pytest.raises(error, match="nice"):
         stemnb.IsolatePool(1, nice=bad)
+
+
+def _wait_for_go(parent: stemnb.SendPort) -> int:
+    """Tell the test this call runs and hand it a port; return once the test sends to it."""
+    with stemnb.ReceivePort("go") as go:
+        parent.send(go.send_port)
+        go.receive(timeout=60)
+    return 0
+
+
+def _big_result(size: int) -> bytes:
+    return b"r" * size
+
+
+@pytest.mark.timeout(120)
+def test_large_calls_are_not_sent_ahead_to_a_process_that_is_filling_its_results_pipe(port):
+    """A busy process reads its next calls only between calls, and may be blocked writing results
+    that the pool's reader has yet to take. Writing a large call to it ahead of time (under the
+    pool's lock, which that reader needs) would leave both waiting for ever."""
+    with stemnb.IsolatePool(1) as pool:
+        first = pool.run(_wait_for_go, port.send_port)
+        go_first = port.receive(timeout=30)
+        second = pool.run(_wait_for_go, port.send_port)
+        results = [pool.run(_big_result, 300_000) for _ in range(8)]  # 2.4 MB of results, in band
+        go_first.send("go")  # the process now reads `second` and the 8 calls behind it
+        go_second = port.receive(timeout=30)  # `second` runs, the 8 wait in the process
+        large = [pool.run(len, b"a" * 1_000_000) for _ in range(2)]  # queued: a backlog of large calls
+        go_second.send("go")
+        assert first.result(30) == second.result(30) == 0
+        assert [len(r.result(30)) for r in results] == [300_000] * 8
+        assert [f.result(30) for f in large] == [1_000_000] * 2
