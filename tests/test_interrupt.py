@@ -75,25 +75,36 @@ def kernel():
         InteractiveShell.clear_instance()
 
 
+def _execute_interrupted(kc, code: str, once_running) -> dict:
+    """Execute ``code`` in the kernel and interrupt it, as the notebook's button does, once
+    ``once_running()`` returns (it waits for the cell's remote work to run); return the reply."""
+    main = threading.main_thread().ident
+
+    def interrupt() -> None:
+        once_running()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    kc.execute(code)
+    reply = kc.get_shell_msg(timeout=WAIT)
+    thread.join(WAIT)
+    return reply
+
+
 def test_interrupting_a_cell_blocked_on_run_ends_the_remote_process_and_the_pool_still_works(kernel, port):
     km, kc = kernel
     pool = stemnb.default_pool()
     before = pool.statistics()
-    main = threading.main_thread().ident
     running: list[int] = []
 
-    def interrupt_once_running() -> None:
+    def once_running() -> None:
         # statistics() says "dispatched"; the call itself says when it really runs
         wait_until(lambda: pool.statistics().busy >= 1, what="call dispatched")
         running.append(port.receive(timeout=WAIT))
-        signal.pthread_kill(main, signal.SIGINT)  # what the notebook's interrupt button does
 
     km.kernel.shell.push({"report_then_sleep": report_then_sleep, "started": port.send_port})
-    timer = threading.Thread(target=interrupt_once_running)
-    timer.start()
-    kc.execute("import stemnb\nstemnb.run(report_then_sleep, started, 60).result()")
-    reply = kc.get_shell_msg(timeout=WAIT)
-    timer.join(WAIT)
+    reply = _execute_interrupted(kc, "import stemnb\nstemnb.run(report_then_sleep, started, 60).result()", once_running)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert len(running) == 1
@@ -126,18 +137,12 @@ def test_interrupting_a_cell_leaves_the_work_of_an_earlier_cell_running(kernel, 
     km.kernel.shell.push({"wait_for_go": wait_for_go, "parent": port.send_port})
     _run_cell(kc, "import stemnb\nearlier = stemnb.run(wait_for_go, parent)")
     pid, go = port.receive(timeout=WAIT)
-    main = threading.main_thread().ident
     later: list[int] = []
 
-    def interrupt_once_running() -> None:
+    def once_running() -> None:
         later.append(port.receive(timeout=WAIT)[0])  # the second cell's call runs now
-        signal.pthread_kill(main, signal.SIGINT)
 
-    timer = threading.Thread(target=interrupt_once_running)
-    timer.start()
-    kc.execute("stemnb.run(wait_for_go, parent).result()")
-    reply = kc.get_shell_msg(timeout=WAIT)
-    timer.join(WAIT)
+    reply = _execute_interrupted(kc, "stemnb.run(wait_for_go, parent).result()", once_running)
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     wait_until(lambda: not pid_is_alive(later[0]), what=f"the interrupted cell's worker {later[0]} ended")
     earlier = km.kernel.shell.user_ns["earlier"]
