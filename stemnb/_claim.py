@@ -18,7 +18,7 @@ from typing import Any
 
 from ._session import current_session
 
-RING = 256  #: pipelining depth must stay below this
+RING = 1024  #: how many calls may be pending in a worker at once: its calls' seq numbers must span less
 _SEMAPHORE = 1  #: ``_multiprocessing.SemLock``'s kind for a plain semaphore (as ``multiprocessing.Lock``)
 _lock_ids = itertools.count()
 
@@ -104,7 +104,8 @@ class ClaimBoard:
             self._lock.release()
 
     def last_claimed(self) -> int:
-        """The last call the worker started (read without the lock: only once the worker is dead)."""
+        """The last call the worker started, read without the lock: exact once the worker is dead,
+        and while it lives a value it has passed (every call it still holds comes later)."""
         return int(self._slots[0])
 
     def destroy(self) -> None:

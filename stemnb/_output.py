@@ -135,8 +135,8 @@ class _Seen:
     replaced whole, so threads reading it meanwhile see one state or the other."""
 
     get_ipython: Callable[[], Any] | None = None  # IPython's, once IPython is imported
-    kernel: tuple[Any, Any] = (None, None)  # weak references to the last shell seen and its kernel
-    origin: Callable[[], Origin | None] = staticmethod(lambda: None)  # the origin of the last cell seen
+    kernel: tuple[weakref.ref, weakref.ref | None] | None = None  # the last shell seen and its kernel
+    origin: weakref.ref[Origin] | None = None  # the origin of the last cell seen
 
 
 def capture_origin() -> Origin:
@@ -152,7 +152,7 @@ def capture_origin() -> Origin:
         parent = kernel.get_parent()
     except Exception:  # noqa: BLE001
         parent = getattr(shell, "parent_header", None)
-    origin = _Seen.origin()
+    origin = _Seen.origin() if _Seen.origin is not None else None
     if origin is None or origin.parent is not parent or origin.shell is not shell:
         origin = Origin(parent, shell)
         _Seen.origin = weakref.ref(origin)
@@ -176,13 +176,8 @@ def _kernel() -> tuple[Any, Any]:
         return None, None
     if shell is None:
         return None, None
-    shell_ref, kernel_ref = _Seen.kernel
-    if shell_ref is None or shell_ref() is not shell:
+    seen = _Seen.kernel
+    if seen is None or seen[0]() is not shell:
         kernel = getattr(shell, "kernel", None)  # a terminal IPython has none
-        kernel_ref = weakref.ref(kernel) if kernel is not None else _none
-        _Seen.kernel = (weakref.ref(shell), kernel_ref)
-    return shell, kernel_ref()
-
-
-def _none() -> None:
-    return None
+        seen = _Seen.kernel = (weakref.ref(shell), weakref.ref(kernel) if kernel is not None else None)
+    return shell, seen[1]() if seen[1] is not None else None

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED
 from typing import Any
 
+from ._claim import RING
 from ._exceptions import (
     ClosedError,
     SerializationError,
@@ -46,8 +47,8 @@ from ._threads import inner_thread_env, usable_cores
 from ._timers import call_later
 
 _pool_ids = itertools.count(1)
-_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)  # a future's states once cancelled (read without its lock:
-# set_running_or_notify_cancel decides under it)
+# a future's states once cancelled, read without its lock (set_running_or_notify_cancel decides under it)
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 PIPELINE_DEPTH = 256  #: calls a busy worker may hold while the pool has a backlog
 REFILL_AT = PIPELINE_DEPTH // 2  #: a busy worker is topped up once it holds this many calls or fewer
 # (not after each result: one message, and one system call, then carries many calls, not a few)
@@ -280,10 +281,12 @@ class IsolatePool(ProcessLives):
 
     def _room(self, worker: _Worker) -> int:
         """How many more calls a busy worker may be sent now: none once it is stopping; else as
-        many as its pipeline holds and its ``max_tasks_per_isolate`` leaves."""
+        many as its pipeline holds and its ``max_tasks_per_isolate`` leaves, and no more than
+        keeps the numbers of the calls it holds (taken-back ones too, until it skips them) within
+        its claim board's ring."""
         if worker.stop_reason is not None or worker.kill_reason is not None:
             return 0
-        room = PIPELINE_DEPTH - len(worker.inflight)
+        room = min(PIPELINE_DEPTH - len(worker.inflight), RING - 1 - (worker.seq - worker.board.last_claimed()))
         limit = self.max_tasks_per_isolate
         if limit is not None:
             room = min(room, limit - worker.tasks_done - len(worker.inflight))

@@ -675,3 +675,20 @@ def test_large_calls_are_not_sent_ahead_to_a_process_that_is_filling_its_results
         assert first.result(30) == second.result(30) == 0
         assert [len(r.result(30)) for r in results] == [300_000] * 8
         assert [f.result(30) for f in large] == [1_000_000] * 2
+
+
+def test_a_busy_process_is_sent_no_more_calls_than_its_claim_boards_ring_tells_apart():
+    """Calls taken back from a process stay in it, to be skipped, while new ones are sent: the
+    numbers of all it holds must fit the ring of revoked numbers its claim board keeps."""
+    from stemnb._claim import RING
+    from stemnb._pool_records import _Worker
+
+    with stemnb.IsolatePool(1) as pool:
+        worker = _Worker("probe")  # it has started no call yet: every number it was sent is pending
+        try:
+            worker.seq = RING - 10
+            assert pool._room(worker) == 9
+            worker.seq = RING - 1
+            assert pool._room(worker) == 0
+        finally:
+            worker.board.destroy()
