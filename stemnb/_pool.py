@@ -50,8 +50,9 @@ _pool_ids = itertools.count(1)
 # a future's states once cancelled, read without its lock (set_running_or_notify_cancel decides under it)
 _CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 PIPELINE_DEPTH = 256  #: calls a busy worker may hold while the pool has a backlog
-REFILL_AT = PIPELINE_DEPTH // 2  #: a busy worker is topped up once it holds this many calls or fewer
-# (not after each result: one message, and one system call, then carries many calls, not a few)
+#: a busy worker is topped up once it holds this many calls or fewer, not after each result: one
+#: message, and one system call, then carries many calls, not a few
+REFILL_AT = PIPELINE_DEPTH // 2
 
 
 def _load(worker: _Worker) -> int:
