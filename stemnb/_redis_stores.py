@@ -17,6 +17,7 @@ from typing import Any
 
 from ._backend import Watch
 from ._exceptions import ClosedError
+from ._json import parse_json
 from ._redis_client import connect
 from ._redis_watch import ChannelListener
 from ._revoke import RevokeEntry, RevokeStore
@@ -145,7 +146,7 @@ class RedisRevokeStore(RevokeStore):
     def _entries(self, namespace: str) -> list[RevokeEntry]:
         fields = self._client.hgetall(self._hash(namespace))
         found = [
-            RevokeEntry.from_dict(json.loads(v)) for k, v in fields.items() if k.startswith(b"e:")
+            RevokeEntry.from_dict(parse_json(v)) for k, v in fields.items() if k.startswith(b"e:")
         ]
         return sorted(found, key=lambda e: (e.version, e.task_id))
 
@@ -156,7 +157,7 @@ class RedisRevokeStore(RevokeStore):
     def get(self, namespace: str, task_id: str) -> RevokeEntry | None:
         self._check_open()
         text = self._client.hget(self._hash(namespace), f"e:{task_id}")
-        return None if text is None else RevokeEntry.from_dict(json.loads(text))
+        return None if text is None else RevokeEntry.from_dict(parse_json(text))
 
     def prune_expired(self, namespace: str, now: float | None = None) -> int:
         self._check_open()
@@ -194,7 +195,7 @@ class RedisRevokeStore(RevokeStore):
                 )
 
     def _on_entry(self, channel: bytes, data: bytes) -> None:
-        self._hand_over(RevokeEntry.from_dict(json.loads(data)))
+        self._hand_over(RevokeEntry.from_dict(parse_json(data)))
 
     def _catch_up(self) -> None:
         """After a lost connection: hand every watcher each entry of its namespace again, since

@@ -126,9 +126,9 @@ def _group_from_hash(group_id: str, fields: dict[bytes, bytes]) -> GroupStatus:
     results = {}
     for name, value in fields.items():
         if name.startswith(b"r:"):
-            status = TaskStatus.from_dict(json.loads(value))
+            status = TaskStatus.from_dict(parse_json(value))
             results[status.id] = status
-    meta = json.loads(fields.get(b"meta", b"{}"))
+    meta = parse_json(fields.get(b"meta", b"{}"))
     return GroupStatus(group_id, int(fields[b"expected"]), results, meta)
 
 
@@ -288,7 +288,7 @@ class RedisResultBackend(ResultBackend):
             for text in texts:
                 if text is None:
                     continue
-                s = TaskStatus.from_dict(json.loads(text))
+                s = TaskStatus.from_dict(parse_json(text))
                 if (
                     (wanted is None or s.state is wanted)
                     and (task is None or s.meta.get("task") == task)
@@ -371,7 +371,7 @@ class RedisResultBackend(ResultBackend):
     def get_worker_heartbeat(self, worker_id: str) -> WorkerHeartbeat | None:
         self._check_open()
         text = self._client.get(self._key("hb", worker_id))
-        return None if text is None else WorkerHeartbeat.from_dict(json.loads(text))
+        return None if text is None else WorkerHeartbeat.from_dict(parse_json(text))
 
     def list_worker_heartbeats(self, namespace: str | None = None) -> list[WorkerHeartbeat]:
         self._check_open()
@@ -383,7 +383,7 @@ class RedisResultBackend(ResultBackend):
         gone = [i for i, t in zip(ids, texts, strict=True) if t is None]
         if gone:
             self._client.zrem(index, *gone)
-        beats = [WorkerHeartbeat.from_dict(json.loads(t)) for t in texts if t is not None]
+        beats = [WorkerHeartbeat.from_dict(parse_json(t)) for t in texts if t is not None]
         return [hb for hb in beats if namespace is None or hb.namespace == namespace]
 
     def remove_worker_heartbeat(self, worker_id: str) -> bool:

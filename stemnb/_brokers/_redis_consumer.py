@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -14,6 +13,7 @@ import redis as _redis
 
 from .._broker import Consumer
 from .._envelope import Delivery, Envelope
+from .._json import parse_json
 from .._redis_watch import ChannelListener
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class _RedisConsumer(Consumer):
         if self._closed:
             return
         try:
-            envelope = Envelope.from_dict(json.loads(data))
+            envelope = Envelope.from_dict(parse_json(data))
         except (ValueError, TypeError, KeyError):
             log.warning("dropped a malformed broadcast message", exc_info=True)
             return

@@ -8,7 +8,6 @@ Broadcasts use Redis pub/sub. Needs ``redis`` (``pip install "stemnb[redis]"``).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -68,7 +67,7 @@ def _entry_to_json(entry: DeadLetterEntry) -> str:
 
 
 def _entry_from_json(text: str | bytes) -> DeadLetterEntry:
-    data = json.loads(text)
+    data = parse_json(text)
     envelope = Envelope.from_dict(data["envelope"])
     return DeadLetterEntry(envelope, data["reason"], data.get("meta") or {}, data["dead_at"])
 
