@@ -34,6 +34,11 @@ from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads_call
 from ._shm import SegmentCache
 
+LINGER = 300e-6
+"""Seconds a worker polls for its next call before it sleeps, while calls come that soon (see
+``_frames``): with a caller that waits for each result and sends the next call at once, a sleeping
+worker woken for every call made a round trip half as long again."""
+
 
 class _Channel:
     """The worker's end of the connection, safe to write from several threads."""
@@ -64,7 +69,7 @@ def serve(conn: Connection, config: dict[str, Any]) -> None:
     from ._claim import ClaimBoard
 
     channel = _Channel(conn)
-    reader = FrameReader(conn)
+    reader = FrameReader(conn, linger=LINGER)
     cache = SegmentCache()
     board = ClaimBoard.attach(config["claim"])
     released: list[str] = []

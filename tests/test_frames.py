@@ -66,3 +66,66 @@ def test_messages_that_straddle_the_read_buffer_arrive_whole_and_in_order(pipe):
         got.extend(bytes(f) for f in reader.read())
     thread.join()
     assert got == messages
+
+
+class _Clock:
+    """A stand-in for ``time`` in ``_frames`` whose ``perf_counter`` moves ``step`` seconds per reading."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_lingering_reader_catches_a_message_sent_while_it_polls(pipe):
+    sender, receiver = pipe
+    reader = FrameReader(receiver, linger=30.0)  # far longer than the thread takes to send
+    got = []
+    thread = threading.Thread(target=lambda: got.extend(bytes(f) for f in reader.read()))
+    thread.start()
+    sender.send_bytes(b"soon")
+    thread.join()
+    assert got == [b"soon"]
+    assert reader.caught == 1
+
+
+def test_a_reader_lingers_again_only_while_messages_come_within_its_linger(pipe, monkeypatch):
+    from stemnb import _frames
+
+    sender, receiver = pipe
+    clock = _Clock(step=1.0)  # every wait looks a second long: longer than the linger
+    monkeypatch.setattr(_frames, "time", clock)
+    reader = FrameReader(receiver, linger=0.01)
+    sender.send_bytes(b"first")
+    assert [bytes(f) for f in reader.read()] == [b"first"]
+    assert reader.caught == 1  # no wait was seen yet: it lingered, and the message was there
+    sender.send_bytes(b"late")
+    assert [bytes(f) for f in reader.read()] == [b"late"]
+    assert reader.caught == 1  # the last wait was longer than the linger: it read at once
+    clock.step = 0.001  # waits now look short
+    sender.send_bytes(b"third")
+    assert [bytes(f) for f in reader.read()] == [b"third"]
+    assert reader.caught == 1  # the wait before this read was still the long one
+    sender.send_bytes(b"fourth")
+    assert [bytes(f) for f in reader.read()] == [b"fourth"]
+    assert reader.caught == 2  # after a short wait it lingers again
+
+
+def test_a_reader_without_linger_never_polls(pipe):
+    sender, receiver = pipe
+    reader = FrameReader(receiver)
+    for word in (b"a", b"b"):
+        sender.send_bytes(word)
+        assert [bytes(f) for f in reader.read()] == [word]
+    assert reader.caught == 0
+
+
+def test_a_lingering_reader_raises_eoferror_once_the_other_end_closes(pipe):
+    sender, receiver = pipe
+    reader = FrameReader(receiver, linger=30.0)
+    sender.close()
+    with pytest.raises(EOFError):
+        reader.read()
