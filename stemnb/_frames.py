@@ -8,10 +8,11 @@ when there is only one. It reads Connection's own framing (a 4-byte big-endian l
 
 A reader may *linger*: once it has handed out every message, it polls the connection for a short
 while before it sleeps in ``read``, as long as the last message it waited for came within that
-while. Waking a sleeping process costs tens of microseconds (more on a virtual machine, where an
-idle CPU is handed back to the host), a large part of a call's round trip; a process that keeps
+while. Waking a sleeping thread costs tens of microseconds (more on a virtual machine, where an
+idle CPU is handed back to the host), a large part of a call's round trip; a reader that keeps
 getting its next message soon after the last never sleeps, and one whose messages come seldom
-sleeps at once.
+sleeps at once. Readers that share a ``gate`` (a lock) linger one at a time: threads of one
+process that all polled would take turns at the GIL for nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ class FrameReader:
     this reader may read from the connection once it exists (it keeps what it read ahead).
     """
 
-    def __init__(self, conn: Connection, linger: float = 0.0) -> None:
-        """``linger``: seconds to poll for the next message before sleeping (see the module)."""
+    def __init__(self, conn: Connection, linger: float = 0.0, gate: Any = None) -> None:
+        """``linger``: seconds to poll for the next message before sleeping; ``gate``: a lock
+        held while lingering, shared by readers that must not linger at once (see the module)."""
         self._fd = conn.fileno()
         self._area = mmap.mmap(-1, _CHUNK)
         self._view = memoryview(self._area)
@@ -50,6 +52,7 @@ class FrameReader:
         if linger > 0:
             self._poll = select.poll()
             self._poll.register(self._fd, select.POLLIN)
+        self._gate = gate
         self._last_wait = 0.0  # seconds the last wait for a message took
         self.caught = 0  # messages that came while lingering, instead of waking this reader
 
@@ -77,13 +80,21 @@ class FrameReader:
             self._end += n
 
     def _linger_until(self, deadline: float) -> bool:
-        """Poll until the connection has something to read (True) or ``deadline`` passes (False)."""
-        poll = self._poll.poll
-        while not poll(0):
-            if time.perf_counter() >= deadline:
-                return False
-            os.sched_yield()  # another thread or process waiting for this CPU goes first
-        return True
+        """Poll until the connection has something to read (True) or ``deadline`` passes (False);
+        False at once while another reader of the same gate lingers."""
+        gate = self._gate
+        if gate is not None and not gate.acquire(False):
+            return False
+        try:
+            poll = self._poll.poll
+            while not poll(0):
+                if time.perf_counter() >= deadline:
+                    return False
+                os.sched_yield()  # another thread or process waiting for this CPU goes first
+            return True
+        finally:
+            if gate is not None:
+                gate.release()
 
     def _split(self) -> list[bytes | bytearray]:
         area, pos, end = self._area, self._start, self._end

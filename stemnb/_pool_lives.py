@@ -28,6 +28,10 @@ from ._shm import SegmentCache, sweep_pid
 _MAX_SPAWN_FAILURES = 3
 
 _settling = threading.local()  # .on: this reader thread is settling a call's future, outside the lock
+LINGER = 300e-6
+"""Seconds a reader thread polls for its process's next message before it sleeps, while they come that
+soon (see ``_frames``); one reader of this process lingers at a time (``_LINGER_GATE``)."""
+_LINGER_GATE = threading.Lock()
 
 
 def take_settling() -> bool:
@@ -42,6 +46,9 @@ def take_settling() -> bool:
 
 class ProcessLives:
     """The pool's per-process threads and their book-keeping (see the module's docstring)."""
+
+    #: seconds each reader thread lingers for its process's next message (0: it sleeps at once)
+    reader_linger: float = LINGER
 
     # the pool's state, set by IsolatePool.__init__
     debug_name: str
@@ -104,7 +111,7 @@ class ProcessLives:
     def _read(self, worker: _Worker) -> None:
         conn = worker.child.conn  # type: ignore[union-attr]
         assert conn is not None, "a worker is read only once it has connected"
-        reader = FrameReader(conn)
+        reader = FrameReader(conn, linger=self.reader_linger, gate=_LINGER_GATE)
         while True:
             try:
                 frames = reader.read()

@@ -129,3 +129,17 @@ def test_a_lingering_reader_raises_eoferror_once_the_other_end_closes(pipe):
     sender.close()
     with pytest.raises(EOFError):
         reader.read()
+
+
+def test_readers_sharing_a_gate_linger_one_at_a_time(pipe):
+    sender, receiver = pipe
+    gate = threading.Lock()
+    reader = FrameReader(receiver, linger=30.0, gate=gate)
+    sender.send_bytes(b"waiting")
+    with gate:  # another reader of the gate lingers now: this one reads without polling first
+        assert [bytes(f) for f in reader.read()] == [b"waiting"]
+    assert reader.caught == 0
+    sender.send_bytes(b"next")
+    assert [bytes(f) for f in reader.read()] == [b"next"]
+    assert reader.caught == 1  # the gate was free: it polled, and found the message at once
+    assert gate.acquire(False)  # and it let the gate go
