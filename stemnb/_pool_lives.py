@@ -48,7 +48,7 @@ class ProcessLives:
     """The pool's per-process threads and their book-keeping (see the module's docstring)."""
 
     #: seconds each reader thread lingers for its process's next message (0: it sleeps at once)
-    reader_linger: float = LINGER
+    _reader_linger: float = LINGER
 
     # the pool's state, set by IsolatePool.__init__
     debug_name: str
@@ -111,7 +111,7 @@ class ProcessLives:
     def _read(self, worker: _Worker) -> None:
         conn = worker.child.conn  # type: ignore[union-attr]
         assert conn is not None, "a worker is read only once it has connected"
-        reader = FrameReader(conn, linger=self.reader_linger, gate=_LINGER_GATE)
+        reader = FrameReader(conn, linger=self._reader_linger, gate=_LINGER_GATE)
         while True:
             try:
                 frames = reader.read()

@@ -35,7 +35,7 @@ class _HandlerPool(IsolatePool):
     worker's own threads want the GIL between results, and it stages each isolate's next task ahead
     anyway (with lingering readers a task worker ran 3-8 % fewer tasks per second)."""
 
-    reader_linger = 0.0
+    _reader_linger = 0.0
 
 
 class TaskIsolatePool:
