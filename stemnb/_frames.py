@@ -17,14 +17,18 @@ process that all polled would take turns at the GIL for nothing.
 
 from __future__ import annotations
 
+import _thread
 import mmap
 import os
 import select
 import struct
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
+LINGER = 300e-6
+"""Seconds a pool process and a pool's reader thread poll for their next message before they sleep:
+longer than a caller takes to send the next call after a result (tens of microseconds), short
+enough that a pool whose calls come seldom spends next to nothing on it."""
 _CHUNK = 256 * 1024
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")
@@ -39,7 +43,7 @@ class FrameReader:
     this reader may read from the connection once it exists (it keeps what it read ahead).
     """
 
-    def __init__(self, conn: Connection, linger: float = 0.0, gate: Any = None) -> None:
+    def __init__(self, conn: Connection, linger: float = 0.0, gate: _thread.LockType | None = None) -> None:
         """``linger``: seconds to poll for the next message before sleeping; ``gate``: a lock
         held while lingering, shared by readers that must not linger at once (see the module)."""
         self._fd = conn.fileno()
@@ -48,7 +52,7 @@ class FrameReader:
         self._start = 0  # the first byte not yet handed out
         self._end = 0  # the end of what was read
         self._linger = linger
-        self._poll: Any = None
+        self._poll: select.poll | None = None
         if linger > 0:
             self._poll = select.poll()
             self._poll.register(self._fd, select.POLLIN)
@@ -86,7 +90,7 @@ class FrameReader:
         if gate is not None and not gate.acquire(False):
             return False
         try:
-            poll = self._poll.poll
+            poll = self._poll.poll  # type: ignore[union-attr]  # set whenever linger is
             while not poll(0):
                 if time.perf_counter() >= deadline:
                     return False

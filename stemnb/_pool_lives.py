@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ClosedError, IsolateExitedError
-from ._frames import FrameReader
+from ._frames import LINGER, FrameReader
 from ._output import capture_origin
 from ._pool_helpers import _outcome
 from ._pool_records import _Call, _Worker, send_buffer_bytes
@@ -28,10 +28,7 @@ from ._shm import SegmentCache, sweep_pid
 _MAX_SPAWN_FAILURES = 3
 
 _settling = threading.local()  # .on: this reader thread is settling a call's future, outside the lock
-LINGER = 300e-6
-"""Seconds a reader thread polls for its process's next message before it sleeps, while they come that
-soon (see ``_frames``); one reader of this process lingers at a time (``_LINGER_GATE``)."""
-_LINGER_GATE = threading.Lock()
+_LINGER_GATE = threading.Lock()  # one pool reader of this process lingers at a time (see _frames)
 
 
 def take_settling() -> bool:

@@ -26,18 +26,13 @@ from typing import Any
 import cloudpickle
 
 from ._exceptions import SerializationError
-from ._frames import FrameReader
+from ._frames import LINGER, FrameReader
 from ._output import ForwardStream
 from ._plain import SCALARS
 from ._priority import lower_priority
 from ._runtime import rss_bytes
 from ._serialize import Payload, dumps, loads_call
 from ._shm import SegmentCache
-
-LINGER = 300e-6
-"""Seconds a worker polls for its next call before it sleeps, while calls come that soon (see
-``_frames``): with a caller that waits for each result and sends the next call at once, a sleeping
-worker woken for every call made a round trip half as long again."""
 
 
 class _Channel:
