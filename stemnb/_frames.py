@@ -26,9 +26,11 @@ import time
 from multiprocessing.connection import Connection
 
 LINGER = 300e-6
-"""Seconds a pool process and a pool's reader thread poll for their next message before they sleep:
-longer than a caller takes to send the next call after a result (tens of microseconds), short
-enough that a pool whose calls come seldom spends next to nothing on it."""
+"""Seconds a pool process, a pool's reader thread and a port hub's reader poll for their next
+message before they sleep: longer than a caller takes to send the next call after a result (tens
+of microseconds), short enough that messages that come seldom cost next to nothing."""
+GATE = _thread.allocate_lock()
+"""The gate of this process's reader threads: one of them lingers at a time."""
 _CHUNK = 256 * 1024
 _SHORT = struct.Struct("!i")
 _LONG = struct.Struct("!Q")

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import _shm
+from ._frames import GATE, LINGER, FrameReader
 from ._process import connect, listener
 from ._serialize import Payload, discard
 from ._shm import SegmentRef
@@ -69,13 +70,16 @@ class Hub:
         threading.Thread(target=self._read, args=(conn,), daemon=True, name="stemnb-hub-reader").start()
 
     def _read(self, conn: Connection) -> None:
+        reader = FrameReader(conn, linger=LINGER, gate=GATE)  # awake for a reply that comes soon
         while True:
             try:
-                port_id, payload = pickle.loads(conn.recv_bytes())
+                frames = reader.read()
             except (EOFError, OSError):
                 conn.close()
                 return
-            self.deliver(port_id, payload)
+            for frame in frames:
+                port_id, payload = pickle.loads(frame)
+                self.deliver(port_id, payload)
 
     # -- outgoing -------------------------------------------------------------------------------
     def send(self, address: str, port_id: int, payload: Payload) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ClosedError, IsolateExitedError
-from ._frames import LINGER, FrameReader
+from ._frames import GATE, LINGER, FrameReader
 from ._output import capture_origin
 from ._pool_helpers import _outcome
 from ._pool_records import _Call, _Worker, send_buffer_bytes
@@ -28,7 +28,6 @@ from ._shm import SegmentCache, sweep_pid
 _MAX_SPAWN_FAILURES = 3
 
 _settling = threading.local()  # .on: this reader thread is settling a call's future, outside the lock
-_LINGER_GATE = threading.Lock()  # one pool reader of this process lingers at a time (see _frames)
 
 
 def take_settling() -> bool:
@@ -108,7 +107,7 @@ class ProcessLives:
     def _read(self, worker: _Worker) -> None:
         conn = worker.child.conn  # type: ignore[union-attr]
         assert conn is not None, "a worker is read only once it has connected"
-        reader = FrameReader(conn, linger=self._reader_linger, gate=_LINGER_GATE)
+        reader = FrameReader(conn, linger=self._reader_linger, gate=GATE)
         while True:
             try:
                 frames = reader.read()
