@@ -187,3 +187,15 @@ def test_percentiles_are_by_nearest_rank():
 def test_gaps_bench_rejects_an_unknown_system_by_name():
     with pytest.raises(ValueError, match="unknown system 'celery'"):
         gaps.measure_system("celery", 10)
+
+
+def test_ports_bench_times_a_stemnb_port_ping_pong_at_a_tiny_size(tmp_path, monkeypatch):
+    from bench import ports
+
+    monkeypatch.setattr(_harness, "RESULTS", tmp_path)
+    assert ports.main(["--systems", "stemnb-port", "--quick"]) == 0
+    (report,) = tmp_path.glob("ports-*.md")
+    (row,) = [line for line in report.read_text().splitlines() if line.startswith("| stemnb-port")]
+    median_us, p99_us, error = (cell.strip() for cell in row.split("|")[2:5])
+    assert error == ""
+    assert 0 < float(median_us.replace(",", "")) <= float(p99_us.replace(",", ""))
