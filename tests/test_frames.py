@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -143,3 +146,14 @@ def test_readers_sharing_a_gate_linger_one_at_a_time(pipe):
     assert [bytes(f) for f in reader.read()] == [b"next"]
     assert reader.caught == 1  # the gate was free: it polled, and found the message at once
     assert gate.acquire(False)  # and it let the gate go
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_a_process_bound_to_one_cpu_does_not_linger():
+    code = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); from stemnb import _frames; print(_frames.LINGER)"
+    single = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(single.stdout) == 0.0
+    if len(os.sched_getaffinity(0)) > 1:
+        from stemnb import _frames
+
+        assert _frames.LINGER > 0
