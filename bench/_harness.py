@@ -308,6 +308,24 @@ def simple_table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str
     return lines
 
 
+def short_head(title: str) -> list[str]:
+    """The head of a small benchmark's report: its title with the UTC time, then the machine."""
+    facts = machine_facts()
+    return [
+        f"# {title} — {utc_now()}",
+        "",
+        "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}; load average at start "
+        "{load_at_start}.".format(**facts),
+        "",
+    ]
+
+
+def publish(name: str, lines: Sequence[str]) -> None:
+    """Print the report, write it (see :func:`write_report`) and say where, on stderr."""
+    print("\n".join(lines))
+    print(f"\nwritten to {write_report(name, lines)}", file=sys.stderr)
+
+
 def write_report(name: str, lines: Sequence[str], out_dir: Path | None = None) -> Path:
     """Write the report to ``bench/results/<name>-<UTC date and time>.md`` and return its path."""
     out_dir = out_dir or RESULTS

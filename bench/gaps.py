@@ -143,8 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     systems = h.chosen_systems(parser, args.systems, [s for s in TASK_SYSTEMS if s in ALL_SYSTEMS])
     _, lines = run(systems, tasks=QUICK_TASKS if args.quick else FULL_TASKS, rounds=args.rounds)
-    print("\n".join(lines))
-    print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)
+    h.publish(args.name, lines)
 
 
 if __name__ == "__main__":

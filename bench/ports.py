@@ -109,11 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rows.append([name, f"{doc['median_us']:,.1f}", f"{doc['p99_us']:,.1f}", ""])
     lines = [
-        f"# Port round trips — {h.utc_now()}",
-        "",
-        "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}; load average at start "
-        "{load_at_start}.".format(**h.machine_facts()),
-        "",
+        *h.short_head("Port round trips"),
         f"{size['n']:,} requests of an int, each sent once the last reply came, after {size['warmup']} "
         f"untimed (median over {args.rounds} round(s)).",
         "",
@@ -121,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Versions: {h.versions(['stemnb', 'ray'])}",
     ]
-    path = h.write_report(args.name, lines)
-    print("\n".join(lines))
-    print(f"\nwritten to {path}", file=sys.stderr)
+    h.publish(args.name, lines)
     return 0
 
 

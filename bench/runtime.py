@@ -495,8 +495,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     systems = h.chosen_systems(parser, args.systems, SYSTEMS)
     only = h.chosen_systems(parser, args.only, WORKLOADS, "workloads") if args.only else []
     _, lines = run(systems, quick=args.quick, cold=not args.no_cold, rounds=args.rounds, only=only)
-    print("\n".join(lines))
-    print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)
+    h.publish(args.name, lines)
 
 
 if __name__ == "__main__":

@@ -237,8 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     systems = h.chosen_systems(parser, args.systems, TASK_SYSTEMS)
     _, lines = run(systems, quick=args.quick, rounds=args.rounds)
-    print("\n".join(lines))
-    print(f"\nwritten to {h.write_report(args.name, lines)}", file=sys.stderr)
+    h.publish(args.name, lines)
 
 
 if __name__ == "__main__":

@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"×{doc['wall_s'] / best:.2f}" if best else ""
         rows.append([name, f"{doc['wall_s'] * 1e3:,.0f}", int(doc["blas_threads"]), ratio, ""])
     lines = [
-        f"# BLAS oversubscription — {h.utc_now()}",
-        "",
-        "Machine: {cpu}, {cores} cores, {ram_gib} GiB RAM, Python {python}; load average at start "
-        "{load_at_start}.".format(**h.machine_facts()),
-        "",
+        *h.short_head("BLAS oversubscription"),
         f"{size['tasks']} × `a @ a` on a {size['n']}×{size['n']} float64 array, on a 2-process pool "
         f"(median of {size['repeats']} after a warm-up; median over {args.rounds} round(s)). "
         "`serial` is one process with every core to its BLAS: the machine's own speed for this work.",
@@ -114,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Versions: {h.versions(['numpy', 'stemnb', 'loky', 'joblib', 'threadpoolctl'])}",
     ]
-    path = h.write_report(args.name, lines)
-    print("\n".join(lines))
-    print(f"\nwritten to {path}", file=sys.stderr)
+    h.publish(args.name, lines)
     return 0
 
 
