@@ -37,7 +37,7 @@ def _cpus() -> int:
 LINGER = 300e-6 if _cpus() > 1 else 0.0
 """Seconds a pool process, a pool's reader thread and a port hub's reader poll for their next
 message before they sleep: longer than a caller takes to send the next call after a result (tens
-of microseconds), short enough that messages that come seldom cost next to nothing. None on a
+of microseconds), short enough that messages that come seldom cost next to nothing. Zero on a
 single CPU, where the message awaited can only come once the poller gives the CPU up."""
 GATE = _thread.allocate_lock()
 """The gate of this process's reader threads: one of them lingers at a time."""
